@@ -1,0 +1,90 @@
+"""Finding the line of a problem in a CSV file, after the fast parser failed.
+
+The streaming parser says *that* a file is bad, not always *where*. These checks
+re-read the file once, only on that error path, and name the first bad line.
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "bad.csv"
+>>> _ = p.write_bytes(b"a,b\\n1,2\\n3,4,5\\n")
+>>> print(locate_problem([p]))
+bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+from pathlib import Path
+
+BLOCK = 1 << 24
+
+
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def first_invalid_utf8(path: Path) -> str | None:
+    """The first line holding bytes that are not UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before = 0
+    with _open_bytes(path) as f:
+        while block := f.read(BLOCK):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line = lines_before + block.count(b"\n", 0, exc.start) + 1
+                return (
+                    f"{path.name}, line {line}: invalid UTF-8 bytes {block[exc.start : exc.end]!r}. "
+                    "Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                )
+            lines_before += block.count(b"\n")
+    return None
+
+
+def first_ragged_row(path: Path) -> str | None:
+    """The first row whose field count differs from the header's, or None."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    found: list[str] = []
+
+    def on_invalid(row) -> str:
+        if not found:
+            line = row.number if row.number is not None else "?"
+            found.append(
+                f"{path.name}, line {line}: expected {row.expected_columns} fields, "
+                f"found {row.actual_columns} ({row.text.strip()[:80]}). Fix or remove that row."
+            )
+        return "skip"
+
+    with _open_bytes(path) as f:
+        header = f.readline().decode("utf-8", "replace")
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in _header_names(header)}, strings_can_be_null=True
+    )
+    parse = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    read = pacsv.ReadOptions(use_threads=False)  # row numbers are known only when unthreaded
+    reader = pacsv.open_csv(
+        str(path), read_options=read, parse_options=parse, convert_options=convert
+    )
+    for _ in reader:
+        if found:
+            break
+    return found[0] if found else None
+
+
+def _header_names(header: str) -> list[str]:
+    import csv
+
+    return next(csv.reader([header]))
+
+
+def locate_problem(paths: list[Path]) -> str | None:
+    """Describe the first invalid-UTF-8 or ragged line among CSV ``paths``."""
+    for path in paths:
+        if path.suffix in (".parquet", ".pq"):
+            continue
+        problem = first_invalid_utf8(path) or first_ragged_row(path)
+        if problem:
+            return problem
+    return None

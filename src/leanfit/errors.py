@@ -1,0 +1,44 @@
+"""The one exception tree of leanfit.
+
+::
+
+    LeanfitError
+    ├── InputError (ValueError)            bad or unreadable input data
+    │   └── SchemaMismatch                 data does not match the schema it is used with
+    ├── ConfigError (ValueError)           a bad option or parameter value
+    ├── BundleError (ValueError)           a model bundle that is corrupt or unsafe
+    └── MemoryBudgetExceeded (MemoryError) a memory limit that cannot be honoured
+
+Every message says who complains, what is wrong, where (file, line, column) and,
+when known, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class LeanfitError(Exception):
+    """Root of every error leanfit raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(LeanfitError, ValueError):
+    """The input data is missing, empty, malformed or inconsistent."""
+
+
+class SchemaMismatch(InputError):
+    """The data does not match the schema or model it is used with."""
+
+
+class ConfigError(LeanfitError, ValueError):
+    """An option or parameter has a value leanfit cannot use."""
+
+
+class BundleError(LeanfitError, ValueError):
+    """A model bundle is corrupt, of an unknown version, or unsafe to load."""
+
+
+class MemoryBudgetExceeded(LeanfitError, MemoryError):
+    """The memory limit is too small for the run, or was exceeded."""
+
+    exit_code = 2

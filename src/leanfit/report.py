@@ -1,0 +1,99 @@
+"""Human-readable reports and JSON summaries of the commands' results."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from leanfit.schema import Schema, bytes_per_row
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def inspect_summary(schema: Schema, out: str | None) -> dict:
+    pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
+    chosen_row = sum(bytes_per_row(c) for c in schema.columns)
+    return {
+        "sources": schema.sources,
+        "rows": schema.rows,
+        "columns": len(schema.columns),
+        "features": len(schema.features),
+        "schema_path": out,
+        "target": schema.target,
+        "classes": schema.classes,
+        "class_counts": schema.class_counts,
+        "bytes_per_row_pandas_default": round(pandas_row, 2),
+        "bytes_per_row_chosen": round(chosen_row, 2),
+        "warnings": schema.warnings + [f"{c.name}: {c.note}" for c in schema.columns if c.note],
+        "kinds": {c.name: c.kind for c in schema.columns},
+        "storage": {c.name: c.storage for c in schema.columns},
+    }
+
+
+def show_inspect(schema: Schema, summary: dict) -> None:
+    table = Table(title=f"{schema.rows:,} rows in {', '.join(schema.sources)}")
+    for header in (
+        "column",
+        "kind",
+        "storage",
+        "nulls",
+        "min",
+        "max",
+        "mean",
+        "std",
+        "distinct",
+        "B/row pandas",
+        "B/row chosen",
+    ):
+        table.add_column(
+            header, justify="left" if header in ("column", "kind", "storage") else "right"
+        )
+    for c in schema.columns:
+        distinct = "" if c.distinct is None else f"{'' if c.distinct_exact else '~'}{c.distinct:,}"
+        table.add_row(
+            c.name + ("" if c.feature else " (not a feature)"),
+            c.kind,
+            c.storage,
+            f"{c.nulls:,}",
+            _fmt(c.min),
+            _fmt(c.max),
+            _fmt(c.mean),
+            _fmt(c.std),
+            distinct,
+            f"{bytes_per_row(c, pandas_default=True):.2f}",
+            f"{bytes_per_row(c):.2f}",
+        )
+    console.print(table)
+    pandas_row, chosen_row = (
+        summary["bytes_per_row_pandas_default"],
+        summary["bytes_per_row_chosen"],
+    )
+    console.print(
+        f"Memory per row: {pandas_row:.1f} B as pandas loads it by default, {chosen_row:.1f} B "
+        f"with the chosen types ({chosen_row / pandas_row:.0%})."
+    )
+    if schema.target:
+        counts = ", ".join(f"{k}: {n:,}" for k, n in zip(schema.classes, schema.class_counts))
+        console.print(f"Target '{schema.target}': {counts}")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]Warning:[/yellow] {warning}")
+    if summary["schema_path"]:
+        console.print(f"Schema written to {summary['schema_path']}")
+
+
+def show_shrink(s: dict) -> None:
+    console.print(
+        f"{s['rows']:,} rows: {s['input_bytes'] / 1e6:,.1f} MB on disk -> {s['output_bytes'] / 1e6:,.1f} MB "
+        f"Parquet ({s['output']}).\nIn memory: {s['memory_bytes_pandas_default'] / 1e6:,.1f} MB as pandas "
+        f"loads it by default -> {s['memory_bytes_chosen'] / 1e6:,.1f} MB with the chosen types."
+    )
