@@ -13,9 +13,11 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
+from leanfit.predict import Model, evaluate, load, predict
 from leanfit.schema import Column, Schema, inspect
 from leanfit.shrink import shrink
 from leanfit.synth import generate_batches, write_data
+from leanfit.train import TrainOptions, train
 
 __all__ = [
     "BundleError",
@@ -24,10 +26,16 @@ __all__ = [
     "InputError",
     "LeanfitError",
     "MemoryBudgetExceeded",
+    "Model",
     "Schema",
     "SchemaMismatch",
+    "TrainOptions",
+    "evaluate",
     "generate_batches",
     "inspect",
+    "load",
+    "predict",
     "shrink",
+    "train",
     "write_data",
 ]

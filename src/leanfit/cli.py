@@ -156,5 +156,161 @@ def shrink_(data, out, schema_path):
     return shrink(data, out, schema), show_shrink
 
 
+MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
+
+
+@main.command("train")
+@DATA
+@click.option("--target", "-t", help="The label column (required unless --schema has one).")
+@click.option(
+    "--schema",
+    "schema_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="schema.json from `leanfit inspect` [default: inspect DATA first].",
+)
+@click.option(
+    "--model",
+    "-m",
+    type=click.Choice(
+        ["sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic"]
+    ),
+    default="sgd",
+    show_default=True,
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Passes over the training rows (incremental models).",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of rows held out for evaluation (0: none).",
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["balanced"]),
+    default=None,
+    help="Weight classes inversely to their counts in the schema.",
+)
+@click.option(
+    "--split-by", help="Hash this key column for the holdout split [default: row number]."
+)
+@click.option("--drop", multiple=True, help="Leave this column out (repeatable).")
+@click.option(
+    "--C",
+    "C",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Inverse L2 strength of --model logistic.",
+)
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(min=1),
+    default=131_072,
+    show_default=True,
+    help="Rows per chunk; memory grows with it.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default="model.leanfit",
+    show_default=True,
+    help="Where to save the model bundle.",
+)
+@command
+def train_(
+    data,
+    target,
+    schema_path,
+    model,
+    epochs,
+    holdout,
+    class_weight,
+    split_by,
+    drop,
+    C,
+    batch_rows,
+    seed,
+    out,
+):
+    """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
+
+    \b
+    Example:
+      leanfit train data/train.csv --target label --model sgd --epochs 3 --out churn.leanfit
+    """
+    from leanfit.report import progress_printer, show_train
+    from leanfit.schema import Schema
+    from leanfit.train import TrainOptions, train
+
+    options = TrainOptions(
+        model=model,
+        epochs=epochs,
+        holdout=holdout,
+        class_weight=class_weight,
+        seed=seed,
+        split_by=split_by,
+        drop=tuple(drop),
+        batch_rows=batch_rows,
+        C=C,
+    )
+    schema = Schema.from_json(schema_path) if schema_path else None
+    summary = train(
+        data, target, schema=schema, out=out, options=options, progress=progress_printer()
+    )
+    return summary, show_train
+
+
+@main.command("evaluate")
+@MODEL
+@DATA
+@command
+def evaluate_(model, data):
+    """Metrics of MODEL on labelled DATA, in one streaming pass.
+
+    \b
+    Example:
+      leanfit evaluate churn.leanfit data/test.csv
+    """
+    from leanfit.predict import evaluate
+    from leanfit.report import show_evaluate
+
+    return evaluate(model, data), show_evaluate
+
+
+@main.command("predict")
+@MODEL
+@DATA
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Predictions file: .csv, .csv.gz or .parquet.",
+)
+@click.option("--proba", is_flag=True, help="Add one probability column per class.")
+@click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
+@command
+def predict_(model, data, out, proba, keep):
+    """Stream predictions of MODEL for DATA into a file.
+
+    \b
+    Example:
+      leanfit predict churn.leanfit data/new.csv --out preds.parquet --proba --keep customer_id
+    """
+    from leanfit.predict import predict
+
+    summary = predict(model, data, out, proba=proba, keep=tuple(keep))
+    return summary, lambda s: click.echo(f"wrote {s['rows']:,} predictions to {s['output']}")
+
+
 if __name__ == "__main__":
     main()

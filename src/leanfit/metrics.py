@@ -50,7 +50,7 @@ class StreamingMetrics:
         More bins give a smaller ``auc_error_bound`` (2**16 bins: 1 MiB per class).
     """
 
-    def __init__(self, n_classes: int, *, bins: int = 4096) -> None:
+    def __init__(self, n_classes: int, *, bins: int = 65536) -> None:
         for name, value, low in (("n_classes", n_classes, 2), ("bins", bins, 1)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise ConfigError(

@@ -97,3 +97,70 @@ def show_shrink(s: dict) -> None:
         f"Parquet ({s['output']}).\nIn memory: {s['memory_bytes_pandas_default'] / 1e6:,.1f} MB as pandas "
         f"loads it by default -> {s['memory_bytes_chosen'] / 1e6:,.1f} MB with the chosen types."
     )
+
+
+def progress_printer(every: float = 2.0):
+    """A progress callback that prints to stderr at most every ``every`` seconds."""
+    import time
+
+    err = Console(stderr=True, highlight=False)
+    last = [0.0]
+
+    def show(event: dict) -> None:
+        now = time.perf_counter()
+        if event["stage"] == "epoch":
+            err.print(f"epoch {event['epoch']}: holdout log loss {event['holdout_log_loss']:.5f}")
+        elif now - last[0] >= every:
+            last[0] = now
+            if event["stage"] == "lbfgs":
+                err.print(f"L-BFGS pass {event['iteration']}: loss {event['loss']:.6f}")
+            else:
+                err.print(
+                    f"epoch {event['epoch']}: {event['rows']:,} rows, {event['rows_per_s']:,.0f} rows/s"
+                )
+
+    return show
+
+
+METRIC_LINES = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "f1_macro",
+    "log_loss",
+    "brier_score",
+    "roc_auc",
+    "average_precision",
+)
+
+
+def show_metrics(metrics: dict | None) -> None:
+    if not metrics:
+        console.print("No holdout rows: no metrics (use --holdout > 0).")
+        return
+    table = Table(title=f"metrics on {metrics['n_rows']:,} rows")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in METRIC_LINES:
+        if metrics.get(key) is not None:
+            table.add_row(key, f"{metrics[key]:.5f}")
+    console.print(table)
+    console.print(
+        f"confusion matrix (rows: true, columns: predicted): {metrics['confusion_matrix']}"
+    )
+
+
+def show_train(s: dict) -> None:
+    console.print(
+        f"trained {s['model']} on {s['rows_train']:,} rows ({s['features']:,} features, "
+        f"{'sparse' if s['sparse'] else 'dense'}); held out {s['rows_holdout']:,} rows."
+    )
+    if s["dropped"]:
+        console.print(f"not used as features: {', '.join(s['dropped'])}")
+    show_metrics(s["metrics"])
+    if s.get("model_path"):
+        console.print(f"model saved to {s['model_path']}")
+
+
+def show_evaluate(s: dict) -> None:
+    show_metrics(s["metrics"])

@@ -1,0 +1,239 @@
+"""Streaming preprocessing fitted from the schema's statistics, with no extra pass.
+
+* numbers: mean imputation and standardisation from the schema's mean and std,
+  optionally a missing-indicator column;
+* booleans: 0/1, missing to the mean;
+* dates: days since 1970 (standardised), month and weekday;
+* categoricals: one-hot over the schema's categories plus one "unknown" slot;
+* high-cardinality text: the hashing trick into ``hash_width`` slots (a stable
+  CRC32 of the category text, fixed at fit time), plus an "unknown" slot;
+* id, constant and dropped columns: left out (and listed in ``dropped``).
+
+Blocks are float32: dense, or CSR when the one-hot and hashed part is wide
+(each categorical contributes one nonzero per row, however wide it is).
+
+>>> from leanfit.schema import Column, Schema
+>>> cols = [Column("x", "float", "float32", "Float64", 3, 0, mean=2.0, std=1.0),
+...         Column("c", "categorical", "dictionary<uint8>", "String", 3, 0,
+...                categories=["a", "b"])]
+>>> enc = Encoder.from_schema(Schema(sources=[], rows=3, columns=cols))
+>>> enc.feature_names
+['x', 'c=a', 'c=b', 'c=<unknown>']
+>>> import polars as pl
+>>> enc.transform(pl.DataFrame({"x": [1.0, None, 3.0], "c": ["b", "a", "zz"]})).tolist()
+[[-1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from leanfit.errors import ConfigError, SchemaMismatch
+from leanfit.schema import Schema
+
+NUMERIC_KINDS = ("integer", "float")
+DENSE_MAX_WIDTH_RATIO = 4
+
+
+@dataclass
+class Encoder:
+    """Parameters of the streaming encoder; JSON-serialisable, no code."""
+
+    numeric: list[dict] = field(default_factory=list)  # name, mean, std, indicator
+    categorical: list[dict] = field(default_factory=list)  # name, levels, slots, hashed
+    dates: list[dict] = field(default_factory=list)  # name, mean, std
+    dropped: list[str] = field(default_factory=list)
+    sparse: bool = False
+
+    @classmethod
+    def from_schema(
+        cls,
+        schema: Schema,
+        *,
+        drop: tuple[str, ...] = (),
+        hash_width: int = 1024,
+        missing_indicators: bool = False,
+    ) -> Encoder:
+        if hash_width < 1:
+            raise ConfigError(f"hash_width must be at least 1. Got {hash_width}.")
+        enc = cls()
+        unknown = sorted(set(drop) - set(schema.names()))
+        if unknown:
+            raise ConfigError(f"--drop names columns not in the data: {unknown}.")
+        for col in schema.columns:
+            if not col.feature or col.name in drop:
+                enc.dropped.append(col.name)
+            elif col.kind in NUMERIC_KINDS or col.kind == "boolean":
+                std = col.std if col.std and np.isfinite(col.std) else 1.0
+                indicator = bool(missing_indicators and col.nulls)
+                enc.numeric.append(
+                    {
+                        "name": col.name,
+                        "mean": float(col.mean or 0.0),
+                        "std": std,
+                        "indicator": indicator,
+                    }
+                )
+            elif col.kind == "datetime":
+                enc.dates.append(_date_stats(col))
+            elif col.categories is not None:
+                enc.categorical.append(_categorical(col.name, col.categories, col.kind, hash_width))
+            else:
+                enc.categorical.append(
+                    {"name": col.name, "levels": [], "slots": [], "width": hash_width + 1}
+                )
+        enc.sparse = enc.n_sparse_width > DENSE_MAX_WIDTH_RATIO * max(enc.n_dense, 1)
+        return enc
+
+    # ------------------------------------------------------------------ shape
+
+    @property
+    def n_dense(self) -> int:
+        return sum(1 + n["indicator"] for n in self.numeric) + 3 * len(self.dates)
+
+    @property
+    def n_sparse_width(self) -> int:
+        return sum(c["width"] for c in self.categorical)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_dense + self.n_sparse_width
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for n in self.numeric:
+            names += [n["name"]] + ([f"{n['name']}=<missing>"] if n["indicator"] else [])
+        for d in self.dates:
+            names += [f"{d['name']}:days", f"{d['name']}:month", f"{d['name']}:weekday"]
+        for c in self.categorical:
+            if c.get("hashed", not c["levels"]):
+                names += [f"{c['name']}#hash{i}" for i in range(c["width"] - 1)]
+            else:
+                names += [f"{c['name']}={level}" for level in c["levels"]]
+            names.append(f"{c['name']}=<unknown>")
+        return names
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [x["name"] for x in self.numeric + self.dates + self.categorical]
+
+    # ------------------------------------------------------------------ transform
+
+    def transform(self, frame: pl.DataFrame) -> np.ndarray | sp.csr_matrix:
+        """Encode one frame into a float32 block (dense or CSR)."""
+        missing = [name for name in self.input_columns if name not in frame.columns]
+        if missing:
+            raise SchemaMismatch(f"feature columns {missing} are missing from the data.")
+        dense = self._dense(frame)
+        if not self.categorical:
+            return sp.csr_matrix(dense) if self.sparse else dense
+        slots = self._slots(frame)
+        if not self.sparse:
+            out = np.zeros((frame.height, self.n_features), dtype=np.float32)
+            out[:, : self.n_dense] = dense
+            np.put_along_axis(out, slots, 1.0, axis=1)
+            return out
+        return _csr(dense, slots, self.n_features)
+
+    def _dense(self, frame: pl.DataFrame) -> np.ndarray:
+        exprs = []
+        for n in self.numeric:
+            c = _numeric_expr(frame, n["name"])
+            exprs.append(((c - n["mean"]) / n["std"]).fill_null(0.0).fill_nan(0.0))
+            if n["indicator"]:
+                exprs.append(c.is_null().cast(pl.Float32))
+        for d in self.dates:
+            c = _date_expr(frame, d["name"])
+            days = c.cast(pl.Int32).cast(pl.Float32)
+            exprs += [
+                ((days - d["mean"]) / d["std"]).fill_null(0.0),
+                ((c.dt.month().cast(pl.Float32) - 6.5) / 3.45).fill_null(0.0),
+                ((c.dt.weekday().cast(pl.Float32) - 4.0) / 2.0).fill_null(0.0),
+            ]
+        if not exprs:
+            return np.zeros((frame.height, 0), dtype=np.float32)
+        exprs = [e.cast(pl.Float32).alias(f"f{i}") for i, e in enumerate(exprs)]
+        try:
+            return frame.select(exprs).to_numpy(order="c")
+        except pl.exceptions.PolarsError as exc:
+            raise SchemaMismatch(
+                f"a feature column has the wrong type: {_first_line(exc)}"
+            ) from None
+
+    def _slots(self, frame: pl.DataFrame) -> np.ndarray:
+        """Column index of the one nonzero of each categorical, per row."""
+        offset = self.n_dense
+        exprs = []
+        for c in self.categorical:
+            text = pl.col(c["name"]).cast(pl.String)
+            slot = text.replace_strict(
+                c["levels"], c["slots"], default=c["width"] - 1, return_dtype=pl.Int32
+            )
+            exprs.append((slot.fill_null(c["width"] - 1) + offset).alias(c["name"]))
+            offset += c["width"]
+        return frame.select(exprs).to_numpy(order="c")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Encoder:
+        return cls(**raw)
+
+
+def _numeric_expr(frame: pl.DataFrame, name: str) -> pl.Expr:
+    dtype = frame.schema[name]
+    c = pl.col(name)
+    if dtype == pl.String:
+        c = c.str.strip_chars().cast(pl.Float32)
+    elif not (dtype.is_numeric() or dtype == pl.Boolean):
+        raise SchemaMismatch(f"column '{name}' holds {dtype} values where numbers were expected.")
+    return c.cast(pl.Float32)
+
+
+def _date_expr(frame: pl.DataFrame, name: str) -> pl.Expr:
+    dtype = frame.schema[name]
+    c = pl.col(name)
+    if dtype == pl.String:
+        return c.str.strip_chars().str.to_date()
+    return c.dt.date() if isinstance(dtype, pl.Datetime) else c.cast(pl.Date)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+def _categorical(name: str, categories: list, kind: str, hash_width: int) -> dict:
+    levels = [str(v) for v in categories]
+    if kind == "categorical":
+        return {
+            "name": name,
+            "levels": levels,
+            "slots": list(range(len(levels))),
+            "width": len(levels) + 1,
+        }
+    slots = [zlib.crc32(level.encode()) % hash_width for level in levels]
+    return {"name": name, "levels": levels, "slots": slots, "width": hash_width + 1, "hashed": True}
+
+
+def _date_stats(col) -> dict:
+    lo, hi = (np.datetime64(str(v)[:10], "D").astype(np.int64) for v in (col.min, col.max))
+    return {"name": col.name, "mean": float(lo + hi) / 2, "std": max(float(hi - lo) / 3.46, 1.0)}
+
+
+def _csr(dense: np.ndarray, slots: np.ndarray, width: int) -> sp.csr_matrix:
+    n, p = dense.shape
+    q = slots.shape[1]
+    indices = np.empty((n, p + q), dtype=np.int32)
+    indices[:, :p] = np.arange(p, dtype=np.int32)
+    indices[:, p:] = slots
+    data = np.ones((n, p + q), dtype=np.float32)
+    data[:, :p] = dense
+    indptr = np.arange(0, n * (p + q) + 1, p + q, dtype=np.int64)
+    return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, width))

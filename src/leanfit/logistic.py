@@ -1,0 +1,302 @@
+"""Exact L2-regularised logistic regression fitted by streaming full-batch L-BFGS.
+
+:class:`ExactLogisticRegression` minimises exactly the objective of scikit-learn's
+``LogisticRegression(C=C, solver="lbfgs")``: with sample weights ``s_i`` (1 if none),
+``S = sum_i s_i`` and coefficients ``W`` (the intercept is not penalised),
+
+    f = sum_i s_i * loss_i / S + ||W||^2 / (2 * C * S).
+
+L-BFGS minimises ``C * S * f = C * sum_i s_i * loss_i + ||W||^2 / 2`` (same minimiser):
+its penalty has unit curvature, so its gradient bounds the coefficient error, and
+``tol`` stops it at a coefficient accuracy of about ``tol`` whatever ``C`` and ``S``
+(scikit-learn applies its ``tol`` to ``f`` itself, i.e. ``C * S`` times more loosely).
+Binary problems use one coefficient vector and the binomial loss, three or more
+classes the full softmax (multinomial) loss with one vector per class, as
+scikit-learn does.
+
+Every loss/gradient evaluation is one pass over a :data:`BlockSource`: a callable that
+starts a new pass and yields ``(X, y, sample_weight)`` blocks, so the data never has
+to be in memory at once. Blocks are cast to float64 one at a time; loss, gradient and
+``S`` are accumulated in float64 during the same pass.
+
+>>> import numpy as np
+>>> X = np.array([[0.0], [1.0], [2.0], [3.0]], dtype=np.float32)
+>>> clf = ExactLogisticRegression(C=10.0).fit(X, np.array([0, 0, 1, 1]))
+>>> clf.predict(np.array([[0.2], [2.8]]))
+array([0, 1])
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize
+from scipy.special import expit, logsumexp, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+Block = NDArray[np.floating[Any]] | sp.csr_matrix | sp.csr_array
+BlockSource = Callable[[], Iterable[tuple[Block, np.ndarray, np.ndarray | None]]]
+Floats = NDArray[np.float64]
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _block_terms(
+    coef: Floats, X: Block, y: np.ndarray, sw: np.ndarray | None, fit_intercept: bool
+) -> tuple[float, Floats, float]:
+    """Weighted loss sum ``sum_i s_i * loss_i``, its gradient and ``sum_i s_i`` of a block.
+
+    ``coef`` is ``(rows, p + fit_intercept)`` with the intercept last; one row means the
+    binomial loss, ``k`` rows the softmax loss. The float64 copy of ``X`` dies on return.
+    """
+    X64 = X.astype(np.float64, copy=False)
+    n, p = X64.shape
+    y = np.asarray(y, dtype=np.intp).ravel()
+    if n and (y.min() < 0 or y.max() >= max(coef.shape[0], 2)):
+        raise ValueError("y must hold class codes 0..n_classes-1")
+    raw = np.asarray(X64 @ coef[:, :p].T)
+    if fit_intercept:
+        raw += coef[:, p]
+    if coef.shape[0] == 1:  # binomial loss on one raw score
+        z, yf = raw[:, 0], y.astype(np.float64)
+        loss = np.logaddexp(0.0, z) - yf * z
+        g = (expit(z) - yf)[:, None]
+    else:  # full softmax
+        lse = logsumexp(raw, axis=1)
+        loss = lse - raw[np.arange(n), y]
+        g = np.exp(raw - lse[:, None])
+        g[np.arange(n), y] -= 1.0
+    if sw is not None:
+        sw = np.asarray(sw, dtype=np.float64).ravel()
+        loss, g = loss * sw, g * sw[:, None]
+    grad = np.empty_like(coef)
+    grad[:, :p] = np.asarray(X64.T @ g).T
+    if fit_intercept:
+        grad[:, p] = g.sum(axis=0)
+    return float(loss.sum()), grad, float(n if sw is None else sw.sum())
+
+
+def _pass(
+    theta: Floats, blocks: BlockSource, shape: tuple[int, int], C: float, fit_intercept: bool
+) -> tuple[float, Floats, float]:
+    """One pass over ``blocks``: ``C * sum_i s_i * loss_i + ||W||^2 / 2``, its gradient
+    (raveled like ``theta``) and scikit-learn's objective ``f`` (that divided by ``C * S``).
+    """
+    coef = theta.reshape(shape)
+    loss, grad, sw_sum = 0.0, np.zeros(shape), 0.0
+    for X, y, sw in blocks():
+        block_loss, block_grad, block_sw = _block_terms(coef, X, y, sw, fit_intercept)
+        loss, grad, sw_sum = loss + block_loss, grad + block_grad, sw_sum + block_sw
+    if sw_sum <= 0:
+        raise ValueError("the blocks hold no samples (or only zero sample weights)")
+    W = coef[:, : shape[1] - int(fit_intercept)]
+    objective = C * loss + 0.5 * float(np.sum(W * W))
+    grad *= C
+    grad[:, : W.shape[1]] += W
+    return objective, grad.ravel(), objective / (C * sw_sum)
+
+
+class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
+    """L2-regularised logistic regression, exact, fitted by streaming full-batch L-BFGS.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength, as in scikit-learn's ``LogisticRegression``.
+    tol : float, default=1e-6
+        L-BFGS stops when every gradient component of ``C * sum_i s_i * loss_i +
+        ||W||^2 / 2`` is at most ``tol`` (coefficients then accurate to about ``tol``),
+        or when the objective no longer decreases (``ftol = 64 * eps``).
+    max_iter : int, default=200
+        Maximum number of L-BFGS iterations.
+    fit_intercept : bool, default=True
+        Whether to fit an (unpenalised) intercept.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Coefficients; one row for binary problems (for ``classes_[1]``).
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Intercepts (zeros if ``fit_intercept=False``).
+    n_features_in_ : int
+        Number of features.
+    n_iter_ : int
+        Number of L-BFGS iterations run.
+    """
+
+    def __init__(
+        self, *, C: float = 1.0, tol: float = 1e-6, max_iter: int = 200, fit_intercept: bool = True
+    ) -> None:
+        self.C = C
+        self.tol = tol
+        self.max_iter = max_iter
+        self.fit_intercept = fit_intercept
+
+    def __sklearn_tags__(self) -> Any:
+        """Declare that sparse input is accepted."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
+        """Fit on in-memory data (dense or sparse), wrapped as a one-block source.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : ExactLogisticRegression
+            The fitted estimator.
+        """
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+
+        def one_block() -> Iterable[tuple[Block, np.ndarray, np.ndarray | None]]:
+            yield X, codes, sample_weight
+
+        return self._fit_source(one_block, classes, X.shape[1])
+
+    def fit_blocks(
+        self,
+        blocks: BlockSource,
+        classes: ArrayLike,
+        n_features: int,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> Self:
+        """Fit by streaming: each loss/gradient evaluation calls ``blocks()`` once.
+
+        Parameters
+        ----------
+        blocks : BlockSource
+            Callable starting a new pass; yields ``(X, y, sample_weight)`` with ``X`` a
+            float32 array or CSR matrix of shape (n, n_features), ``y`` int class codes
+            ``0..len(classes)-1`` and ``sample_weight`` of shape (n,) or None.
+        classes : array-like of shape (n_classes,)
+            Class labels; code ``j`` in ``y`` stands for ``classes[j]``.
+        n_features : int
+            Number of columns of every block.
+        progress : callable, optional
+            Called as ``progress(evaluation, loss)`` after each pass (1-based count).
+
+        Returns
+        -------
+        self : ExactLogisticRegression
+            The fitted estimator.
+        """
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_in_ = int(n_features)
+        return self._fit_source(blocks, np.asarray(classes), int(n_features), progress)
+
+    def _fit_source(
+        self,
+        blocks: BlockSource,
+        classes: np.ndarray,
+        n_features: int,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> Self:
+        """Run L-BFGS from zero, one pass over ``blocks`` per evaluation, and store the fit."""
+        if classes.size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; "
+                f"got only one class: {classes!r}"
+            )
+        shape = (1 if classes.size == 2 else classes.size, n_features + int(self.fit_intercept))
+        evaluations = 0
+
+        def evaluate(theta: Floats) -> tuple[float, Floats]:
+            nonlocal evaluations
+            objective, grad, loss = _pass(theta, blocks, shape, self.C, self.fit_intercept)
+            evaluations += 1
+            if progress is not None:
+                progress(evaluations, loss)
+            return objective, grad
+
+        # scikit-learn's lbfgs options, but gtol applies to C * S times its objective
+        options = {"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol, "ftol": 64 * EPS}
+        x0 = np.zeros(shape[0] * shape[1])
+        res = minimize(evaluate, x0, method="L-BFGS-B", jac=True, options=options)
+        if not res.success:
+            msg = f"L-BFGS did not converge ({res.message}); increase max_iter (or tol)."
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        coef = res.x.reshape(shape)
+        self.classes_ = classes
+        self.coef_ = coef[:, :n_features].copy()
+        self.intercept_ = coef[:, n_features].copy() if self.fit_intercept else np.zeros(shape[0])
+        self.n_iter_ = int(res.nit)
+        return self
+
+    def decision_function(self, X: ArrayLike) -> Floats:
+        """Raw scores (log-odds for binary problems).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            One column (raveled) for ``classes_[1]`` if binary, else one per class.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        scores = np.asarray(X @ self.coef_.T, dtype=np.float64) + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X: ArrayLike) -> Floats:
+        """Class probabilities, one column per class (also for binary problems).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p1 = expit(scores)
+            return np.column_stack([1.0 - p1, p1])
+        return softmax(scores, axis=1)
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[index]

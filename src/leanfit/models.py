@@ -1,0 +1,119 @@
+"""The model registry: incremental scikit-learn models and the exact logistic.
+
+Models are saved as their constructor parameters (JSON) and learned arrays
+(``.npz``), and rebuilt from a fixed list of classes: loading runs no code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leanfit.errors import BundleError, ConfigError
+
+MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic")
+INCREMENTAL = MODELS[:-1]
+
+
+def _classes():
+    from sklearn.linear_model import Perceptron, SGDClassifier
+    from sklearn.naive_bayes import BernoulliNB, GaussianNB
+    from sklearn.neural_network import MLPClassifier
+
+    from leanfit.logistic import ExactLogisticRegression
+
+    return {
+        cls.__name__: cls
+        for cls in (
+            SGDClassifier,
+            Perceptron,
+            BernoulliNB,
+            GaussianNB,
+            MLPClassifier,
+            ExactLogisticRegression,
+        )
+    }
+
+
+def make_model(name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0):
+    """A fresh, unfitted estimator for the ``--model`` name."""
+    from sklearn.linear_model import Perceptron, SGDClassifier
+    from sklearn.naive_bayes import BernoulliNB, GaussianNB
+    from sklearn.neural_network import MLPClassifier
+
+    from leanfit.logistic import ExactLogisticRegression
+
+    common = {"random_state": seed}
+    if name == "sgd":
+        return SGDClassifier(
+            loss="log_loss", alpha=1e-5, learning_rate="adaptive", eta0=0.01, average=True, **common
+        )
+    if name == "hinge":
+        return SGDClassifier(loss="hinge", alpha=1e-5, average=True, **common)
+    if name == "passive-aggressive":
+        return SGDClassifier(loss="hinge", penalty=None, learning_rate="pa1", eta0=0.1, **common)
+    if name == "perceptron":
+        return Perceptron(**common)
+    if name == "nb":
+        return BernoulliNB(binarize=0.0) if sparse else GaussianNB()
+    if name == "mlp":
+        return MLPClassifier(hidden_layer_sizes=(64,), **common)
+    if name == "logistic":
+        return ExactLogisticRegression(C=C, tol=1e-9, max_iter=2_000)
+    raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {name!r}.")
+
+
+def has_proba(model) -> bool:
+    return hasattr(model, "predict_proba")
+
+
+def scores(model, X) -> np.ndarray:
+    """Class probabilities, or a softmax of decision values for margin models."""
+    if has_proba(model):
+        return model.predict_proba(X)
+    decision = model.decision_function(X)
+    if decision.ndim == 1:
+        decision = np.column_stack([-decision, decision])
+    decision = decision - decision.max(axis=1, keepdims=True)
+    expd = np.exp(decision)
+    return expd / expd.sum(axis=1, keepdims=True)
+
+
+def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
+    """Split a fitted model into JSON settings and named arrays."""
+    params = {k: v for k, v in model.get_params().items() if _jsonable(v)}
+    settings = {"class": type(model).__name__, "params": params, "scalars": {}, "lists": {}}
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in vars(model).items():
+        if not key.endswith("_") or key.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            arrays[key] = value
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            settings["lists"][key] = len(value)
+            arrays.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+        elif _jsonable(value):
+            settings["scalars"][key] = value.item() if isinstance(value, np.generic) else value
+    return settings, arrays
+
+
+def restore_model(settings: dict, arrays: dict[str, np.ndarray]):
+    """Rebuild a model saved by :func:`model_state`, from the fixed class list."""
+    classes = _classes()
+    if settings.get("class") not in classes:
+        raise BundleError(f"unknown model class {settings.get('class')!r} in the bundle.")
+    model = classes[settings["class"]](**settings["params"])
+    for key, value in settings["scalars"].items():
+        setattr(model, key, value)
+    for key, count in settings["lists"].items():
+        setattr(model, key, [arrays.pop(f"{key}[{i}]") for i in range(count)])
+    for key, value in arrays.items():
+        setattr(model, key, value)
+    return model
+
+
+def _jsonable(value) -> bool:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return all(_jsonable(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))

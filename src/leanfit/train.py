@@ -1,0 +1,268 @@
+"""The training loop: streaming passes, holdout by row hash, epochs, early stopping.
+
+Pass 1 parses the data, encodes each chunk, splits it into train and holdout rows
+by a hash of the row number (or of a key column) and feeds the train rows to the
+model. When more passes are needed (several epochs, the exact logistic, the
+holdout evaluation) the encoded blocks go to a :class:`~leanfit.cache.BlockCache`,
+so later passes read compact binary blocks instead of parsing CSV again. Epochs
+after the first visit the cached blocks in a new seeded order, and shuffle the
+rows inside each block.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from leanfit.cache import BlockCache
+from leanfit.encode import Encoder
+from leanfit.errors import ConfigError, InputError, SchemaMismatch
+from leanfit.metrics import StreamingMetrics
+from leanfit.models import INCREMENTAL, MODELS, make_model, scores
+from leanfit.schema import Schema, inspect
+from leanfit.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_paths, scan
+
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train; each field is a ``leanfit train`` option."""
+
+    model: str = "sgd"
+    epochs: int = 1
+    holdout: float = 0.2
+    class_weight: str | None = None
+    seed: int = 0
+    split_by: str | None = None
+    drop: tuple[str, ...] = ()
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    C: float = 1.0
+    patience: int = 2
+    hash_width: int = 1024
+    missing_indicators: bool = False
+
+    def check(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {self.model!r}.")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1. Got {self.epochs}.")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"--holdout must be in [0, 1). Got {self.holdout}.")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"--class-weight must be 'balanced'. Got {self.class_weight!r}.")
+        if self.batch_rows < 1:
+            raise ConfigError(f"--batch-rows must be at least 1. Got {self.batch_rows}.")
+
+
+def label_codes(frame: pl.DataFrame, schema: Schema) -> np.ndarray:
+    """Class codes 0..k-1 of the target column; -1 where the label is missing."""
+    codes = pl.Series(range(len(schema.classes)), dtype=pl.Int32)
+    target = frame.get_column(schema.target)
+    try:
+        mapped = target.replace_strict(schema.classes, codes, return_dtype=pl.Int32)
+    except pl.exceptions.PolarsError:
+        unseen = sorted(set(target.drop_nulls().unique().to_list()) - set(schema.classes))[:5]
+        raise SchemaMismatch(
+            f"target '{schema.target}' has labels {unseen} the model was not trained on "
+            f"(classes: {schema.classes})."
+        ) from None
+    return mapped.fill_null(-1).to_numpy()
+
+
+def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A deterministic pseudo-random split: splitmix64 of the key and seed.
+
+    >>> holdout_mask(np.arange(8, dtype=np.uint64), 0.5, 0).tolist()
+    [True, True, True, False, True, False, True, False]
+    """
+    z = keys.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
+
+
+def encoded_blocks(data, schema: Schema, encoder: Encoder, opts: TrainOptions) -> Iterator[tuple]:
+    """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label."""
+    paths = resolve_paths(data)
+    lf = scan(paths, schema.read_overrides())
+    if opts.split_by:
+        lf = lf.with_columns(pl.col(opts.split_by).hash(seed=opts.seed).alias("__split_key__"))
+    start = 0
+    for frame in iter_batches(lf, paths, opts.batch_rows):
+        y = label_codes(frame, schema)
+        if opts.split_by:
+            keys = frame.get_column("__split_key__").to_numpy()
+        else:
+            keys = np.arange(start, start + frame.height, dtype=np.uint64)
+        start += frame.height
+        labelled = y >= 0
+        X = encoder.transform(frame)
+        train = (
+            ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
+        )
+        if not labelled.all():
+            X, y, train = X[labelled], y[labelled], train[labelled]
+        yield X, y, train
+
+
+class Trainer:
+    """Runs the passes for one model; see the module docstring."""
+
+    def __init__(self, schema: Schema, opts: TrainOptions, progress: Progress | None = None):
+        opts.check()
+        self.schema, self.opts, self.progress = schema, opts, progress or (lambda event: None)
+        self.encoder = Encoder.from_schema(
+            schema,
+            drop=opts.drop,
+            hash_width=opts.hash_width,
+            missing_indicators=opts.missing_indicators,
+        )
+        self.model = make_model(opts.model, seed=opts.seed, sparse=self.encoder.sparse, C=opts.C)
+        self.classes = np.arange(len(schema.classes))
+        self.class_weights = _balanced_weights(schema) if opts.class_weight else None
+        self.rng = np.random.default_rng(opts.seed)
+        self.history: list[dict] = []
+        self.rows_seen = 0
+        self.train_rows = 0
+        self.started = time.perf_counter()
+
+    def weights(self, y: np.ndarray) -> np.ndarray | None:
+        return None if self.class_weights is None else self.class_weights[y]
+
+    def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
+        incremental = self.opts.model in INCREMENTAL
+        keep_train = not incremental or self.opts.epochs > 1
+        for X, y, train in encoded_blocks(data, self.schema, self.encoder, self.opts):
+            if (~train).any():
+                holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
+            if not train.any():
+                continue
+            Xt, yt = (X, y) if train.all() else (X[train], y[train])
+            self.train_rows += len(yt)
+            if keep_train:
+                train_cache.append(Xt, yt, self.weights(yt))
+            if incremental:
+                self._learn(Xt, yt, self.weights(yt), epoch=1)
+        if self.train_rows == 0:
+            raise InputError("no training rows: every labelled row fell in the holdout.")
+        if incremental:
+            self._later_epochs(train_cache, holdout_cache)
+        else:
+            self.model.fit_blocks(
+                lambda: train_cache.blocks(),
+                self.classes,
+                self.encoder.n_features,
+                progress=lambda it, loss: self.progress(
+                    {"stage": "lbfgs", "iteration": it, "loss": loss}
+                ),
+            )
+
+    def _learn(self, X, y, w, *, epoch: int) -> None:
+        order = self.rng.permutation(len(y))
+        X, y = X[order], y[order]
+        w = None if w is None else w[order]
+        kwargs = {"classes": self.classes} if self.rows_seen == 0 else {}
+        if w is not None:
+            if "sample_weight" not in pyinspect.signature(self.model.partial_fit).parameters:
+                raise ConfigError(f"--class-weight is not supported by --model {self.opts.model}.")
+            kwargs["sample_weight"] = w
+        self.model.partial_fit(X, y, **kwargs)
+        self.rows_seen += len(y)
+        rate = self.rows_seen / max(time.perf_counter() - self.started, 1e-9)
+        self.progress(
+            {"stage": "train", "epoch": epoch, "rows": self.rows_seen, "rows_per_s": rate}
+        )
+
+    def _later_epochs(self, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
+        best, stale = np.inf, 0
+        for epoch in range(2, self.opts.epochs + 1):
+            if holdout_cache.rows:
+                loss = holdout_loss(self.model, holdout_cache)
+                self.history.append({"epoch": epoch - 1, "holdout_log_loss": loss})
+                self.progress({"stage": "epoch", "epoch": epoch - 1, "holdout_log_loss": loss})
+                best, stale = (loss, 0) if loss < best - 1e-4 else (best, stale + 1)
+                if stale >= self.opts.patience:
+                    break
+            for X, y, w in train_cache.blocks(self.rng.permutation(train_cache.count)):
+                self._learn(X, y, w, epoch=epoch)
+
+
+def holdout_loss(model, cache: BlockCache) -> float:
+    total, count = 0.0, 0
+    for X, y, _ in cache.blocks():
+        p = np.clip(scores(model, X)[np.arange(len(y)), y], 1e-15, 1.0)
+        total -= float(np.log(p).sum())
+        count += len(y)
+    return total / max(count, 1)
+
+
+def evaluate_blocks(model, blocks, n_classes: int) -> dict:
+    metrics = StreamingMetrics(n_classes)
+    for X, y, _ in blocks:
+        metrics.update(y, scores(model, X))
+    return metrics.result()
+
+
+def _balanced_weights(schema: Schema) -> np.ndarray:
+    counts = np.asarray(schema.class_counts, dtype=np.float64)
+    return (counts.sum() / (len(counts) * np.maximum(counts, 1.0))).astype(np.float32)
+
+
+def train(
+    data,
+    target: str | None = None,
+    *,
+    schema: Schema | None = None,
+    out=None,
+    options: TrainOptions | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train a model on ``data``; save the bundle to ``out``; return the summary."""
+    from leanfit.predict import save_bundle
+
+    opts = options or TrainOptions()
+    opts.check()
+    schema = schema or inspect(data, target=target)
+    if target and schema.target != target:
+        if schema.target:
+            raise ConfigError(
+                f"--target {target} differs from the schema's target {schema.target}."
+            )
+        raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
+    if schema.target is None:
+        raise ConfigError("give --target: the label column to learn.")
+    started = time.perf_counter()
+    trainer = Trainer(schema, opts, progress)
+    with BlockCache() as train_cache, BlockCache() as holdout_cache:
+        trainer.fit(data, train_cache, holdout_cache)
+        metrics = (
+            evaluate_blocks(trainer.model, holdout_cache.blocks(), len(schema.classes))
+            if holdout_cache.rows
+            else None
+        )
+        summary = {
+            "model": opts.model,
+            "options": asdict(opts),
+            "rows_train": trainer.train_rows,
+            "rows_holdout": holdout_cache.rows,
+            "features": trainer.encoder.n_features,
+            "sparse": trainer.encoder.sparse,
+            "dropped": trainer.encoder.dropped,
+            "epochs_run": len(trainer.history) + 1 if opts.model in INCREMENTAL else None,
+            "history": trainer.history,
+            "cache_bytes": train_cache.nbytes + holdout_cache.nbytes,
+            "train_seconds": round(time.perf_counter() - started, 3),
+            "metrics": metrics,
+        }
+    if out is not None:
+        save_bundle(out, schema, trainer.encoder, trainer.model, summary)
+        summary["model_path"] = str(out)
+    return summary

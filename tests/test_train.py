@@ -1,0 +1,157 @@
+"""train / evaluate / predict against scikit-learn and pandas references."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
+
+import leanfit
+from leanfit.encode import Encoder
+from leanfit.errors import BundleError, SchemaMismatch
+from leanfit.predict import evaluate, load, predict
+from leanfit.schema import inspect
+from leanfit.train import TrainOptions, encoded_blocks, train
+
+SMALL_CHUNKS = 4_000
+
+
+def _encoded_split(path, schema, opts):
+    blocks = list(encoded_blocks(path, schema, Encoder.from_schema(schema), opts))
+    stack = sp.vstack if sp.issparse(blocks[0][0]) else np.vstack
+    Xtr = stack([X[t] for X, y, t in blocks])
+    Xte = stack([X[~t] for X, y, t in blocks])
+    ytr = np.concatenate([y[t] for X, y, t in blocks])
+    yte = np.concatenate([y[~t] for X, y, t in blocks])
+    return Xtr, ytr, Xte, yte
+
+
+def test_sgd_one_epoch_close_to_in_memory_logistic(small_csv, tmp_path):
+    schema = inspect(small_csv, target="label")
+    opts = TrainOptions(batch_rows=SMALL_CHUNKS)
+    summary = train(small_csv, schema=schema, out=tmp_path / "m.leanfit", options=opts)
+    Xtr, ytr, Xte, yte = _encoded_split(small_csv, schema, opts)
+    reference = LogisticRegression(max_iter=2_000).fit(Xtr, ytr)
+    ref_acc = accuracy_score(yte, reference.predict(Xte))
+    assert summary["rows_holdout"] == len(yte) and summary["rows_train"] == len(ytr)
+    assert summary["metrics"]["accuracy"] > ref_acc - 0.015
+
+
+def test_holdout_metrics_equal_sklearn_on_the_same_rows(small_csv, tmp_path):
+    opts = TrainOptions(batch_rows=SMALL_CHUNKS, seed=7)
+    summary = train(small_csv, "label", out=tmp_path / "m.leanfit", options=opts)
+    model = load(tmp_path / "m.leanfit")
+    df = pd.read_csv(small_csv)
+    from leanfit.train import holdout_mask
+
+    held = df[holdout_mask(np.arange(len(df), dtype=np.uint64), 0.2, 7)]
+    proba = model.predict_proba(held)
+    m = summary["metrics"]
+    assert m["n_rows"] == len(held)
+    assert m["accuracy"] == accuracy_score(held["label"], proba.argmax(1))
+    assert m["confusion_matrix"] == confusion_matrix(held["label"], proba.argmax(1)).tolist()
+    assert m["log_loss"] == pytest.approx(log_loss(held["label"], proba), rel=1e-6)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(held["label"], proba[:, 1]), abs=1e-3)
+
+
+def test_logistic_matches_sklearn_coefficients(small_csv, tmp_path):
+    schema = inspect(small_csv, target="label")
+    opts = TrainOptions(model="logistic", holdout=0.0, batch_rows=SMALL_CHUNKS, C=0.5)
+    train(small_csv, schema=schema, out=tmp_path / "l.leanfit", options=opts)
+    ours = load(tmp_path / "l.leanfit").estimator
+    Xtr, ytr, _, _ = _encoded_split(small_csv, schema, opts)
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(Xtr.astype(np.float64), ytr)
+    scale = np.abs(ref.coef_).max()
+    assert np.abs(ours.coef_ - ref.coef_).max() / scale < 1e-4
+    assert ours.intercept_ == pytest.approx(ref.intercept_, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "model", ["sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic"]
+)
+def test_every_model_multiclass_round_trip(multi_csv, tmp_path, model):
+    opts = TrainOptions(
+        model=model,
+        epochs=2,
+        batch_rows=SMALL_CHUNKS,
+        class_weight="balanced" if model in ("sgd", "nb") else None,
+    )
+    summary = train(multi_csv, "label", out=tmp_path / "m.leanfit", options=opts)
+    assert summary["metrics"]["accuracy"] > 0.40  # three classes: chance is about 1/3
+    out = tmp_path / "p.parquet"
+    report = predict(tmp_path / "m.leanfit", multi_csv, out, keep=("customer_id",))
+    preds = pd.read_parquet(out)
+    assert report["rows"] == len(preds) == 20_000
+    again = load(tmp_path / "m.leanfit").predict(pd.read_csv(multi_csv).iloc[:500])
+    assert (again == preds["prediction"].to_numpy()[:500]).all()
+
+
+def test_evaluate_equals_sklearn(small_csv, tmp_path):
+    train(
+        small_csv,
+        "label",
+        out=tmp_path / "m.leanfit",
+        options=TrainOptions(batch_rows=SMALL_CHUNKS),
+    )
+    result = evaluate(tmp_path / "m.leanfit", small_csv)["metrics"]
+    df = pd.read_csv(small_csv)
+    proba = leanfit.load(tmp_path / "m.leanfit").predict_proba(small_csv)
+    assert result["accuracy"] == accuracy_score(df["label"], proba.argmax(1))
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(df["label"], proba[:, 1]), abs=1e-3)
+
+
+def test_predict_matches_columns_by_name(small_csv, tmp_path):
+    train(
+        small_csv,
+        "label",
+        out=tmp_path / "m.leanfit",
+        options=TrainOptions(batch_rows=SMALL_CHUNKS),
+    )
+    model = load(tmp_path / "m.leanfit")
+    df = pd.read_csv(small_csv).iloc[:300]
+    base = model.predict_proba(df)
+    shuffled = df[df.columns[::-1]].assign(extra=1)
+    np.testing.assert_allclose(model.predict_proba(shuffled), base, rtol=1e-6)
+    unseen = df.assign(plan="never-seen-before")
+    assert model.predict_proba(unseen).shape == base.shape
+    with pytest.raises(SchemaMismatch, match="balance"):
+        model.predict_proba(df.drop(columns=["balance"]))
+    with pytest.raises(SchemaMismatch, match="balance"):
+        model.predict_proba(df.assign(balance="lots"))
+
+
+def test_failed_predict_leaves_no_file(small_csv, tmp_path):
+    train(
+        small_csv,
+        "label",
+        out=tmp_path / "m.leanfit",
+        options=TrainOptions(batch_rows=SMALL_CHUNKS),
+    )
+    df = pd.read_csv(small_csv)
+    df = df.drop(columns=["balance"])
+    df.to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(SchemaMismatch):
+        predict(tmp_path / "m.leanfit", tmp_path / "broken.csv", tmp_path / "p.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv", "m.leanfit"]
+
+
+def test_bundle_with_pickle_is_refused(small_csv, tmp_path):
+    path = tmp_path / "m.leanfit"
+    train(small_csv, "label", out=path, options=TrainOptions(batch_rows=SMALL_CHUNKS))
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("model.pkl", b"\x80\x04K\x01.")
+    with pytest.raises(BundleError, match=r"model\.pkl"):
+        load(path)
+
+
+def test_same_seed_same_split_and_model(small_csv, tmp_path):
+    opts = TrainOptions(batch_rows=SMALL_CHUNKS, seed=3, epochs=3)
+    a = train(small_csv, "label", out=tmp_path / "a.leanfit", options=opts)
+    b = train(small_csv, "label", out=tmp_path / "b.leanfit", options=opts)
+    assert a["rows_holdout"] == b["rows_holdout"] and a["metrics"] == b["metrics"]
+    assert len(a["history"]) >= 1
