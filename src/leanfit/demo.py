@@ -1,4 +1,4 @@
-"""`make demo`: generate data once, then run leanfit's main jobs on it."""
+"""`make demo`: generate data once, then inspect, shrink, train, evaluate and predict."""
 
 from __future__ import annotations
 
@@ -20,6 +20,29 @@ def main() -> None:
         run("make-data", str(DATA), "--rows", str(ROWS), "--seed", "1")
     run("inspect", str(DATA), "--target", "label", "--out", "data/demo-schema.json")
     run("shrink", str(DATA), "data/demo.parquet", "--schema", "data/demo-schema.json")
+    for model in ("sgd", "logistic"):
+        bundle = f"data/demo-{model}.leanfit"
+        run(
+            "train",
+            str(DATA),
+            "--schema",
+            "data/demo-schema.json",
+            "--model",
+            model,
+            "--out",
+            bundle,
+        )
+    run("evaluate", "data/demo-logistic.leanfit", "data/demo.parquet")
+    run(
+        "predict",
+        "data/demo-sgd.leanfit",
+        str(DATA),
+        "--out",
+        "data/demo-predictions.parquet",
+        "--proba",
+        "--keep",
+        "customer_id",
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def make_model(name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0
     if name == "mlp":
         return MLPClassifier(hidden_layer_sizes=(64,), **common)
     if name == "logistic":
-        return ExactLogisticRegression(C=C, tol=1e-9, max_iter=2_000)
+        return ExactLogisticRegression(C=C, max_iter=2_000)
     raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {name!r}.")
 
 

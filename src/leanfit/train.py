@@ -79,7 +79,7 @@ def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A deterministic pseudo-random split: splitmix64 of the key and seed.
 
     >>> holdout_mask(np.arange(8, dtype=np.uint64), 0.5, 0).tolist()
-    [True, True, True, False, True, False, True, False]
+    [True, True, False, True, False, False, False, True]
     """
     z = keys.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
     with np.errstate(over="ignore"):

@@ -1,0 +1,7 @@
+import leanfit
+
+
+def test_public_names_are_exported_and_documented():
+    for name in leanfit.__all__:
+        assert getattr(leanfit, name).__doc__, name
+    assert sorted(leanfit.__all__) == leanfit.__all__
