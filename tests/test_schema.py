@@ -92,7 +92,7 @@ def test_same_schema_from_gzip_parquet_and_directory(small_csv, tmp_path):
 
 
 def test_sorted_labels_warn(tmp_path):
-    df = pd.DataFrame({"x": np.arange(4_000), "y": np.repeat([0, 1], 2_000)})
+    df = pd.DataFrame({"x": np.arange(40_000), "y": np.repeat([0, 1], 20_000)})
     df.to_csv(tmp_path / "s.csv", index=False)
     assert any("sorted or grouped" in w for w in inspect(tmp_path / "s.csv", target="y").warnings)
     df.sample(frac=1.0, random_state=0).to_csv(tmp_path / "r.csv", index=False)

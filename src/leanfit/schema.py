@@ -174,7 +174,7 @@ def inspect(data, target: str | None = None) -> Schema:
     ]
     schema = Schema(sources=[str(p) for p in paths], rows=rows, columns=columns, target=target)
     if target is not None:
-        _describe_target(schema, stats)
+        _describe_target(schema, stats, sample.get_column(target))
     return schema
 
 
@@ -217,10 +217,7 @@ def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Pl
             plan.exprs += [c.approx_n_unique().alias(f"{name}:hll")]
     if target is not None:
         t = pl.col(target)
-        plan.exprs += [
-            t.value_counts().implode().alias("__classes__"),
-            (t != t.shift()).sum().alias("__label_changes__"),
-        ]
+        plan.exprs += [t.value_counts().implode().alias("__classes__")]
     return plan
 
 
@@ -387,7 +384,7 @@ def _choose_temporal(col: Column, dtype, stats: dict, plan: _Plan) -> None:
     col.distinct = stats[f"{col.name}:hll"]
 
 
-def _describe_target(schema: Schema, stats: dict) -> None:
+def _describe_target(schema: Schema, stats: dict, head: pl.Series) -> None:
     counts = sorted(
         (c[schema.target], c["count"]) for c in stats["__classes__"] if c[schema.target] is not None
     )
@@ -397,20 +394,36 @@ def _describe_target(schema: Schema, stats: dict) -> None:
         raise InputError(
             f"target '{schema.target}' has {len(counts)} class(es); a classifier needs at least 2."
         )
-    labelled = sum(schema.class_counts)
-    expected = labelled * (1.0 - sum((n / labelled) ** 2 for n in schema.class_counts))
-    changes = stats["__label_changes__"]
-    if labelled > 1_000 and changes < 0.5 * expected:
-        schema.warnings.append(
-            f"labels look sorted or grouped: the target changes {changes:,} times from one row "
-            f"to the next where a shuffled file would change about {expected:,.0f} times. "
-            "Shuffle the file, or train with several epochs (chunks are shuffled per epoch)."
-        )
+    _warn_if_grouped(schema, head.drop_nulls())
     missing = schema.column(schema.target).nulls
     if missing:
         schema.warnings.append(
             f"{missing:,} rows have no '{schema.target}' value; they are skipped."
         )
+
+
+def _warn_if_grouped(schema: Schema, head: pl.Series) -> None:
+    """Warn when the first rows' class shares are far from the file's (sorted labels).
+
+    A per-row comparison (``label != label.shift()``) would force Polars out of its
+    streaming engine, so the check compares the first rows with the whole file:
+    a share more than 6 binomial standard deviations off means the file is not
+    in random order.
+    """
+    n, total = head.len(), sum(schema.class_counts)
+    if n < 500 or total <= n:
+        return
+    counts = dict(zip(*head.value_counts().to_dict(as_series=False).values()))
+    for label, count in zip(schema.classes, schema.class_counts):
+        share = count / total
+        std = math.sqrt(share * (1 - share) / n) + 1e-12
+        if abs(counts.get(label, 0) / n - share) > 6 * std:
+            schema.warnings.append(
+                f"labels look sorted or grouped: class {label} is {counts.get(label, 0) / n:.1%} of "
+                f"the first {n:,} rows but {share:.1%} of the file. Shuffle the file, or train with "
+                "several epochs (chunks are shuffled per epoch)."
+            )
+            return
 
 
 def _finite(*values) -> bool:
