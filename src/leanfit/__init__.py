@@ -1,9 +1,12 @@
 """leanfit: train, evaluate and apply classifiers on tabular data larger than memory.
 
-The public API mirrors the command line; heavy libraries load on first use.
+The public API mirrors the command line. Names load their module on first use, so
+``import leanfit`` (and every command) pays only for the libraries it needs.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from leanfit.errors import (
     BundleError,
@@ -13,11 +16,21 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
-from leanfit.predict import Model, evaluate, load, predict
-from leanfit.schema import Column, Schema, inspect
-from leanfit.shrink import shrink
-from leanfit.synth import generate_batches, write_data
-from leanfit.train import TrainOptions, train
+
+_LAZY = {
+    "Column": "leanfit.schema",
+    "Schema": "leanfit.schema",
+    "inspect": "leanfit.schema",
+    "shrink": "leanfit.shrink",
+    "generate_batches": "leanfit.synth",
+    "write_data": "leanfit.synth",
+    "TrainOptions": "leanfit.train",
+    "train": "leanfit.train",
+    "Model": "leanfit.predict",
+    "evaluate": "leanfit.predict",
+    "load": "leanfit.predict",
+    "predict": "leanfit.predict",
+}
 
 __all__ = [
     "BundleError",
@@ -39,3 +52,15 @@ __all__ = [
     "train",
     "write_data",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'leanfit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from leanfit.counting import ValueCounter
 from leanfit.errors import ConfigError, InputError
 from leanfit.sources import (
     ColumnTypeError,
@@ -174,7 +175,7 @@ def inspect(data, target: str | None = None) -> Schema:
     ]
     schema = Schema(sources=[str(p) for p in paths], rows=rows, columns=columns, target=target)
     if target is not None:
-        _describe_target(schema, stats, sample.get_column(target))
+        _describe_target(schema, plan.counter)
     return schema
 
 
@@ -183,26 +184,26 @@ class _Plan:
     lf: pl.LazyFrame
     exprs: list[pl.Expr]
     decimals: dict[str, int]
-    id_like_text: set[str]
+    counted: list[str]
     widened: set[str]
+    counter: ValueCounter | None = None
 
 
 def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Plan:
     lf = scan(paths, widened)
     if widened:
         lf = lf.with_row_index(ROW)
-    plan = _Plan(lf, [pl.len().alias("__rows__")], {}, set(), set(widened))
+    plan = _Plan(lf, [pl.len().alias("__rows__")], {}, [], set(widened))
     for name, dtype in sample.schema.items():
         c = pl.col(name)
         plan.exprs += [c.null_count().alias(f"{name}:nulls")]
         if name in widened:
-            plan.exprs += _widened_exprs(name, c)
-            plan.exprs += _text_exprs(name, c, low_cardinality=True)
+            plan.exprs += _widened_exprs(name, c) + _text_exprs(name, c)
+            plan.counted.append(name)
         elif dtype == pl.String:
-            low = _looks_low_cardinality(sample.get_column(name)) or name == target
-            if not low:
-                plan.id_like_text.add(name)
-            plan.exprs += _text_exprs(name, c, low_cardinality=low)
+            plan.exprs += _text_exprs(name, c)
+            if _looks_low_cardinality(sample.get_column(name)) or name == target:
+                plan.counted.append(name)
         elif dtype.is_numeric():
             plan.exprs += _numeric_exprs(name, c)
             if dtype.is_float():
@@ -215,9 +216,10 @@ def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Pl
         else:
             plan.exprs += [c.min().alias(f"{name}:min"), c.max().alias(f"{name}:max")]
             plan.exprs += [c.approx_n_unique().alias(f"{name}:hll")]
-    if target is not None:
-        t = pl.col(target)
-        plan.exprs += [t.value_counts().implode().alias("__classes__")]
+    if target is not None and target not in plan.counted:
+        plan.counted.append(target)
+    plan.counter = ValueCounter(plan.counted, target=target, cap=CATEGORY_CAP)
+    plan.lf = plan.counter.attach(plan.lf)
     return plan
 
 
@@ -231,14 +233,11 @@ def _numeric_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def _text_exprs(name: str, c: pl.Expr, *, low_cardinality: bool) -> list[pl.Expr]:
-    exprs = [
+def _text_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
+    return [
         c.str.len_bytes().mean().alias(f"{name}:bytes"),
         c.approx_n_unique().alias(f"{name}:text_hll"),
     ]
-    if low_cardinality:
-        exprs.append(c.value_counts(sort=True).implode().alias(f"{name}:counts"))
-    return exprs
 
 
 def _widened_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
@@ -351,18 +350,17 @@ def _choose_widened(col: Column, dtype, stats: dict, plan: _Plan) -> None:
 def _choose_text(col: Column, dtype, stats: dict, plan: _Plan) -> None:
     name = col.name
     col.mean_bytes = stats[f"{name}:bytes"]
-    counts = stats.get(f"{name}:counts")
+    counts = plan.counter.counts(name) if name in plan.counted else None
     if counts is None:
         col.distinct, col.storage = stats[f"{name}:text_hll"], "string"
         unique = col.distinct >= 0.95 * col.count
         col.kind, col.feature = ("id", False) if unique else ("high_cardinality", True)
         return
-    counts = [c for c in counts if c[name] is not None]
     col.distinct, col.distinct_exact = len(counts), True
     col.kind = "categorical" if col.distinct <= LOW_CARDINALITY else "high_cardinality"
     kept = counts[:CATEGORY_CAP]
-    col.categories = [c[name] for c in kept]
-    col.category_counts = [c["count"] for c in kept]
+    col.categories = [value for value, _ in kept]
+    col.category_counts = [count for _, count in kept]
     if col.distinct > CATEGORY_CAP:
         col.storage = "string"
     else:
@@ -384,46 +382,33 @@ def _choose_temporal(col: Column, dtype, stats: dict, plan: _Plan) -> None:
     col.distinct = stats[f"{col.name}:hll"]
 
 
-def _describe_target(schema: Schema, stats: dict, head: pl.Series) -> None:
-    counts = sorted(
-        (c[schema.target], c["count"]) for c in stats["__classes__"] if c[schema.target] is not None
-    )
+def _describe_target(schema: Schema, counter: ValueCounter) -> None:
+    counts = counter.counts(schema.target)
+    if counts is None:
+        raise InputError(
+            f"target '{schema.target}' has more than {CATEGORY_CAP:,} distinct values; "
+            "a classifier needs a label column with few classes."
+        )
+    counts = sorted(counts)
     schema.classes = [label for label, _ in counts]
     schema.class_counts = [n for _, n in counts]
     if len(counts) < 2:
         raise InputError(
             f"target '{schema.target}' has {len(counts)} class(es); a classifier needs at least 2."
         )
-    _warn_if_grouped(schema, head.drop_nulls())
+    labelled = sum(schema.class_counts)
+    expected = labelled * (1.0 - sum((n / labelled) ** 2 for n in schema.class_counts))
+    if labelled > 1_000 and counter.label_changes < 0.5 * expected:
+        schema.warnings.append(
+            f"labels look sorted or grouped: the target changes {counter.label_changes:,} times "
+            f"from one row to the next where a shuffled file would change about {expected:,.0f} "
+            "times. Shuffle the file, or train with several epochs (chunks are shuffled per epoch)."
+        )
     missing = schema.column(schema.target).nulls
     if missing:
         schema.warnings.append(
             f"{missing:,} rows have no '{schema.target}' value; they are skipped."
         )
-
-
-def _warn_if_grouped(schema: Schema, head: pl.Series) -> None:
-    """Warn when the first rows' class shares are far from the file's (sorted labels).
-
-    A per-row comparison (``label != label.shift()``) would force Polars out of its
-    streaming engine, so the check compares the first rows with the whole file:
-    a share more than 6 binomial standard deviations off means the file is not
-    in random order.
-    """
-    n, total = head.len(), sum(schema.class_counts)
-    if n < 500 or total <= n:
-        return
-    counts = dict(zip(*head.value_counts().to_dict(as_series=False).values()))
-    for label, count in zip(schema.classes, schema.class_counts):
-        share = count / total
-        std = math.sqrt(share * (1 - share) / n) + 1e-12
-        if abs(counts.get(label, 0) / n - share) > 6 * std:
-            schema.warnings.append(
-                f"labels look sorted or grouped: class {label} is {counts.get(label, 0) / n:.1%} of "
-                f"the first {n:,} rows but {share:.1%} of the file. Shuffle the file, or train with "
-                "several epochs (chunks are shuffled per epoch)."
-            )
-            return
 
 
 def _finite(*values) -> bool:
