@@ -1,12 +1,19 @@
 """leanfit: train, evaluate and apply classifiers on tabular data larger than memory.
 
-The public API mirrors the command line. Names load their module on first use, so
-``import leanfit`` (and every command) pays only for the libraries it needs.
+The public API mirrors the command line. Heavy libraries (pandas, pyarrow,
+scikit-learn) load on first use, so ``inspect`` pays only for Polars and NumPy.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+
+# Polars' CSV reader reads ahead in chunks sized for throughput, not memory: its
+# default held about 320 MB of buffers on 2 threads here, 4 MiB chunks about 100 MB
+# at the same speed (bench/inspect_speed.py). Set before Polars is imported;
+# an explicit environment setting wins.
+os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(4 << 20))
 
 from leanfit.errors import (
     BundleError,
@@ -16,21 +23,14 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
+from leanfit.predict import Model, evaluate, load, predict
+from leanfit.schema import Column, Schema, inspect
+from leanfit.shrink import shrink
+from leanfit.train import TrainOptions, train
 
-_LAZY = {
-    "Column": "leanfit.schema",
-    "Schema": "leanfit.schema",
-    "inspect": "leanfit.schema",
-    "shrink": "leanfit.shrink",
-    "generate_batches": "leanfit.synth",
-    "write_data": "leanfit.synth",
-    "TrainOptions": "leanfit.train",
-    "train": "leanfit.train",
-    "Model": "leanfit.predict",
-    "evaluate": "leanfit.predict",
-    "load": "leanfit.predict",
-    "predict": "leanfit.predict",
-}
+# Functions named like their module are imported above (a submodule import would
+# otherwise shadow them); the generator, which needs pyarrow, loads on first use.
+_LAZY = {"generate_batches": "leanfit.synth", "write_data": "leanfit.synth"}
 
 __all__ = [
     "BundleError",

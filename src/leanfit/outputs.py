@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pyarrow as pa
-
 PARQUET_ROW_GROUP = 131_072
 
 
@@ -43,9 +41,11 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def writer_for(
-    path: Path, schema: pa.Schema, fmt: str, *, gzip: bool = False
-) -> Iterator[Callable[[pa.RecordBatch | pa.Table], None]]:
-    """Open a streaming CSV or Parquet writer; yield its ``write`` function."""
+    path: Path, schema, fmt: str, *, gzip: bool = False
+) -> Iterator[Callable[..., None]]:
+    """Open a streaming CSV or Parquet writer for an Arrow ``schema``; yield ``write``."""
+    import pyarrow as pa
+
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -14,9 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from leanfit import bundle
 from leanfit.encode import Encoder
@@ -81,12 +79,12 @@ class Model:
         return self.meta["training"].get("metrics")
 
     def _frames(self, data) -> list[pl.DataFrame] | object:
-        if isinstance(data, pd.DataFrame):
-            return [pl.from_pandas(data)]
-        if isinstance(data, (pa.Table, pa.RecordBatch)):
-            return [pl.from_arrow(data)]
         if isinstance(data, pl.DataFrame):
             return [data]
+        if type(data).__module__.startswith("pandas"):
+            return [pl.from_pandas(data)]
+        if type(data).__module__.startswith("pyarrow"):
+            return [pl.from_arrow(data)]
         return self.batches(data)
 
     def batches(self, data, rows: int = DEFAULT_BATCH_ROWS):
@@ -148,7 +146,9 @@ def predict(
     return {"output": str(out), "rows": written, "format": fmt}
 
 
-def _prediction_table(model: Model, frame: pl.DataFrame, proba: bool, keep) -> pa.Table:
+def _prediction_table(model: Model, frame: pl.DataFrame, proba: bool, keep):
+    import pyarrow as pa
+
     p = scores(model.estimator, model.encoder.transform(frame))
     columns = {name: frame.get_column(name).to_arrow() for name in keep}
     columns["prediction"] = pa.array(model.classes[p.argmax(axis=1)])

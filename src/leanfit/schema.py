@@ -190,7 +190,7 @@ class _Plan:
 
 
 def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Plan:
-    lf = scan(paths, widened)
+    lf = scan(paths, types=sample.schema)
     if widened:
         lf = lf.with_row_index(ROW)
     plan = _Plan(lf, [pl.len().alias("__rows__")], {}, [], set(widened))

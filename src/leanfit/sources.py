@@ -65,10 +65,21 @@ def _check_one_format(paths: list[Path]) -> None:
             raise InputError(f"{path}, line 1: the file is empty. Give a file with a header row.")
 
 
-def scan(paths: list[Path], overrides: Mapping[str, pl.DataType] | None = None) -> pl.LazyFrame:
-    """A lazy, streaming scan of ``paths`` with column types inferred or overridden."""
+def scan(
+    paths: list[Path],
+    overrides: Mapping[str, pl.DataType] | None = None,
+    *,
+    types: Mapping[str, pl.DataType] | None = None,
+) -> pl.LazyFrame:
+    """A lazy, streaming scan of ``paths``.
+
+    Column types are ``types`` when given (no inference), else inferred from the
+    first rows with ``overrides`` applied.
+    """
     if is_parquet(paths[0]):
         return pl.scan_parquet(paths)
+    if types is not None:
+        return pl.scan_csv(paths, schema=dict(types), raise_if_empty=True)
     return pl.scan_csv(
         paths,
         infer_schema_length=INFER_ROWS,
@@ -81,14 +92,46 @@ def scan(paths: list[Path], overrides: Mapping[str, pl.DataType] | None = None) 
 def read_sample(
     paths: list[Path], overrides: Mapping[str, pl.DataType] | None = None
 ) -> pl.DataFrame:
-    """The first rows of the scan; its schema is the inferred column types."""
+    """The first rows of the data; its schema is the inferred column types.
+
+    Text columns whose every value is an ISO date or timestamp become Date or
+    Datetime (checked here on the sample: Polars' own date inference over many
+    rows is slow).
+    """
     try:
-        sample = scan(paths, overrides).head(INFER_ROWS).collect()
+        if is_parquet(paths[0]) or paths[0].suffix == ".gz":
+            sample = scan(paths, overrides).head(INFER_ROWS).collect()
+        else:
+            sample = pl.read_csv(
+                paths[0],
+                n_rows=INFER_ROWS,
+                infer_schema_length=INFER_ROWS,
+                schema_overrides=dict(overrides or {}),
+                raise_if_empty=True,
+            )
     except pl.exceptions.PolarsError as exc:
         raise as_input_error(exc, paths) from None
     if not sample.width:
         raise InputError(f"{paths[0]}, line 1: no columns found. Give a file with a header row.")
-    return sample
+    dates = [
+        _as_temporal(sample.get_column(n)) for n in sample.columns if n not in (overrides or {})
+    ]
+    return sample.with_columns([d for d in dates if d is not None])
+
+
+def _as_temporal(column: pl.Series) -> pl.Series | None:
+    """``column`` parsed as dates or timestamps when every text value is one."""
+    present = column.null_count()
+    if column.dtype != pl.String or present == column.len():
+        return None
+    for parse in (column.str.to_date, column.str.to_datetime):
+        try:
+            parsed = parse(strict=False)
+        except pl.exceptions.PolarsError:
+            continue
+        if parsed.null_count() == present:
+            return parsed
+    return None
 
 
 def iter_batches(
