@@ -126,6 +126,7 @@ def test_late_text_widens_to_string_with_line(tmp_path):
         (b"", "line 1: the file is empty"),
         (b"a,b\n", "line 2: the file has a header but no data rows"),
         (b"a,b\n1,2\n3,4,5\n6,7\n", "line 3: expected 2 fields, found 3"),
+        (b"a,b,c\n1,2,3\n4,5,\n6,7\n8,9,1\n", "line 4: expected 3 fields, found 2"),
         (b"a,b\n1,x\n2,\xff\xfe\n", "line 3: invalid UTF-8"),
     ],
 )

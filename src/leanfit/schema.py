@@ -39,6 +39,7 @@ from leanfit.errors import ConfigError, InputError
 from leanfit.sources import (
     ColumnTypeError,
     as_input_error,
+    is_parquet,
     read_sample,
     resolve_paths,
     scan,
@@ -170,6 +171,8 @@ def inspect(data, target: str | None = None) -> Schema:
     rows = stats["__rows__"]
     if rows == 0:
         raise InputError(f"{paths[0]}, line 2: the file has a header but no data rows.")
+    if stats[f"{sample.columns[-1]}:nulls"]:
+        _refuse_short_rows(paths)
     columns = [
         _column(name, dtype, stats, plan, rows, name == target) for name, dtype in types.items()
     ]
@@ -177,6 +180,18 @@ def inspect(data, target: str | None = None) -> Schema:
     if target is not None:
         _describe_target(schema, plan.counter)
     return schema
+
+
+def _refuse_short_rows(paths) -> None:
+    """Polars fills the missing fields of a short row with nulls, which look like
+    empty last fields. When the last column has nulls, re-read to tell them apart."""
+    from leanfit.diagnose import first_ragged_row
+
+    for path in paths:
+        if not is_parquet(path):
+            problem = first_ragged_row(path)
+            if problem:
+                raise InputError(problem)
 
 
 @dataclass
