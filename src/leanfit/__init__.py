@@ -30,7 +30,11 @@ from leanfit.train import TrainOptions, train
 
 # Functions named like their module are imported above (a submodule import would
 # otherwise shadow them); the generator, which needs pyarrow, loads on first use.
-_LAZY = {"generate_batches": "leanfit.synth", "write_data": "leanfit.synth"}
+_LAZY = {
+    "generate_batches": "leanfit.synth",
+    "write_data": "leanfit.synth",
+    "StreamingClassifier": "leanfit.estimator",
+}
 
 __all__ = [
     "BundleError",
@@ -42,6 +46,7 @@ __all__ = [
     "Model",
     "Schema",
     "SchemaMismatch",
+    "StreamingClassifier",
     "TrainOptions",
     "evaluate",
     "generate_batches",

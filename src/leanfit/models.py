@@ -6,6 +6,8 @@ Models are saved as their constructor parameters (JSON) and learned arrays
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from leanfit.errors import BundleError, ConfigError
@@ -14,52 +16,52 @@ MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logi
 INCREMENTAL = MODELS[:-1]
 
 
-def _classes():
-    from sklearn.linear_model import Perceptron, SGDClassifier
-    from sklearn.naive_bayes import BernoulliNB, GaussianNB
-    from sklearn.neural_network import MLPClassifier
+_CLASSES = {
+    "SGDClassifier": "sklearn.linear_model",
+    "Perceptron": "sklearn.linear_model",
+    "BernoulliNB": "sklearn.naive_bayes",
+    "GaussianNB": "sklearn.naive_bayes",
+    "MLPClassifier": "sklearn.neural_network",
+    "ExactLogisticRegression": "leanfit.logistic",
+}
 
-    from leanfit.logistic import ExactLogisticRegression
 
-    return {
-        cls.__name__: cls
-        for cls in (
-            SGDClassifier,
-            Perceptron,
-            BernoulliNB,
-            GaussianNB,
-            MLPClassifier,
-            ExactLogisticRegression,
-        )
-    }
+def _model_class(name: str) -> type:
+    """The estimator class for a saved class name, from the fixed list only."""
+    if name not in _CLASSES:
+        raise BundleError(f"unknown model class {name!r} in the bundle.")
+    return getattr(importlib.import_module(_CLASSES[name]), name)
 
 
 def make_model(name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0):
-    """A fresh, unfitted estimator for the ``--model`` name."""
-    from sklearn.linear_model import Perceptron, SGDClassifier
-    from sklearn.naive_bayes import BernoulliNB, GaussianNB
-    from sklearn.neural_network import MLPClassifier
-
-    from leanfit.logistic import ExactLogisticRegression
-
+    """A fresh, unfitted estimator for the ``--model`` name (imports only its class)."""
     common = {"random_state": seed}
-    if name == "sgd":
-        return SGDClassifier(
-            loss="log_loss", alpha=1e-5, learning_rate="adaptive", eta0=0.01, average=True, **common
-        )
-    if name == "hinge":
-        return SGDClassifier(loss="hinge", alpha=1e-5, average=True, **common)
-    if name == "passive-aggressive":
-        return SGDClassifier(loss="hinge", penalty=None, learning_rate="pa1", eta0=0.1, **common)
-    if name == "perceptron":
-        return Perceptron(**common)
-    if name == "nb":
-        return BernoulliNB(binarize=0.0) if sparse else GaussianNB()
-    if name == "mlp":
-        return MLPClassifier(hidden_layer_sizes=(64,), **common)
-    if name == "logistic":
-        return ExactLogisticRegression(C=C, max_iter=2_000)
-    raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {name!r}.")
+    settings = {
+        "sgd": (
+            "SGDClassifier",
+            {
+                "loss": "log_loss",
+                "alpha": 1e-5,
+                "learning_rate": "adaptive",
+                "eta0": 0.01,
+                "average": True,
+                **common,
+            },
+        ),
+        "hinge": ("SGDClassifier", {"loss": "hinge", "alpha": 1e-5, "average": True, **common}),
+        "passive-aggressive": (
+            "SGDClassifier",
+            {"loss": "hinge", "penalty": None, "learning_rate": "pa1", "eta0": 0.1, **common},
+        ),
+        "perceptron": ("Perceptron", common),
+        "nb": ("BernoulliNB", {"binarize": 0.0}) if sparse else ("GaussianNB", {}),
+        "mlp": ("MLPClassifier", {"hidden_layer_sizes": (64,), **common}),
+        "logistic": ("ExactLogisticRegression", {"C": C, "max_iter": 2_000}),
+    }
+    if name not in settings:
+        raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {name!r}.")
+    class_name, params = settings[name]
+    return _model_class(class_name)(**params)
 
 
 def has_proba(model) -> bool:
@@ -98,10 +100,7 @@ def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
 
 def restore_model(settings: dict, arrays: dict[str, np.ndarray]):
     """Rebuild a model saved by :func:`model_state`, from the fixed class list."""
-    classes = _classes()
-    if settings.get("class") not in classes:
-        raise BundleError(f"unknown model class {settings.get('class')!r} in the bundle.")
-    model = classes[settings["class"]](**settings["params"])
+    model = _model_class(settings.get("class"))(**settings["params"])
     for key, value in settings["scalars"].items():
         setattr(model, key, value)
     for key, count in settings["lists"].items():

@@ -105,6 +105,7 @@ def encoded_blocks(data, schema: Schema, encoder: Encoder, opts: TrainOptions) -
         start += frame.height
         labelled = y >= 0
         X = encoder.transform(frame)
+        del frame  # the parsed chunk is done with; only the encoded block lives on
         train = (
             ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
         )
@@ -141,16 +142,21 @@ class Trainer:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
         for X, y, train in encoded_blocks(data, self.schema, self.encoder, self.opts):
-            if (~train).any():
+            if not train.all():
                 holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
-            if not train.any():
+            rows = np.flatnonzero(train)
+            if incremental:
+                rows = self.rng.permutation(rows)  # select and shuffle in one copy
+            Xt, yt = X[rows], y[rows]
+            del X, y, train
+            if not len(yt):
                 continue
-            Xt, yt = (X, y) if train.all() else (X[train], y[train])
             self.train_rows += len(yt)
             if keep_train:
                 train_cache.append(Xt, yt, self.weights(yt))
             if incremental:
                 self._learn(Xt, yt, self.weights(yt), epoch=1)
+            del Xt, yt
         if self.train_rows == 0:
             raise InputError("no training rows: every labelled row fell in the holdout.")
         if incremental:
@@ -166,9 +172,6 @@ class Trainer:
             )
 
     def _learn(self, X, y, w, *, epoch: int) -> None:
-        order = self.rng.permutation(len(y))
-        X, y = X[order], y[order]
-        w = None if w is None else w[order]
         kwargs = {"classes": self.classes} if self.rows_seen == 0 else {}
         if w is not None:
             if "sample_weight" not in pyinspect.signature(self.model.partial_fit).parameters:
@@ -192,7 +195,8 @@ class Trainer:
                 if stale >= self.opts.patience:
                     break
             for X, y, w in train_cache.blocks(self.rng.permutation(train_cache.count)):
-                self._learn(X, y, w, epoch=epoch)
+                order = self.rng.permutation(len(y))
+                self._learn(X[order], y[order], None if w is None else w[order], epoch=epoch)
 
 
 def holdout_loss(model, cache: BlockCache) -> float:

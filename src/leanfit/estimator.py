@@ -1,0 +1,485 @@
+"""A scikit-learn classifier over leanfit's streaming pipeline: files, frames or arrays.
+
+:class:`StreamingClassifier` fits the way ``leanfit train`` does. Whatever it is
+given becomes a file first: in-memory data is written to a temporary Parquet file,
+one batch or frame at a time. ``inspect`` and ``train`` then run on that file, and
+the bundle they save is loaded back as ``model_``. The temporary files are removed
+before ``fit`` returns. ``fit`` accepts:
+
+* an array-like with ``y``: its columns are named ``x0 .. x{n-1}``;
+* a pandas or polars DataFrame with ``y``: columns keep their names and types, so
+  text columns are one-hot encoded or hashed as ``leanfit train`` does;
+* a CSV/Parquet file, directory or glob, with ``target=`` naming the label column;
+* a DataFrame, or an iterable of DataFrames or Arrow tables, that holds the label
+  column named by ``target=``. The iterable is read once, one frame at a time, and is
+  never concatenated in memory.
+
+Two rules differ from ``leanfit inspect``. Float columns are never treated as ids.
+When every column is constant, the constant numeric columns are kept: they encode
+as zeros, so the model learns the class priors. Missing values (``NaN`` or null)
+are replaced by the column mean, as in ``leanfit train``.
+
+Memory: the Parquet writer holds one ``batch_rows`` slice (arrays) or one frame
+(iterables) at a time. Training holds what ``leanfit train`` holds.
+
+>>> import numpy as np
+>>> X = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]] * 10)
+>>> y = np.array(["a", "b", "a", "b"] * 10)
+>>> clf = StreamingClassifier(model="logistic").fit(X, y)
+>>> clf.predict([[0.0, 1.0], [1.0, 0.0]]).tolist(), clf.n_features_in_
+(['a', 'b'], 2)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from leanfit.errors import ConfigError, InputError
+from leanfit.models import MODELS, has_proba, make_model, scores
+from leanfit.predict import load
+from leanfit.schema import Schema, inspect
+from leanfit.sources import DEFAULT_BATCH_ROWS
+from leanfit.train import TrainOptions, train
+
+TARGET = "__target__"
+NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
+DataPath = str | os.PathLike
+Frame = pd.DataFrame | pl.DataFrame | pa.Table | pa.RecordBatch
+FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
+PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
+
+
+class StreamingClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier that trains with ``leanfit train``, in bounded memory.
+
+    Parameters
+    ----------
+    model : {"sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", \
+"logistic"}, default="sgd"
+        The ``--model`` of ``leanfit train``. Only ``sgd``, ``nb``, ``mlp`` and
+        ``logistic`` give ``predict_proba``. Only the linear models give
+        ``decision_function``.
+    epochs : int, default=1
+        Passes over the data for incremental models. Later passes read a disk cache of
+        encoded blocks.
+    holdout : float, default=0.0
+        Share of rows held out to measure the model and stop early. The metrics go to
+        ``training_summary_``. The default trains on every row, as scikit-learn does.
+    class_weight : {"balanced"} or None, default=None
+        Weight classes inversely to their frequency.
+    C : float, default=1.0
+        Inverse regularisation strength of ``model="logistic"``.
+    batch_rows : int, default=131072
+        Rows per streamed batch, in training and prediction. RAM grows linearly
+        with it, at about the encoded width of a row times 4 bytes.
+    patience : int, default=2
+        Epochs without a holdout improvement before stopping.
+    hash_width : int, default=1024
+        Slots for hashed high-cardinality text columns.
+    missing_indicators : bool, default=False
+        Add a 0/1 column for each numeric column that has missing values.
+    drop : tuple of str, default=()
+        Columns not to use as features.
+    split_by : str or None, default=None
+        Column whose value hashes rows into the holdout, instead of the row number.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the holdout split, the shuffles and the model. An int is used
+        as the seed. Otherwise a seed is drawn from it.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, sorted.
+    n_features_in_ : int
+        Number of input columns, not counting the label column.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Input column names. Set when fit got column names: a DataFrame with string
+        names, a file, or frames.
+    model_ : leanfit.Model
+        The trained leanfit model: schema, encoder and scikit-learn estimator.
+    training_summary_ : dict
+        The summary ``leanfit train`` returns, plus the inspect warnings.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "model": [StrOptions(set(MODELS))],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "holdout": [Interval(Real, 0, 1, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), None],
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "batch_rows": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "hash_width": [Interval(Integral, 1, None, closed="left")],
+        "missing_indicators": ["boolean"],
+        "drop": [list, tuple],
+        "split_by": [str, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        *,
+        model: str = "sgd",
+        epochs: int = 1,
+        holdout: float = 0.0,
+        class_weight: str | None = None,
+        C: float = 1.0,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        patience: int = 2,
+        hash_width: int = 1024,
+        missing_indicators: bool = False,
+        drop: tuple[str, ...] | list[str] = (),
+        split_by: str | None = None,
+        random_state: int | np.random.RandomState | None = 0,
+    ) -> None:
+        self.model = model
+        self.epochs = epochs
+        self.holdout = holdout
+        self.class_weight = class_weight
+        self.C = C
+        self.batch_rows = batch_rows
+        self.patience = patience
+        self.hash_width = hash_width
+        self.missing_indicators = missing_indicators
+        self.drop = drop
+        self.split_by = split_by
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        """Declare that NaN is accepted: it counts as a missing value."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: FitInput, y: ArrayLike | None = None, *, target: str | None = None) -> Self:
+        """Train on ``X`` and ``y``, or on data that holds the label column ``target``.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, path or iterable of DataFrames
+            The training data. See the module docstring for each kind.
+        y : array-like of shape (n_samples,), optional
+            Labels, for array-likes and DataFrames without the label column.
+        target : str, optional
+            The label column of a path, DataFrame or frames. Give it instead of ``y``.
+
+        Returns
+        -------
+        self : StreamingClassifier
+            The fitted estimator.
+        """
+        self.__dict__.pop("feature_names_in_", None)
+        with tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp:
+            folder = Path(tmp)
+            data, label, classes = self._stage(X, y, target, folder)
+            schema = _schema(data, label)
+            if classes is None:
+                names = [c.name for c in schema.columns if c.name != label]
+                self.n_features_in_ = len(names)
+                self.feature_names_in_ = np.asarray(names, dtype=object)
+            summary = train(
+                data, schema=schema, out=folder / "model.leanfit", options=self._options()
+            )
+            self.model_ = load(folder / "model.leanfit")
+        summary.pop("model_path", None)
+        self.training_summary_ = {**summary, "schema_warnings": list(schema.warnings)}
+        self.classes_ = np.asarray(self.model_.classes) if classes is None else classes
+        return self
+
+    def _stage(
+        self, X: FitInput, y: ArrayLike | None, target: str | None, folder: Path
+    ) -> tuple[DataPath, str, np.ndarray | None]:
+        """The file to train on, its label column, and the classes when ``y`` was given."""
+        is_path = isinstance(X, (str, os.PathLike))
+        if target is None:
+            if is_path:
+                raise ConfigError("StreamingClassifier.fit: give target=, the label column.")
+            return self._stage_xy(X, y, folder / "data.parquet")
+        if y is not None:
+            raise ConfigError("StreamingClassifier.fit: give y or target=, not both.")
+        if is_path:
+            return X, target, None
+        if isinstance(X, np.ndarray) or not isinstance(X, Iterable):
+            raise InputError(
+                "StreamingClassifier.fit: with target=, X must be a path, a DataFrame or an "
+                f"iterable of DataFrames. Got {type(X).__name__}; for arrays give y instead."
+            )
+        frames = [X] if isinstance(X, (pd.DataFrame, pl.DataFrame, pa.Table, pa.RecordBatch)) else X
+        _write_frames(frames, folder / "data.parquet", target)
+        return folder / "data.parquet", target, None
+
+    def _stage_xy(self, X: Any, y: Any, path: Path) -> tuple[Path, str, np.ndarray]:
+        """Write ``X`` (named columns) and the class codes of ``y`` to ``path``."""
+        if isinstance(X, (pd.DataFrame, pl.DataFrame)):
+            validate_data(self, X, reset=True, skip_check_array=True)
+            table = _renamed(_to_arrow(X), self._columns())
+            if TARGET in table.column_names:
+                raise InputError(f"StreamingClassifier.fit: rename the column '{TARGET}'.")
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        else:
+            X, y = validate_data(self, X, y, dtype="numeric", ensure_all_finite="allow-nan")
+            table = None
+        classes, codes = _labels(y)
+        rows = int(self.batch_rows)
+
+        def batches() -> Iterator[pa.Table]:
+            for start in range(0, len(codes), rows):
+                part = (
+                    _array_table(X[start : start + rows], self._columns())
+                    if table is None
+                    else table.slice(start, rows)
+                )
+                yield part.append_column(TARGET, pa.array(codes[start : start + rows]))
+
+        _write_frames(batches(), path, TARGET)
+        return path, TARGET, classes
+
+    def _options(self) -> TrainOptions:
+        seed = self.random_state
+        if not isinstance(seed, Integral):
+            seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
+        return TrainOptions(
+            model=self.model,
+            epochs=int(self.epochs),
+            holdout=float(self.holdout),
+            class_weight=self.class_weight,
+            seed=int(seed),
+            split_by=self.split_by,
+            drop=tuple(self.drop),
+            batch_rows=int(self.batch_rows),
+            C=float(self.C),
+            patience=int(self.patience),
+            hash_width=int(self.hash_width),
+            missing_indicators=bool(self.missing_indicators),
+        )
+
+    # ------------------------------------------------------------------ predict
+
+    def _columns(self) -> list[str]:
+        """The column names the model reads, in input order."""
+        if hasattr(self, "feature_names_in_"):
+            return list(self.feature_names_in_)
+        return [f"x{i}" for i in range(self.n_features_in_)]
+
+    def _frames(self, X: PredictInput) -> Iterable[pl.DataFrame]:
+        """``X`` as polars frames with the fit-time column names (paths: streamed)."""
+        check_is_fitted(self)
+        if isinstance(X, (str, os.PathLike)):
+            return self.model_.batches(X, int(self.batch_rows))
+        if isinstance(X, (pd.DataFrame, pl.DataFrame)):
+            validate_data(self, X, reset=False, skip_check_array=True)
+            return [pl.from_arrow(_renamed(_to_arrow(X), self._columns()))]
+        X = validate_data(self, X, reset=False, dtype="numeric", ensure_all_finite="allow-nan")
+        return [pl.from_arrow(_array_table(X, self._columns()))]
+
+    def _encoded(self, X: PredictInput) -> Iterator[Any]:
+        """Encoded blocks of ``X``, one per frame (checks ``X`` before the first)."""
+        frames = self._frames(X)
+        return (self._encode(frame) for frame in frames)
+
+    def _encode(self, frame: pl.DataFrame) -> Any:
+        if frame.height == 1:
+            # Polars keeps one-row columns as scalars, whose float32 arithmetic rounds
+            # differently (1 ulp). Encode two plain copies so a row's result does not
+            # depend on the frame it comes in.
+            table = frame.to_arrow()
+            twice = pl.from_arrow(pa.concat_tables([table, table]).combine_chunks())
+            return self.model_.encoder.transform(twice)[:1]
+        return self.model_.encoder.transform(frame)
+
+    def _scores(self, X: PredictInput) -> NDArray[np.float64]:
+        return np.concatenate([scores(self.model_.estimator, block) for block in self._encoded(X)])
+
+    def _fitted_estimator(self) -> Any:
+        """The fitted scikit-learn model, or an unfitted one made from ``model``."""
+        if hasattr(self, "model_"):
+            return self.model_.estimator
+        if self.model not in MODELS:
+            raise AttributeError(f"model={self.model!r} is not one of {', '.join(MODELS)}.")
+        return make_model(self.model)
+
+    def _model_name(self) -> str:
+        return self.training_summary_["model"] if hasattr(self, "model_") else self.model
+
+    def _check_proba(self) -> bool:
+        if not has_proba(self._fitted_estimator()):
+            raise AttributeError(
+                f"predict_proba is not available for model={self._model_name()!r}: it gives "
+                "no probabilities. Use decision_function, or model='sgd' or 'logistic'."
+            )
+        return True
+
+    def _check_decision(self) -> bool:
+        if not hasattr(self._fitted_estimator(), "decision_function"):
+            raise AttributeError(
+                f"decision_function is not available for model={self._model_name()!r}: it "
+                "is not a linear model. Use predict_proba."
+            )
+        return True
+
+    @available_if(_check_proba)
+    def predict_proba(self, X: PredictInput) -> NDArray[np.float64]:
+        """Class probabilities, one column per class in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or path
+            Rows to score. Arrays and DataFrames must have the fit-time columns, in
+            order, and no label column. Files are streamed, and their columns are
+            matched by name: extra columns, such as the label, are ignored.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities.
+        """
+        return self._scores(X)
+
+    @available_if(_check_decision)
+    def decision_function(self, X: PredictInput) -> NDArray[np.float64]:
+        """Raw scores of the linear model (for ``classes_[1]`` if binary).
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or path
+            Rows to score, as for ``predict_proba``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            One score per row if binary, else one per class.
+        """
+        blocks = list(self._encoded(X))
+        return np.concatenate([self.model_.estimator.decision_function(b) for b in blocks])
+
+    def predict(self, X: PredictInput) -> np.ndarray:
+        """The most likely class of each row.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or path
+            Rows to classify, as for ``predict_proba``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        best = self._scores(X).argmax(axis=1)
+        return self.classes_[best]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted classes and the class code of each label. At least 2 classes are needed."""
+    check_classification_targets(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise InputError(
+            "StreamingClassifier needs samples of at least 2 classes; "
+            f"got {classes.size} class: {classes.tolist()}."
+        )
+    return classes, codes.astype(np.int32)
+
+
+def _schema(data: DataPath, target: str) -> Schema:
+    """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
+    its numeric constant columns (they encode as zeros)."""
+    schema = inspect(data, target=target)
+    for col in schema.columns:
+        if col.kind == "id" and col.read_as.startswith("Float"):
+            col.kind, col.feature = "integer", True
+    if not schema.features:
+        for col in schema.columns:
+            if col.kind == "constant" and col.read_as.startswith(NUMERIC_READS):
+                col.kind = "boolean" if col.read_as == "Boolean" else "float"
+                col.feature = True
+    return schema
+
+
+def _to_arrow(frame: Any) -> pa.Table:
+    if isinstance(frame, pd.DataFrame):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if isinstance(frame, pl.DataFrame):
+        return frame.to_arrow()
+    if isinstance(frame, pa.RecordBatch):
+        return pa.Table.from_batches([frame])
+    if isinstance(frame, pa.Table):
+        return frame
+    raise InputError(
+        "StreamingClassifier.fit: the iterable must yield pandas or polars DataFrames or "
+        f"Arrow tables. Got {type(frame).__name__}."
+    )
+
+
+def _renamed(table: pa.Table, names: list[str]) -> pa.Table:
+    return table if table.column_names == names else table.rename_columns(names)
+
+
+def _array_table(X: np.ndarray, names: list[str]) -> pa.Table:
+    """Named columns of a 2-D array; NaN becomes null (a missing value)."""
+    columns = [pa.array(np.ascontiguousarray(X[:, j]), from_pandas=True) for j in range(X.shape[1])]
+    return pa.table(columns, names=names)
+
+
+def _write_frames(frames: Iterable[Any], path: Path, target: str) -> None:
+    """Write each frame to one Parquet file as it arrives. Each frame must have the
+    first frame's columns and types (or types that cast to them)."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for index, frame in enumerate(frames):
+            table = _to_arrow(frame).replace_schema_metadata(None)
+            if writer is None:
+                if target not in table.column_names:
+                    raise InputError(
+                        f"StreamingClassifier.fit: the target column '{target}' is not in the "
+                        f"data. Columns: {', '.join(table.column_names)}."
+                    )
+                writer = pq.ParquetWriter(path, table.schema)
+            elif not table.schema.equals(writer.schema):
+                table = _conform(table, writer.schema, index)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise InputError("StreamingClassifier.fit: the data holds no frames: nothing to train on.")
+
+
+def _conform(table: pa.Table, schema: pa.Schema, index: int) -> pa.Table:
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, ValueError, pa.ArrowException) as exc:
+        raise InputError(
+            f"StreamingClassifier.fit: frame {index} does not match the first frame "
+            f"(columns {schema.names} with types {schema.types}): {exc}"
+        ) from None
