@@ -61,7 +61,7 @@ def test_holdout_metrics_equal_sklearn_on_the_same_rows(small_csv, tmp_path):
 
 def test_logistic_matches_sklearn_coefficients(small_csv, tmp_path):
     schema = inspect(small_csv, target="label")
-    opts = TrainOptions(model="logistic", holdout=0.0, batch_rows=SMALL_CHUNKS, C=0.5)
+    opts = TrainOptions(model="logistic", holdout=0.0, batch_rows=SMALL_CHUNKS, C=0.5, tol=1e-10)
     train(small_csv, schema=schema, out=tmp_path / "l.leanfit", options=opts)
     ours = load(tmp_path / "l.leanfit").estimator
     Xtr, ytr, _, _ = _encoded_split(small_csv, schema, opts)

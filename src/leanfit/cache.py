@@ -1,8 +1,8 @@
 """A compact on-disk cache of encoded blocks, so later passes never parse again.
 
-Each block is one uncompressed ``.npz`` (float32 values, int32 indices, class
+Each block is a few raw ``.npy`` files (float32 values, int32 indices, class
 codes, weights) in a temporary folder removed when the cache is closed. Reading a
-block back costs a file read, not a CSV parse.
+block back memory-maps them: a page-cache read, not a CSV parse nor a copy.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class BlockCache:
         self.count = 0
         self.rows = 0
         self.nbytes = 0
+        self._names: list[tuple[str, ...]] = []
 
     def append(self, X, y: np.ndarray, weight: np.ndarray | None) -> None:
         arrays = {"y": y}
@@ -35,22 +36,27 @@ class BlockCache:
             arrays |= {"data": X.data, "indices": X.indices, "indptr": X.indptr, "shape": X.shape}
         else:
             arrays["X"] = X
-        path = self.folder / f"{self.count:06d}.npz"
-        np.savez(path, **arrays)
-        self.nbytes += path.stat().st_size
+        self._names.append(tuple(arrays))
+        for name, array in arrays.items():
+            path = self.folder / f"{self.count:06d}.{name}.npy"
+            np.save(path, np.asarray(array), allow_pickle=False)
+            self.nbytes += path.stat().st_size
         self.count += 1
         self.rows += len(y)
 
     def blocks(self, order: np.ndarray | None = None) -> Iterator[Block]:
         for index in range(self.count) if order is None else order:
-            with np.load(self.folder / f"{index:06d}.npz", allow_pickle=False) as z:
-                if "X" in z:
-                    X = z["X"]
-                else:
-                    X = sp.csr_matrix(
-                        (z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"])
-                    )
-                yield X, z["y"], z.get("w")
+            a = {name: self._load(index, name) for name in self._names[index]}
+            if "X" in a:
+                X = a["X"]
+            else:
+                X = sp.csr_matrix((a["data"], a["indices"], a["indptr"]), shape=tuple(a["shape"]))
+                X.has_canonical_format = True  # the encoder writes sorted, unique indices
+            yield X, a["y"], a.get("w")
+
+    def _load(self, index: int, name: str) -> np.ndarray:
+        path = self.folder / f"{index:06d}.{name}.npy"
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -103,6 +103,11 @@ def _pass(
     return objective, grad.ravel(), objective / (C * sw_sum)
 
 
+def _weight_sum(blocks: BlockSource) -> float:
+    """``S = sum_i s_i`` over one pass, reading only labels and weights."""
+    return float(sum(len(y) if sw is None else np.sum(sw) for _, y, sw in blocks()))
+
+
 class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
     """L2-regularised logistic regression, exact, fitted by streaming full-batch L-BFGS.
 
@@ -110,10 +115,11 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
     ----------
     C : float, default=1.0
         Inverse regularisation strength, as in scikit-learn's ``LogisticRegression``.
-    tol : float, default=1e-6
-        L-BFGS stops when every gradient component of ``C * sum_i s_i * loss_i +
-        ||W||^2 / 2`` is at most ``tol`` (coefficients then accurate to about ``tol``),
-        or when the objective no longer decreases (``ftol = 64 * eps``).
+    tol : float, default=1e-4
+        As in scikit-learn: L-BFGS stops when every gradient component of the mean
+        objective is at most ``tol``, or when the objective no longer decreases
+        (``ftol = 64 * eps``). Use 1e-8 or less to match scikit-learn's coefficients
+        to 1e-4 and better; each L-BFGS evaluation is one pass over the data.
     max_iter : int, default=200
         Maximum number of L-BFGS iterations.
     fit_intercept : bool, default=True
@@ -134,7 +140,7 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, *, C: float = 1.0, tol: float = 1e-6, max_iter: int = 200, fit_intercept: bool = True
+        self, *, C: float = 1.0, tol: float = 1e-4, max_iter: int = 200, fit_intercept: bool = True
     ) -> None:
         self.C = C
         self.tol = tol
@@ -233,8 +239,14 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
                 progress(evaluations, loss)
             return objective, grad
 
-        # scikit-learn's lbfgs options, but gtol applies to C * S times its objective
-        options = {"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol, "ftol": 64 * EPS}
+        # scikit-learn's lbfgs options; L-BFGS sees C * S times scikit-learn's objective,
+        # so its gradient tolerance is scaled by C * S to mean what scikit-learn's tol means
+        options = {
+            "maxiter": self.max_iter,
+            "maxls": 50,
+            "gtol": self.tol * self.C * _weight_sum(blocks),
+            "ftol": 64 * EPS,
+        }
         x0 = np.zeros(shape[0] * shape[1])
         res = minimize(evaluate, x0, method="L-BFGS-B", jac=True, options=options)
         if not res.success:

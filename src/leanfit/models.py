@@ -33,7 +33,9 @@ def _model_class(name: str) -> type:
     return getattr(importlib.import_module(_CLASSES[name]), name)
 
 
-def make_model(name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0):
+def make_model(
+    name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0, tol: float = 1e-4
+):
     """A fresh, unfitted estimator for the ``--model`` name (imports only its class)."""
     common = {"random_state": seed}
     settings = {
@@ -56,7 +58,7 @@ def make_model(name: str, *, seed: int = 0, sparse: bool = False, C: float = 1.0
         "perceptron": ("Perceptron", common),
         "nb": ("BernoulliNB", {"binarize": 0.0}) if sparse else ("GaussianNB", {}),
         "mlp": ("MLPClassifier", {"hidden_layer_sizes": (64,), **common}),
-        "logistic": ("ExactLogisticRegression", {"C": C, "max_iter": 2_000}),
+        "logistic": ("ExactLogisticRegression", {"C": C, "tol": tol, "max_iter": 2_000}),
     }
     if name not in settings:
         raise ConfigError(f"--model must be one of {', '.join(MODELS)}. Got {name!r}.")

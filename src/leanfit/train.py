@@ -43,6 +43,7 @@ class TrainOptions:
     drop: tuple[str, ...] = ()
     batch_rows: int = DEFAULT_BATCH_ROWS
     C: float = 1.0
+    tol: float = 1e-4
     patience: int = 2
     hash_width: int = 1024
     missing_indicators: bool = False
@@ -126,7 +127,9 @@ class Trainer:
             hash_width=opts.hash_width,
             missing_indicators=opts.missing_indicators,
         )
-        self.model = make_model(opts.model, seed=opts.seed, sparse=self.encoder.sparse, C=opts.C)
+        self.model = make_model(
+            opts.model, seed=opts.seed, sparse=self.encoder.sparse, C=opts.C, tol=opts.tol
+        )
         self.classes = np.arange(len(schema.classes))
         self.class_weights = _balanced_weights(schema) if opts.class_weight else None
         self.rng = np.random.default_rng(opts.seed)
