@@ -7,13 +7,6 @@ scikit-learn) load on first use, so ``inspect`` pays only for Polars and NumPy.
 from __future__ import annotations
 
 import importlib
-import os
-
-# Polars' CSV reader reads ahead in chunks sized for throughput, not memory: its
-# default held about 320 MB of buffers on 2 threads here, 4 MiB chunks about 100 MB
-# at the same speed (bench/inspect_speed.py). Set before Polars is imported;
-# an explicit environment setting wins.
-os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(4 << 20))
 
 from leanfit.errors import (
     BundleError,

@@ -17,41 +17,61 @@ import click
 from leanfit.errors import LeanfitError
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size as the OS counts it."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
-    """Shared shell of every command: ``--json``, timing, peak RSS, error printing.
+    """Shared shell of every command: the memory budget, ``--json``, timing, errors.
 
-    The wrapped function returns ``(summary, show)``: the JSON summary and a
-    function that prints it for people.
+    The wrapped function takes ``memory`` (a running :class:`~leanfit.memory.Monitor`)
+    and returns ``(summary, show)``: the JSON summary and a function that prints it
+    for people. Every summary ends with the memory report.
     """
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+    @click.option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Memory budget: 512MB, 2GiB or 30% of the machine. The run plans its chunks "
+        "to stay under it, or refuses at once. [default: a quarter of the memory available "
+        "at start]",
+    )
+    @click.option(
+        "--memory-trace",
+        type=click.Path(dir_okay=False),
+        help="Write the RSS samples over time (CSV) to this file.",
+    )
     @functools.wraps(fn)
-    def wrapper(as_json: bool, **kwargs):
+    def wrapper(as_json: bool, memory_limit: str | None, memory_trace: str | None, **kwargs):
+        from leanfit.memory import Monitor, default_limit, parse_limit
+
         start = time.perf_counter()
         try:
-            summary, show = fn(**kwargs)
+            limit = parse_limit(memory_limit) if memory_limit else default_limit()
+            with Monitor(limit) as monitor:
+                summary, show = fn(memory=monitor, **kwargs)
+            if memory_trace:
+                monitor.write_trace(memory_trace)
         except LeanfitError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         summary["command"] = fn.__name__.replace("_", "-")
         summary["seconds"] = round(time.perf_counter() - start, 3)
-        summary["peak_rss_bytes"] = peak_rss_bytes()
+        summary["memory"] = monitor.report()
+        summary["peak_rss_bytes"] = summary["memory"]["peak_rss_bytes"]
         if as_json:
             click.echo(json.dumps(summary, default=str))
         else:
             show(summary)
-            click.echo(
-                f"{summary['seconds']:.1f} s, peak memory {summary['peak_rss_bytes'] / 2**20:,.0f} MiB"
-            )
+            _show_memory(summary)
 
     return wrapper
+
+
+def _show_memory(summary: dict) -> None:
+    m = summary["memory"]
+    stages = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in m["peak_by_stage_bytes"].items())
+    click.echo(
+        f"{summary['seconds']:.1f} s; peak memory {m['peak_rss_bytes'] / 2**20:,.0f} MiB of a "
+        f"{m['limit_bytes'] / 2**20:,.0f} MiB limit (by stage, MiB: {stages})"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -89,18 +109,20 @@ DATA = click.argument("data", type=click.Path(exists=True, dir_okay=True))
     help="Output format [default: from the file name; .csv.gz is gzip'd CSV].",
 )
 @command
-def make_data(out, rows, seed, classes, positive_rate, fmt):
+def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
     """Write generated classification data, chunk by chunk, in constant memory.
 
     \b
     Example:
       leanfit make-data data/train.csv --rows 8000000 --seed 1
     """
-    from leanfit.synth import write_data
+    from leanfit.synth import GENERATOR_BYTES, write_data
 
-    summary = write_data(
-        out, rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, fmt=fmt
-    )
+    memory.plan(fixed=GENERATOR_BYTES)
+    with memory.stage("make-data"):
+        summary = write_data(
+            out, rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, fmt=fmt
+        )
 
     def show(s):
         click.echo(f"wrote {s['rows']:,} rows to {s['path']} ({s['bytes'] / 1e6:,.1f} MB)")
@@ -113,7 +135,7 @@ def make_data(out, rows, seed, classes, positive_rate, fmt):
 @click.option("--target", "-t", help="The label column.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write schema.json here.")
 @command
-def inspect_(data, target, out):
+def inspect_(data, target, out, memory):
     """Learn each column's kind, statistics and smallest exact storage type.
 
     DATA is a CSV, CSV.gz or Parquet file, a directory or a glob of them.
@@ -125,7 +147,7 @@ def inspect_(data, target, out):
     from leanfit.report import inspect_summary, show_inspect
     from leanfit.schema import inspect
 
-    schema = inspect(data, target=target)
+    schema = inspect(data, target=target, memory=memory)
     if out:
         schema.to_json(out)
     return inspect_summary(schema, out), functools.partial(show_inspect, schema)
@@ -141,7 +163,7 @@ def inspect_(data, target, out):
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
 @command
-def shrink_(data, out, schema_path):
+def shrink_(data, out, schema_path, memory):
     """Stream DATA into Parquet with the smallest exact types.
 
     \b
@@ -153,7 +175,7 @@ def shrink_(data, out, schema_path):
     from leanfit.shrink import shrink
 
     schema = Schema.from_json(schema_path) if schema_path else None
-    return shrink(data, out, schema), show_shrink
+    return shrink(data, out, schema, memory=memory), show_shrink
 
 
 MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
@@ -210,6 +232,14 @@ MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
     help="Inverse L2 strength of --model logistic.",
 )
 @click.option(
+    "--tol",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="Gradient tolerance of --model logistic, as scikit-learn's; each L-BFGS step is "
+    "one pass over the cached data.",
+)
+@click.option(
     "--batch-rows",
     type=click.IntRange(min=1),
     default=131_072,
@@ -237,9 +267,11 @@ def train_(
     split_by,
     drop,
     C,
+    tol,
     batch_rows,
     seed,
     out,
+    memory,
 ):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
@@ -261,10 +293,17 @@ def train_(
         drop=tuple(drop),
         batch_rows=batch_rows,
         C=C,
+        tol=tol,
     )
     schema = Schema.from_json(schema_path) if schema_path else None
     summary = train(
-        data, target, schema=schema, out=out, options=options, progress=progress_printer()
+        data,
+        target,
+        schema=schema,
+        out=out,
+        options=options,
+        progress=progress_printer(),
+        memory=memory,
     )
     return summary, show_train
 
@@ -273,7 +312,7 @@ def train_(
 @MODEL
 @DATA
 @command
-def evaluate_(model, data):
+def evaluate_(model, data, memory):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
 
     \b
@@ -283,7 +322,7 @@ def evaluate_(model, data):
     from leanfit.predict import evaluate
     from leanfit.report import show_evaluate
 
-    return evaluate(model, data), show_evaluate
+    return evaluate(model, data, memory=memory), show_evaluate
 
 
 @main.command("predict")
@@ -299,7 +338,7 @@ def evaluate_(model, data):
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
 @command
-def predict_(model, data, out, proba, keep):
+def predict_(model, data, out, proba, keep, memory):
     """Stream predictions of MODEL for DATA into a file.
 
     \b
@@ -308,7 +347,7 @@ def predict_(model, data, out, proba, keep):
     """
     from leanfit.predict import predict
 
-    summary = predict(model, data, out, proba=proba, keep=tuple(keep))
+    summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory)
     return summary, lambda s: click.echo(f"wrote {s['rows']:,} predictions to {s['output']}")
 
 

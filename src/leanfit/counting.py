@@ -22,7 +22,8 @@ import threading
 
 import polars as pl
 
-MERGE_EVERY = 32
+MERGE_EVERY = 16
+COUNT_ROWS = 65_536  # morsels are a few thousand rows: counting them in groups is cheaper
 
 
 class ValueCounter:
@@ -34,6 +35,8 @@ class ValueCounter:
         self.label_changes = 0
         self.overflowed: set[str] = set()
         self._parts: dict[str, list[pl.DataFrame]] = {name: [] for name in columns}
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     def attach(self, lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -41,16 +44,28 @@ class ValueCounter:
         return lf.map_batches(self._count, streamable=True, schema=lf.collect_schema())
 
     def _count(self, frame: pl.DataFrame) -> pl.DataFrame:
+        changes = 0
+        if self.target is not None and frame.height > 1:
+            labels = frame.get_column(self.target)
+            changes = int((labels != labels.shift()).sum())
         with self._lock:
-            for name, parts in self._parts.items():
-                if name not in self.overflowed:
-                    parts.append(frame.get_column(name).value_counts())
-                    if len(parts) >= MERGE_EVERY:
-                        self._merge(name)
-            if self.target is not None and frame.height > 1:
-                labels = frame.get_column(self.target)
-                self.label_changes += int((labels != labels.shift()).sum())
+            self.label_changes += changes
+            self._pending.append(frame.select(list(self._parts)))
+            self._pending_rows += frame.height
+            if self._pending_rows >= COUNT_ROWS:
+                self._count_pending()
         return frame
+
+    def _count_pending(self) -> None:
+        if not self._pending:
+            return
+        group = pl.concat(self._pending)
+        self._pending, self._pending_rows = [], 0
+        for name, parts in self._parts.items():
+            if name not in self.overflowed:
+                parts.append(group.get_column(name).value_counts())
+                if len(parts) >= MERGE_EVERY:
+                    self._merge(name)
 
     def _merge(self, name: str) -> None:
         merged = pl.concat(self._parts[name]).group_by(name).agg(pl.col("count").sum())
@@ -62,6 +77,7 @@ class ValueCounter:
 
     def counts(self, name: str) -> list[tuple] | None:
         """(value, count) pairs by descending count, nulls left out; None past the cap."""
+        self._count_pending()
         if name in self.overflowed:
             return None
         if self._parts[name]:

@@ -106,11 +106,10 @@ class Encoder:
 
     @property
     def feature_names(self) -> list[str]:
-        names = []
-        for n in self.numeric:
-            names += [n["name"]] + ([f"{n['name']}=<missing>"] if n["indicator"] else [])
+        names = [n["name"] for n in self.numeric]
         for d in self.dates:
             names += [f"{d['name']}:days", f"{d['name']}:month", f"{d['name']}:weekday"]
+        names += [f"{n['name']}=<missing>" for n in self.numeric if n["indicator"]]
         for c in self.categorical:
             if c.get("hashed", not c["levels"]):
                 names += [f"{c['name']}#hash{i}" for i in range(c["width"] - 1)]
@@ -142,42 +141,74 @@ class Encoder:
         return _csr(dense, slots, self.n_features)
 
     def _dense(self, frame: pl.DataFrame) -> np.ndarray:
-        exprs = []
-        for n in self.numeric:
-            c = _numeric_expr(frame, n["name"])
-            exprs.append(((c - n["mean"]) / n["std"]).fill_null(0.0).fill_nan(0.0))
-            if n["indicator"]:
-                exprs.append(c.is_null().cast(pl.Float32))
-        for d in self.dates:
-            c = _date_expr(frame, d["name"])
-            days = c.cast(pl.Int32).cast(pl.Float32)
-            exprs += [
-                ((days - d["mean"]) / d["std"]).fill_null(0.0),
-                ((c.dt.month().cast(pl.Float32) - 6.5) / 3.45).fill_null(0.0),
-                ((c.dt.weekday().cast(pl.Float32) - 4.0) / 2.0).fill_null(0.0),
-            ]
-        if not exprs:
+        """Standardised numbers and date parts (missing -> 0, the mean), then indicators."""
+        if not self.numeric and not self.dates:
             return np.zeros((frame.height, 0), dtype=np.float32)
-        exprs = [e.cast(pl.Float32).alias(f"f{i}") for i, e in enumerate(exprs)]
+        exprs, centre, scale = self._dense_plan(frame.schema)
         try:
-            return frame.select(exprs).to_numpy(order="c")
+            raw = frame.select(exprs).to_numpy(order="c")
         except pl.exceptions.PolarsError as exc:
             raise SchemaMismatch(
                 f"a feature column has the wrong type: {_first_line(exc)}"
             ) from None
+        missing = np.isnan(raw)  # nulls arrive as NaN
+        raw -= centre
+        raw /= scale
+        raw[missing] = 0.0
+        flags = [i for i, n in enumerate(self.numeric) if n["indicator"]]
+        if flags:
+            raw = np.hstack([raw, missing[:, flags].astype(np.float32)])
+        return raw
+
+    def _dense_plan(self, schema: pl.Schema) -> tuple[list[pl.Expr], np.ndarray, np.ndarray]:
+        """The select expressions (built once per input schema: building them costs more
+        than running them on a chunk) with the centre and scale of each."""
+        cache = self.__dict__.setdefault("_plans", {})
+        key = tuple(schema.items())
+        if key in cache:
+            return cache[key]
+        values, centre, scale = [], [], []
+        for n in self.numeric:
+            values.append(_numeric_expr(schema, n["name"]))
+            centre.append(n["mean"])
+            scale.append(n["std"])
+        for d in self.dates:
+            c = _date_expr(schema, d["name"])
+            values += [c.cast(pl.Int32), c.dt.month(), c.dt.weekday()]
+            centre += [d["mean"], 6.5, 4.0]
+            scale += [d["std"], 3.45, 2.0]
+        exprs = [v.cast(pl.Float32).alias(f"f{i}") for i, v in enumerate(values)]
+        cache[key] = exprs, np.asarray(centre, np.float32), np.asarray(scale, np.float32)
+        return cache[key]
 
     def _slots(self, frame: pl.DataFrame) -> np.ndarray:
         """Column index of the one nonzero of each categorical, per row."""
+        if "_code_exprs" not in self.__dict__:
+            self._code_exprs = [
+                pl.col(c["name"])
+                .cast(pl.String)
+                .cast(self._lookup(c)[0], strict=False)
+                .to_physical()
+                .fill_null(len(c["levels"]))
+                .alias(c["name"])
+                for c in self.categorical
+            ]
+        codes = frame.select(self._code_exprs).to_numpy(order="c")
+        out = np.empty(codes.shape, dtype=np.int32)
         offset = self.n_dense
-        exprs = []
-        for c in self.categorical:
-            text = pl.col(c["name"]).cast(pl.String)
-            slot = text.replace_strict(
-                c["levels"], c["slots"], default=c["width"] - 1, return_dtype=pl.Int32
-            )
-            exprs.append((slot.fill_null(c["width"] - 1) + offset).alias(c["name"]))
+        for j, c in enumerate(self.categorical):
+            out[:, j] = self._lookup(c)[1][codes[:, j]] + offset
             offset += c["width"]
-        return frame.select(exprs).to_numpy(order="c")
+        return out
+
+    def _lookup(self, c: dict) -> tuple[pl.Enum, np.ndarray]:
+        """The column's levels as an Enum, and slot by level code (unknown last);
+        built once per column and reused for every chunk."""
+        cache = self.__dict__.setdefault("_lookups", {})
+        if c["name"] not in cache:
+            slots = np.append(np.asarray(c["slots"], dtype=np.int32), c["width"] - 1)
+            cache[c["name"]] = (pl.Enum(pl.Series(c["levels"], dtype=pl.String)), slots)
+        return cache[c["name"]]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,8 +218,8 @@ class Encoder:
         return cls(**raw)
 
 
-def _numeric_expr(frame: pl.DataFrame, name: str) -> pl.Expr:
-    dtype = frame.schema[name]
+def _numeric_expr(schema: pl.Schema, name: str) -> pl.Expr:
+    dtype = schema[name]
     c = pl.col(name)
     if dtype == pl.String:
         c = c.str.strip_chars().cast(pl.Float32)
@@ -197,8 +228,8 @@ def _numeric_expr(frame: pl.DataFrame, name: str) -> pl.Expr:
     return c.cast(pl.Float32)
 
 
-def _date_expr(frame: pl.DataFrame, name: str) -> pl.Expr:
-    dtype = frame.schema[name]
+def _date_expr(schema: pl.Schema, name: str) -> pl.Expr:
+    dtype = schema[name]
     c = pl.col(name)
     if dtype == pl.String:
         return c.str.strip_chars().str.to_date()

@@ -19,6 +19,7 @@ import polars as pl
 from leanfit import bundle
 from leanfit.encode import Encoder
 from leanfit.errors import InputError, SchemaMismatch
+from leanfit.memory import PARSER_BYTES, Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.models import has_proba, model_state, restore_model, scores
 from leanfit.outputs import atomic_path, writer_for
@@ -87,6 +88,13 @@ class Model:
             return [pl.from_arrow(data)]
         return self.batches(data)
 
+    def plan_rows(self, memory: Monitor) -> int:
+        """Rows per chunk that fit ``memory``'s limit for this model."""
+        from leanfit.train import chunk_row_bytes, model_bytes
+
+        fixed = PARSER_BYTES + model_bytes(self.encoder, len(self.classes), "")
+        return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
+
     def batches(self, data, rows: int = DEFAULT_BATCH_ROWS):
         paths = resolve_paths(data)
         return iter_batches(scan(paths, self.schema.read_overrides()), paths, rows)
@@ -119,10 +127,16 @@ def predict(
     *,
     proba: bool = False,
     keep: tuple[str, ...] = (),
-    rows: int = DEFAULT_BATCH_ROWS,
+    rows: int | None = None,
+    memory: Monitor | None = None,
 ) -> dict:
-    """Stream predictions for ``data`` into ``out`` (CSV or Parquet by suffix)."""
+    """Stream predictions for ``data`` into ``out`` (CSV or Parquet by suffix).
+
+    Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
+    """
     model = load(model_path)
+    memory = memory or Monitor.unbounded()
+    rows = rows or model.plan_rows(memory)
     out = Path(out)
     fmt = "parquet" if out.suffix in (".parquet", ".pq") else "csv"
     if proba and not has_proba(model.estimator):
@@ -131,6 +145,7 @@ def predict(
     with atomic_path(out) as tmp, contextlib.ExitStack() as stack:
         write = None
         for frame in model.batches(data, rows):
+            memory.check()
             missing = [c for c in keep if c not in frame.columns]
             if missing:
                 raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
@@ -158,14 +173,17 @@ def _prediction_table(model: Model, frame: pl.DataFrame, proba: bool, keep):
     return pa.table(columns)
 
 
-def evaluate(model_path, data, rows: int = DEFAULT_BATCH_ROWS) -> dict:
+def evaluate(model_path, data, rows: int | None = None, memory: Monitor | None = None) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass."""
     from leanfit.train import label_codes
 
     model = load(model_path)
+    memory = memory or Monitor.unbounded()
+    rows = rows or model.plan_rows(memory)
     target = model.schema.target
     metrics = StreamingMetrics(len(model.classes))
     for frame in model.batches(data, rows):
+        memory.check()
         if target not in frame.columns:
             raise SchemaMismatch(f"{data}: the target column '{target}' is missing.")
         y = label_codes(frame, model.schema)

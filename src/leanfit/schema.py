@@ -36,6 +36,7 @@ import polars as pl
 
 from leanfit.counting import ValueCounter
 from leanfit.errors import ConfigError, InputError
+from leanfit.memory import INSPECT_BYTES, Monitor
 from leanfit.sources import (
     ColumnTypeError,
     as_input_error,
@@ -51,6 +52,7 @@ LOW_CARDINALITY = 1_000
 FLOAT32_DIGITS = 6
 MAX_DECIMALS = 9
 ROW = "__leanfit_row__"
+INSPECT_READ_CHUNK = 8 << 20  # larger reads: fewer, bigger morsels for the category counts
 
 
 @dataclass
@@ -143,13 +145,20 @@ def _json_default(value):
 # --------------------------------------------------------------------------- the pass
 
 
-def inspect(data, target: str | None = None) -> Schema:
+def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -> Schema:
     """Run the streaming inspect pass over ``data`` and return its Schema.
 
     Memory: Polars' streaming engine holds a few parse buffers per thread plus
     the exact category counts of low-cardinality text columns.
     """
     paths = resolve_paths(data)
+    memory = memory or Monitor.unbounded()
+    memory.plan(fixed=INSPECT_BYTES)
+    with memory.stage("inspect"):
+        return _inspect(paths, target)
+
+
+def _inspect(paths: list, target: str | None) -> Schema:
     widened: dict[str, pl.DataType] = {}
     while True:
         sample = read_sample(paths, widened)
@@ -205,7 +214,7 @@ class _Plan:
 
 
 def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Plan:
-    lf = scan(paths, types=sample.schema)
+    lf = scan(paths, types=sample.schema, read_chunk=INSPECT_READ_CHUNK)
     if widened:
         lf = lf.with_row_index(ROW)
     plan = _Plan(lf, [pl.len().alias("__rows__")], {}, [], set(widened))
@@ -220,7 +229,7 @@ def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Pl
             if _looks_low_cardinality(sample.get_column(name)) or name == target:
                 plan.counted.append(name)
         elif dtype.is_numeric():
-            plan.exprs += _numeric_exprs(name, c)
+            plan.exprs += _numeric_exprs(name, c, distinct=dtype.is_integer())
             if dtype.is_float():
                 decimals = _guess_decimals(sample.get_column(name))
                 if decimals is not None:
@@ -238,14 +247,15 @@ def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Pl
     return plan
 
 
-def _numeric_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
-    return [
+def _numeric_exprs(name: str, c: pl.Expr, *, distinct: bool = True) -> list[pl.Expr]:
+    """Range and moments; a distinct-count sketch only where it can reveal an id."""
+    exprs = [
         c.min().alias(f"{name}:min"),
         c.max().alias(f"{name}:max"),
         c.mean().alias(f"{name}:mean"),
         c.std(ddof=0).alias(f"{name}:std"),
-        c.approx_n_unique().alias(f"{name}:hll"),
     ]
+    return [*exprs, c.approx_n_unique().alias(f"{name}:hll")] if distinct else exprs
 
 
 def _text_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
@@ -261,7 +271,7 @@ def _widened_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
     as_int = c.str.strip_chars().cast(pl.Int64, strict=False)
     row = pl.col(ROW)
     return [
-        *_numeric_exprs(name, as_float),
+        *_numeric_exprs(name, as_float, distinct=False),
         (c.is_not_null() & as_float.is_null()).sum().alias(f"{name}:not_float"),
         row.filter(c.is_not_null() & as_float.is_null()).min().alias(f"{name}:first_not_float"),
         row.filter(c.is_not_null() & as_int.is_null()).min().alias(f"{name}:first_not_int"),
@@ -327,7 +337,7 @@ def _choose_numeric(col: Column, dtype, stats: dict, plan: _Plan) -> None:
     name = col.name
     col.min, col.max = stats[f"{name}:min"], stats[f"{name}:max"]
     col.mean, col.std = stats[f"{name}:mean"], stats[f"{name}:std"]
-    col.distinct = stats[f"{name}:hll"]
+    col.distinct = stats.get(f"{name}:hll")
     decimals = plan.decimals.get(name) if stats.get(f"{name}:exact") else None
     exact_int = _finite(col.min, col.max) and max(abs(col.min), abs(col.max)) <= 2**53
     integral = dtype.is_integer() or (decimals == 0 and exact_int)
@@ -335,7 +345,7 @@ def _choose_numeric(col: Column, dtype, stats: dict, plan: _Plan) -> None:
         col.kind, col.storage = "integer", smallest_int(int(col.min), int(col.max))
         if dtype.is_float():
             col.note = "integer-valued floats: stored as integers (nulls kept)"
-        if col.distinct >= 0.9 * col.count and col.count > 1_000:
+        if col.distinct is not None and col.distinct >= 0.9 * col.count and col.count > 1_000:
             col.kind, col.feature = "id", False
         return
     col.kind, col.storage = "float", "float64"

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.errors import SchemaMismatch
+from leanfit.memory import INSPECT_BYTES, Monitor
 from leanfit.outputs import PARQUET_ROW_GROUP, atomic_path
 from leanfit.schema import Schema, bytes_per_row, inspect, storage_expr
 from leanfit.sources import as_input_error, resolve_paths, scan
@@ -28,11 +29,15 @@ def typed_scan(data, schema: Schema) -> pl.LazyFrame:
     return lf.select([storage_expr(c) for c in schema.columns])
 
 
-def shrink(data, out: str | os.PathLike, schema: Schema | None = None) -> dict:
+def shrink(
+    data, out: str | os.PathLike, schema: Schema | None = None, *, memory: Monitor | None = None
+) -> dict:
     """Write ``data`` to Parquet at ``out`` with the smallest exact types; report sizes."""
     paths = resolve_paths(data)
-    schema = schema or inspect(paths)
-    with atomic_path(out) as tmp:
+    memory = memory or Monitor.unbounded()
+    schema = schema or inspect(paths, memory=memory)
+    memory.plan(fixed=INSPECT_BYTES)
+    with memory.stage("shrink"), atomic_path(out) as tmp:
         try:
             typed_scan(paths, schema).sink_parquet(
                 tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP

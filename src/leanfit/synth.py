@@ -33,6 +33,7 @@ import pyarrow as pa
 from leanfit.errors import ConfigError
 
 CHUNK_ROWS = 100_000
+GENERATOR_BYTES = 150_000_000  # one chunk drawn, assembled and being written
 SMALL_LEVELS = np.array(["basic", "plus", "pro", "team", "enterprise"])
 MID_LEVELS = 100
 BIG_LEVELS = 100_000

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect as pyinspect
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -22,12 +22,20 @@ import polars as pl
 from leanfit.cache import BlockCache
 from leanfit.encode import Encoder
 from leanfit.errors import ConfigError, InputError, SchemaMismatch
+from leanfit.memory import (
+    ENCODED_COPIES,
+    MIN_ROWS,
+    PARSED_COPIES,
+    PARSER_BYTES,
+    Monitor,
+)
 from leanfit.metrics import StreamingMetrics
 from leanfit.models import INCREMENTAL, MODELS, make_model, scores
-from leanfit.schema import Schema, inspect
+from leanfit.schema import Schema, bytes_per_row, inspect
 from leanfit.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_paths, scan
 
 Progress = Callable[[dict], None]
+SHRINK_AT = 0.9  # share of the memory limit past which chunks are halved
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class TrainOptions:
     seed: int = 0
     split_by: str | None = None
     drop: tuple[str, ...] = ()
-    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_rows: int | None = None  # None: planned from the memory budget
     C: float = 1.0
     tol: float = 1e-4
     patience: int = 2
@@ -57,7 +65,7 @@ class TrainOptions:
             raise ConfigError(f"--holdout must be in [0, 1). Got {self.holdout}.")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"--class-weight must be 'balanced'. Got {self.class_weight!r}.")
-        if self.batch_rows < 1:
+        if self.batch_rows is not None and self.batch_rows < 1:
             raise ConfigError(f"--batch-rows must be at least 1. Got {self.batch_rows}.")
 
 
@@ -90,37 +98,72 @@ def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
 
 
-def encoded_blocks(data, schema: Schema, encoder: Encoder, opts: TrainOptions) -> Iterator[tuple]:
-    """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label."""
+def encoded_blocks(
+    data, schema: Schema, encoder: Encoder, opts: TrainOptions, memory: Monitor | None = None
+) -> Iterator[tuple]:
+    """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label.
+
+    Chunks are ``opts.batch_rows`` rows; when the resident set nears the memory
+    limit, later chunks are cut in half (down to ``MIN_ROWS``).
+    """
+    memory = memory or Monitor.unbounded()
+    rows = opts.batch_rows or DEFAULT_BATCH_ROWS
     paths = resolve_paths(data)
     lf = scan(paths, schema.read_overrides())
     if opts.split_by:
         lf = lf.with_columns(pl.col(opts.split_by).hash(seed=opts.seed).alias("__split_key__"))
     start = 0
-    for frame in iter_batches(lf, paths, opts.batch_rows):
-        y = label_codes(frame, schema)
-        if opts.split_by:
-            keys = frame.get_column("__split_key__").to_numpy()
-        else:
-            keys = np.arange(start, start + frame.height, dtype=np.uint64)
-        start += frame.height
-        labelled = y >= 0
-        X = encoder.transform(frame)
-        del frame  # the parsed chunk is done with; only the encoded block lives on
-        train = (
-            ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
-        )
-        if not labelled.all():
-            X, y, train = X[labelled], y[labelled], train[labelled]
-        yield X, y, train
+    for batch in iter_batches(lf, paths, rows):
+        memory.check()
+        if memory.pressure > SHRINK_AT and rows > MIN_ROWS:
+            rows //= 2
+        for offset in range(0, batch.height, rows):
+            yield _encoded_part(batch.slice(offset, rows), start + offset, schema, encoder, opts)
+        start += batch.height
+
+
+def _encoded_part(frame: pl.DataFrame, start: int, schema: Schema, encoder: Encoder, opts) -> tuple:
+    y = label_codes(frame, schema)
+    if opts.split_by:
+        keys = frame.get_column("__split_key__").to_numpy()
+    else:
+        keys = np.arange(start, start + frame.height, dtype=np.uint64)
+    labelled = y >= 0
+    X = encoder.transform(frame)
+    del frame  # the parsed chunk is done with; only the encoded block lives on
+    train = ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
+    if not labelled.all():
+        X, y, train = X[labelled], y[labelled], train[labelled]
+    return X, y, train
+
+
+def chunk_row_bytes(schema: Schema, encoder: Encoder) -> float:
+    """Memory one more row per chunk costs, over every copy alive at once."""
+    parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
+    width = encoder.n_dense + len(encoder.categorical) if encoder.sparse else encoder.n_features
+    encoded = width * (8 if encoder.sparse else 4)
+    return PARSED_COPIES * parsed + ENCODED_COPIES * encoded
+
+
+def model_bytes(encoder: Encoder, n_classes: int, model: str) -> int:
+    """Coefficients and their working copies (and the MLP's hidden layer)."""
+    per_class = encoder.n_features * 8 * (64 if model == "mlp" else max(n_classes - 1, 1))
+    return 6 * per_class + 2 * 65_536 * 8 * n_classes  # + the metrics' score histograms
 
 
 class Trainer:
     """Runs the passes for one model; see the module docstring."""
 
-    def __init__(self, schema: Schema, opts: TrainOptions, progress: Progress | None = None):
+    def __init__(
+        self,
+        schema: Schema,
+        opts: TrainOptions,
+        progress: Progress | None = None,
+        memory: Monitor | None = None,
+    ):
         opts.check()
         self.schema, self.opts, self.progress = schema, opts, progress or (lambda event: None)
+        self.memory = memory or Monitor.unbounded()
         self.encoder = Encoder.from_schema(
             schema,
             drop=opts.drop,
@@ -144,7 +187,8 @@ class Trainer:
     def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
-        for X, y, train in encoded_blocks(data, self.schema, self.encoder, self.opts):
+        blocks = encoded_blocks(data, self.schema, self.encoder, self.opts, self.memory)
+        for X, y, train in blocks:
             if not train.all():
                 holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
             rows = np.flatnonzero(train)
@@ -231,13 +275,19 @@ def train(
     out=None,
     options: TrainOptions | None = None,
     progress: Progress | None = None,
+    memory: Monitor | None = None,
 ) -> dict:
-    """Train a model on ``data``; save the bundle to ``out``; return the summary."""
+    """Train a model on ``data``; save the bundle to ``out``; return the summary.
+
+    Memory: chunks of ``options.batch_rows`` rows, or as many as ``memory``'s limit
+    allows after the libraries, the parser's buffers and the model are counted.
+    """
     from leanfit.predict import save_bundle
 
     opts = options or TrainOptions()
     opts.check()
-    schema = schema or inspect(data, target=target)
+    memory = memory or Monitor.unbounded()
+    schema = schema or inspect(data, target=target, memory=memory)
     if target and schema.target != target:
         if schema.target:
             raise ConfigError(
@@ -247,14 +297,20 @@ def train(
     if schema.target is None:
         raise ConfigError("give --target: the label column to learn.")
     started = time.perf_counter()
-    trainer = Trainer(schema, opts, progress)
+    trainer = Trainer(schema, opts, progress, memory)
+    if opts.batch_rows is None:
+        fixed = PARSER_BYTES + model_bytes(trainer.encoder, len(schema.classes), opts.model)
+        rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, trainer.encoder))
+        trainer.opts = opts = replace(opts, batch_rows=rows)
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
-        trainer.fit(data, train_cache, holdout_cache)
-        metrics = (
-            evaluate_blocks(trainer.model, holdout_cache.blocks(), len(schema.classes))
-            if holdout_cache.rows
-            else None
-        )
+        with memory.stage("train"):
+            trainer.fit(data, train_cache, holdout_cache)
+        with memory.stage("evaluate"):
+            metrics = (
+                evaluate_blocks(trainer.model, holdout_cache.blocks(), len(schema.classes))
+                if holdout_cache.rows
+                else None
+            )
         summary = {
             "model": opts.model,
             "options": asdict(opts),

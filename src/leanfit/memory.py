@@ -1,0 +1,201 @@
+"""The memory budget: parsing ``--memory-limit``, planning chunk sizes, measuring RSS.
+
+The budget is a contract. A run first measures its baseline (interpreter and
+libraries, as the OS counts them), then refuses a limit it cannot honour before
+reading any data, saying what limit would work. While it runs, a background
+thread samples the resident set size; when it drifts toward the limit, later
+chunks shrink. Every command ends with a report: the limit, the peak RSS as the OS
+counts it (``getrusage``), and the peak of each stage.
+
+>>> parse_limit("512MB"), parse_limit("2GiB"), parse_limit("1.5 gb")
+(512000000, 2147483648, 1500000000)
+>>> plan_rows(limit=400_000_000, baseline=200_000_000, fixed=60_000_000, row_bytes=1_000)
+65536
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leanfit.errors import ConfigError, MemoryBudgetExceeded
+
+UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+DEFAULT_FRACTION = 0.25
+SAFETY = 0.85  # plan to use at most this share of what the limit leaves
+MIN_ROWS, MAX_ROWS = 1_024, 131_072
+# Measured here (bench/memory.py): what Polars' streaming CSV reader holds with
+# 4 MiB read chunks on 2 threads, and how many copies of a chunk are alive at once
+# while it is parsed (reader queue, frame, slices) and encoded (block, train/holdout
+# selection, scikit-learn's float64 copy).
+PARSER_BYTES = 80_000_000  # training and prediction read with 1 MiB chunks
+INSPECT_BYTES = 260_000_000  # the inspect query reads with 8 MiB chunks
+PARSED_COPIES = 3
+ENCODED_COPIES = 5
+
+
+def parse_limit(text: str) -> int:
+    """Bytes from ``512MB``, ``2GiB`` or ``30%`` (of the machine's total memory)."""
+    import psutil
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z%]*)\s*", str(text))
+    unit = match[2].lower() if match else None
+    if match is None or (unit not in UNITS and unit != "%"):
+        raise ConfigError(f"--memory-limit {text!r} is not a size. Use e.g. 512MB, 2GiB or 25%.")
+    if unit == "%":
+        return int(psutil.virtual_memory().total * float(match[1]) / 100)
+    return int(float(match[1]) * UNITS[unit])
+
+
+def default_limit() -> int:
+    """A quarter of the memory available now: safe beside a browser and an IDE."""
+    import psutil
+
+    return int(psutil.virtual_memory().available * DEFAULT_FRACTION)
+
+
+def current_rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size as the OS counts it (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def plan_rows(*, limit: int, baseline: int, fixed: int, row_bytes: float) -> int:
+    """Rows per chunk so that ``baseline + fixed + rows * row_bytes`` fits the limit.
+
+    ``fixed`` is what the run holds whatever the chunk size (parser buffers, the
+    model); ``row_bytes`` what one more row per chunk costs across every live copy.
+    """
+    room = (limit * SAFETY) - baseline - fixed
+    rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (MAX_ROWS if room > 0 else 0)
+    if rows < MIN_ROWS:
+        need = baseline + fixed + MIN_ROWS * row_bytes
+        raise MemoryBudgetExceeded(
+            f"--memory-limit {_mb(limit)} is below the {_mb(need / SAFETY)} this run needs "
+            f"(interpreter and libraries {_mb(baseline)}, buffers and model {_mb(fixed)}, one "
+            f"chunk of {MIN_ROWS:,} rows {_mb(MIN_ROWS * row_bytes)}). "
+            f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
+        )
+    return min(MAX_ROWS, 1 << (rows.bit_length() - 1))
+
+
+def _mb(n: float, up: bool = False) -> str:
+    mb = n / 1e6
+    if up:
+        mb = 10 * -(-mb // 10)
+    return f"{mb:,.0f}MB"
+
+
+@dataclass
+class Monitor:
+    """Samples RSS in a background thread; knows the peak per stage.
+
+    Use as a context manager around a run; ``stage(name)`` labels what follows.
+    """
+
+    limit: int
+    interval: float = 0.05
+    samples: list[tuple[float, int, str]] = field(default_factory=list)
+    stage_peaks: dict[str, int] = field(default_factory=dict)
+    baseline: int = 0
+    _stage: str = "start"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    @classmethod
+    def unbounded(cls) -> Monitor:
+        """A monitor with no limit and no sampling thread, for library calls without one."""
+        return cls(limit=2**62)
+
+    def __enter__(self) -> Monitor:
+        self.baseline = current_rss()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="leanfit-rss")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        rss = current_rss()
+        self.samples.append((time.perf_counter() - self._t0, rss, self._stage))
+        self.stage_peaks[self._stage] = max(self.stage_peaks.get(self._stage, 0), rss)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        previous, self._stage = self._stage, name
+        self._sample()
+        try:
+            yield
+        finally:
+            self._sample()
+            self._stage = previous
+
+    def plan(self, *, fixed: int, row_bytes: float = 0.0) -> int:
+        """Rows per chunk for what the run holds now plus ``fixed`` and ``row_bytes``
+        per row; refuses (MemoryBudgetExceeded) when not even a small chunk fits."""
+        return plan_rows(limit=self.limit, baseline=current_rss(), fixed=fixed, row_bytes=row_bytes)
+
+    def check(self) -> None:
+        """Stop the run when the resident set has gone over the limit."""
+        rss = current_rss()
+        if rss > self.limit:
+            raise MemoryBudgetExceeded(
+                f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
+                f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)} "
+                "or a smaller --batch-rows."
+            )
+
+    @property
+    def pressure(self) -> float:
+        """The latest RSS as a share of the limit."""
+        return self.samples[-1][1] / self.limit if self.samples else 0.0
+
+    def report(self) -> dict:
+        return {
+            "limit_bytes": self.limit,
+            "baseline_bytes": self.baseline,
+            "peak_rss_bytes": peak_rss(),
+            "peak_by_stage_bytes": dict(self.stage_peaks),
+            "within_limit": peak_rss() <= self.limit,
+        }
+
+    def write_trace(self, path: str | Path) -> None:
+        from leanfit.outputs import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write("seconds,rss_bytes,stage\n")
+            f.writelines(f"{t:.3f},{rss},{stage}\n" for t, rss, stage in self.samples)
