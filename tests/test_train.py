@@ -72,14 +72,15 @@ def test_logistic_matches_sklearn_coefficients(small_csv, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model", ["sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic"]
+    "model",
+    ["sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic", "xgboost"],
 )
 def test_every_model_multiclass_round_trip(multi_csv, tmp_path, model):
     opts = TrainOptions(
         model=model,
         epochs=2,
         batch_rows=SMALL_CHUNKS,
-        class_weight="balanced" if model in ("sgd", "nb") else None,
+        class_weight="balanced" if model in ("sgd", "nb", "xgboost") else None,
     )
     summary = train(multi_csv, "label", out=tmp_path / "m.leanfit", options=opts)
     assert summary["metrics"]["accuracy"] > 0.40  # three classes: chance is about 1/3

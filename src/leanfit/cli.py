@@ -15,6 +15,7 @@ from collections.abc import Callable
 import click
 
 from leanfit.errors import LeanfitError
+from leanfit.models import MODELS
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -181,6 +182,55 @@ def shrink_(data, out, schema_path, memory):
 MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
 
 
+def boost_options(fn: Callable) -> Callable:
+    """The options of --model xgboost, as one group."""
+    options = [
+        click.option(
+            "--rounds",
+            type=click.IntRange(min=1),
+            default=100,
+            show_default=True,
+            help="xgboost: boosting rounds.",
+        ),
+        click.option(
+            "--max-depth",
+            type=click.IntRange(min=1),
+            default=6,
+            show_default=True,
+            help="xgboost: tree depth.",
+        ),
+        click.option(
+            "--learning-rate",
+            type=click.FloatRange(min=0, min_open=True),
+            default=0.3,
+            show_default=True,
+            help="xgboost: shrinkage per round.",
+        ),
+        click.option(
+            "--max-bin",
+            type=click.IntRange(min=2),
+            default=256,
+            show_default=True,
+            help="xgboost: histogram bins per feature (memory: ~1 byte per value).",
+        ),
+        click.option(
+            "--early-stopping-rounds",
+            type=click.IntRange(min=1),
+            default=None,
+            help="xgboost: stop when the holdout loss has not improved for N rounds.",
+        ),
+        click.option(
+            "--nthread",
+            type=click.IntRange(min=1),
+            default=None,
+            help="xgboost: threads [default: all cores].",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @main.command("train")
 @DATA
 @click.option("--target", "-t", help="The label column (required unless --schema has one).")
@@ -193,9 +243,7 @@ MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--model",
     "-m",
-    type=click.Choice(
-        ["sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic"]
-    ),
+    type=click.Choice(MODELS),
     default="sgd",
     show_default=True,
 )
@@ -255,6 +303,7 @@ MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
     show_default=True,
     help="Where to save the model bundle.",
 )
+@boost_options
 @command
 def train_(
     data,
@@ -272,6 +321,12 @@ def train_(
     seed,
     out,
     memory,
+    rounds,
+    max_depth,
+    learning_rate,
+    max_bin,
+    early_stopping_rounds,
+    nthread,
 ):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
@@ -295,6 +350,18 @@ def train_(
         C=C,
         tol=tol,
     )
+    boost = None
+    if model == "xgboost":
+        from leanfit.boost import BoostOptions
+
+        boost = BoostOptions(
+            rounds=rounds,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            max_bin=max_bin,
+            early_stopping_rounds=early_stopping_rounds,
+            nthread=nthread,
+        )
     schema = Schema.from_json(schema_path) if schema_path else None
     summary = train(
         data,
@@ -304,6 +371,7 @@ def train_(
         options=options,
         progress=progress_printer(),
         memory=memory,
+        boost=boost,
     )
     return summary, show_train
 

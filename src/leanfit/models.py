@@ -12,8 +12,8 @@ import numpy as np
 
 from leanfit.errors import BundleError, ConfigError
 
-MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic")
-INCREMENTAL = MODELS[:-1]
+MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic", "xgboost")
+INCREMENTAL = MODELS[:6]
 
 
 _CLASSES = {
@@ -23,6 +23,7 @@ _CLASSES = {
     "GaussianNB": "sklearn.naive_bayes",
     "MLPClassifier": "sklearn.neural_network",
     "ExactLogisticRegression": "leanfit.logistic",
+    "BoostedModel": "leanfit.boost",
 }
 
 
@@ -67,7 +68,7 @@ def make_model(
 
 
 def has_proba(model) -> bool:
-    return hasattr(model, "predict_proba")
+    return hasattr(model, "predict_proba") or hasattr(model, "scores")
 
 
 def scores(model, X) -> np.ndarray:
@@ -84,6 +85,8 @@ def scores(model, X) -> np.ndarray:
 
 def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
     """Split a fitted model into JSON settings and named arrays."""
+    if hasattr(model, "state"):  # models that know their own no-pickle state
+        return model.state()
     params = {k: v for k, v in model.get_params().items() if _jsonable(v)}
     settings = {"class": type(model).__name__, "params": params, "scalars": {}, "lists": {}}
     arrays: dict[str, np.ndarray] = {}
@@ -102,7 +105,10 @@ def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
 
 def restore_model(settings: dict, arrays: dict[str, np.ndarray]):
     """Rebuild a model saved by :func:`model_state`, from the fixed class list."""
-    model = _model_class(settings.get("class"))(**settings["params"])
+    cls = _model_class(settings.get("class"))
+    if hasattr(cls, "from_state"):
+        return cls.from_state(settings, arrays)
+    model = cls(**settings["params"])
     for key, value in settings["scalars"].items():
         setattr(model, key, value)
     for key, count in settings["lists"].items():

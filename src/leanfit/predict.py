@@ -30,8 +30,14 @@ from leanfit.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_paths, sca
 def _versions() -> dict:
     import importlib.metadata as md
 
-    names = ("leanfit", "numpy", "scipy", "scikit-learn", "polars", "pyarrow")
-    return {name: md.version(name) for name in names}
+    names = ("leanfit", "numpy", "scipy", "scikit-learn", "polars", "pyarrow", "xgboost-cpu")
+    found = {}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return found
 
 
 def fingerprint(schema: Schema) -> str:
@@ -44,7 +50,8 @@ def fingerprint(schema: Schema) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_bundle(out, schema: Schema, encoder: Encoder, model, summary: dict) -> None:
+def save_bundle(out, schema: Schema, encoder: Encoder | None, model, summary: dict) -> None:
+    encoder = encoder or Encoder()  # boosted trees read typed columns, not encoded ones
     settings, arrays = model_state(model)
     meta = {
         "bundle_version": bundle.BUNDLE_VERSION,
@@ -99,11 +106,15 @@ class Model:
         paths = resolve_paths(data)
         return iter_batches(scan(paths, self.schema.read_overrides()), paths, rows)
 
+    def frame_scores(self, frame: pl.DataFrame) -> np.ndarray:
+        """Class probabilities for one parsed frame (columns matched by name)."""
+        if hasattr(self.estimator, "scores"):  # boosted trees read the typed columns
+            return self.estimator.scores(frame)
+        return scores(self.estimator, self.encoder.transform(frame))
+
     def predict_proba(self, data) -> np.ndarray:
         """Class probabilities (columns in ``classes`` order) for every row."""
-        return np.concatenate(
-            [scores(self.estimator, self.encoder.transform(f)) for f in self._frames(data)]
-        )
+        return np.concatenate([self.frame_scores(f) for f in self._frames(data)])
 
     def predict(self, data) -> np.ndarray:
         return self.classes[self.predict_proba(data).argmax(axis=1)]
@@ -142,7 +153,7 @@ def predict(
     if proba and not has_proba(model.estimator):
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
     written = 0
-    with atomic_path(out) as tmp, contextlib.ExitStack() as stack:
+    with memory.stage("predict"), atomic_path(out) as tmp, contextlib.ExitStack() as stack:
         write = None
         for frame in model.batches(data, rows):
             memory.check()
@@ -164,7 +175,7 @@ def predict(
 def _prediction_table(model: Model, frame: pl.DataFrame, proba: bool, keep):
     import pyarrow as pa
 
-    p = scores(model.estimator, model.encoder.transform(frame))
+    p = model.frame_scores(frame)
     columns = {name: frame.get_column(name).to_arrow() for name in keep}
     columns["prediction"] = pa.array(model.classes[p.argmax(axis=1)])
     if proba:
@@ -175,13 +186,20 @@ def _prediction_table(model: Model, frame: pl.DataFrame, proba: bool, keep):
 
 def evaluate(model_path, data, rows: int | None = None, memory: Monitor | None = None) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass."""
-    from leanfit.train import label_codes
-
     model = load(model_path)
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
-    target = model.schema.target
     metrics = StreamingMetrics(len(model.classes))
+    with memory.stage("evaluate"):
+        _evaluate_frames(model, data, rows, memory, metrics)
+    result = metrics.result(class_names=[str(c) for c in model.classes])
+    return {"model": str(model_path), "data": str(data), "metrics": result}
+
+
+def _evaluate_frames(model: Model, data, rows: int, memory: Monitor, metrics) -> None:
+    from leanfit.train import label_codes
+
+    target = model.schema.target
     for frame in model.batches(data, rows):
         memory.check()
         if target not in frame.columns:
@@ -190,6 +208,4 @@ def evaluate(model_path, data, rows: int | None = None, memory: Monitor | None =
         labelled = y >= 0
         frame = frame.filter(pl.Series(labelled)) if not labelled.all() else frame
         if frame.height:
-            metrics.update(y[labelled], scores(model.estimator, model.encoder.transform(frame)))
-    result = metrics.result(class_names=[str(c) for c in model.classes])
-    return {"model": str(model_path), "data": str(data), "metrics": result}
+            metrics.update(y[labelled], model.frame_scores(frame))

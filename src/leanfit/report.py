@@ -114,6 +114,9 @@ def progress_printer(every: float = 2.0):
             last[0] = now
             if event["stage"] == "lbfgs":
                 err.print(f"L-BFGS pass {event['iteration']}: loss {event['loss']:.6f}")
+            elif event["stage"] == "boost":
+                losses = ", ".join(f"{k} {v:.5f}" for k, v in event.items() if "_" in k)
+                err.print(f"round {event['round']}: {losses}")
             else:
                 err.print(
                     f"epoch {event['epoch']}: {event['rows']:,} rows, {event['rows_per_s']:,.0f} rows/s"
@@ -152,9 +155,14 @@ def show_metrics(metrics: dict | None) -> None:
 
 def show_train(s: dict) -> None:
     console.print(
-        f"trained {s['model']} on {s['rows_train']:,} rows ({s['features']:,} features, "
-        f"{'sparse' if s['sparse'] else 'dense'}); held out {s['rows_holdout']:,} rows."
+        f"trained {s['model']} on {s['rows_train']:,} rows ({s['features']:,} features"
+        f"{', sparse' if s.get('sparse') else ''}); held out {s['rows_holdout']:,} rows."
     )
+    if s.get("matrix"):
+        console.print(f"XGBoost data: {s['matrix']}; {s['rounds_trained']} rounds trained.")
+    if s.get("feature_importance"):
+        top = list(s["feature_importance"].items())[:10]
+        console.print("top features by gain: " + ", ".join(f"{k} {v:,.1f}" for k, v in top))
     if s["dropped"]:
         console.print(f"not used as features: {', '.join(s['dropped'])}")
     show_metrics(s["metrics"])

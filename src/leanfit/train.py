@@ -276,8 +276,11 @@ def train(
     options: TrainOptions | None = None,
     progress: Progress | None = None,
     memory: Monitor | None = None,
+    boost=None,
 ) -> dict:
     """Train a model on ``data``; save the bundle to ``out``; return the summary.
+
+    ``boost`` holds the :class:`~leanfit.boost.BoostOptions` of ``--model xgboost``.
 
     Memory: chunks of ``options.batch_rows`` rows, or as many as ``memory``'s limit
     allows after the libraries, the parser's buffers and the model are counted.
@@ -296,6 +299,8 @@ def train(
         raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
     if schema.target is None:
         raise ConfigError("give --target: the label column to learn.")
+    if opts.model == "xgboost":
+        return _train_booster(data, schema, opts, boost, progress, memory, out)
     started = time.perf_counter()
     trainer = Trainer(schema, opts, progress, memory)
     if opts.batch_rows is None:
@@ -326,6 +331,29 @@ def train(
             "metrics": metrics,
         }
     if out is not None:
-        save_bundle(out, schema, trainer.encoder, trainer.model, summary)
+        with memory.stage("save"):
+            save_bundle(out, schema, trainer.encoder, trainer.model, summary)
+        summary["model_path"] = str(out)
+    return summary
+
+
+def _train_booster(data, schema: Schema, opts: TrainOptions, boost, progress, memory, out) -> dict:
+    """Boosted trees: XGBoost fed by leanfit's own typed stream (see leanfit.boost)."""
+    from leanfit.boost import BoostOptions, boost_features, fit_booster
+    from leanfit.predict import save_bundle
+
+    boost = boost or BoostOptions()
+    if boost.memory_limit is None and memory.limit < Monitor.unbounded().limit:
+        boost = replace(boost, memory_limit=memory.limit)
+    if opts.batch_rows is None:
+        features, _ = boost_features(schema, opts.drop)
+        parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
+        row_bytes = PARSED_COPIES * parsed + ENCODED_COPIES * 4 * len(features)
+        opts = replace(opts, batch_rows=memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes))
+    with memory.stage("train"):
+        model, summary = fit_booster(data, schema, opts, boost, progress)
+    if out is not None:
+        with memory.stage("save"):
+            save_bundle(out, schema, None, model, summary)
         summary["model_path"] = str(out)
     return summary
