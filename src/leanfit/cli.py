@@ -47,9 +47,11 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
         try:
             limit = parse_limit(memory_limit) if memory_limit else default_limit()
             with Monitor(limit) as monitor:
-                summary, show = fn(memory=monitor, **kwargs)
-            if memory_trace:
-                monitor.write_trace(memory_trace)
+                try:
+                    summary, show = fn(memory=monitor, **kwargs)
+                finally:
+                    if memory_trace:
+                        monitor.write_trace(memory_trace)
         except LeanfitError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -290,9 +292,8 @@ def boost_options(fn: Callable) -> Callable:
 @click.option(
     "--batch-rows",
     type=click.IntRange(min=1),
-    default=131_072,
-    show_default=True,
-    help="Rows per chunk; memory grows with it.",
+    default=None,
+    help="Rows per chunk; memory grows with it. [default: planned from --memory-limit]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

@@ -1,0 +1,137 @@
+"""The memory budget, proved by the OS: each command runs in a subprocess and its
+peak RSS is read with getrusage(RUSAGE_CHILDREN) in a wrapper process of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from leanfit.memory import parse_limit
+from leanfit.synth import write_data
+
+LIMIT = "400MB"
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(done.stderr)\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+)
+
+
+def peak_of(*args) -> tuple[int, int, str]:
+    """Exit code, peak RSS in bytes (as the OS counts it) and stderr of one command."""
+    cmd = [sys.executable, "-c", MEASURE, sys.executable, "-m", "leanfit.cli", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    code, peak = done.stdout.split()
+    return int(code), int(peak), done.stderr
+
+
+def _jobs(data, tmp, limit=LIMIT):
+    schema, model = tmp / "schema.json", tmp / "m.leanfit"
+    base = ["--memory-limit", limit]
+    return {
+        "inspect": ["inspect", data, "--target", "label", "--out", schema, *base],
+        "train sgd": ["train", data, "--schema", schema, "--out", model, *base],
+        "train logistic": [
+            "train",
+            data,
+            "--schema",
+            schema,
+            "--model",
+            "logistic",
+            "--out",
+            tmp / "l.leanfit",
+            *base,
+        ],
+        "predict": ["predict", model, data, "--out", tmp / "p.parquet", *base],
+    }
+
+
+def _peaks(data, tmp) -> dict[str, int]:
+    peaks = {}
+    for name, args in _jobs(data, tmp).items():
+        code, peak, err = peak_of(*args)
+        assert code == 0, f"{name}: {err}"
+        peaks[name] = peak
+    return peaks
+
+
+def test_every_stage_under_the_limit(tmp_path):
+    data = tmp_path / "d.csv"
+    write_data(data, rows=300_000, seed=2)
+    for name, peak in _peaks(data, tmp_path).items():
+        assert peak < parse_limit(LIMIT), f"{name} peaked at {peak / 1e6:.0f} MB"
+
+
+def test_a_limit_below_the_minimum_is_refused_before_any_work(tmp_path):
+    data = tmp_path / "d.csv"
+    write_data(data, rows=1_000, seed=2)
+    code, _, err = peak_of(
+        "train",
+        data,
+        "--target",
+        "label",
+        "--out",
+        tmp_path / "m.leanfit",
+        "--memory-limit",
+        "64MB",
+    )
+    assert code == 2
+    assert "Error: --memory-limit 64MB is below the" in err and "Use --memory-limit" in err
+    assert not (tmp_path / "m.leanfit").exists()
+
+
+def test_the_report_says_what_it_measured(tmp_path):
+    data = tmp_path / "d.csv"
+    write_data(data, rows=20_000, seed=2)
+    trace = tmp_path / "trace.csv"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leanfit.cli",
+            "inspect",
+            str(data),
+            "--json",
+            "--memory-limit",
+            "1GiB",
+            "--memory-trace",
+            str(trace),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    memory = json.loads(done.stdout)["memory"]
+    assert memory["limit_bytes"] == 2**30 and memory["within_limit"]
+    assert 0 < memory["baseline_bytes"] <= memory["peak_rss_bytes"]
+    assert "inspect" in memory["peak_by_stage_bytes"]
+    lines = trace.read_text().splitlines()
+    assert lines[0] == "seconds,rss_bytes,stage" and len(lines) > 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("big", [8_000_000, 16_000_000])
+def test_memory_is_flat_in_data_size(tmp_path_factory, big):
+    """1M rows against 8M (and 16M for sgd): under the limit, and within 15%."""
+    peaks = {}
+    for rows in (1_000_000, big):
+        tmp = tmp_path_factory.mktemp(f"rows{rows}")
+        data = tmp / "d.csv"
+        write_data(data, rows=rows, seed=5)
+        if big == 16_000_000:
+            jobs = _jobs(data, tmp)
+            peaks[rows] = {}
+            for name in ("inspect", "train sgd"):
+                code, peak, err = peak_of(*jobs[name])
+                assert code == 0, err
+                peaks[rows][name] = peak
+        else:
+            peaks[rows] = _peaks(data, tmp)
+        data.unlink()
+    for name, small_peak in peaks[1_000_000].items():
+        assert peaks[big][name] < parse_limit(LIMIT), name
+        assert peaks[big][name] <= 1.15 * small_peak, f"{name}: {peaks}"
