@@ -23,6 +23,9 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/inspect_speed.py
 	$(BIN)/python bench/memory_per_row.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/boosting.py
+	$(BIN)/python bench/memory.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -18,72 +18,14 @@ split, seed 0, 20%). Contenders:
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from recipes import measured, recipe_run
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2_000_000
 DATA = Path(f"data/bench-{ROWS}.csv")
 OUT = Path("bench/out")
-
-RECIPE = r"""
-import sys, json, time
-import numpy as np, pandas as pd, scipy.sparse as sp
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.metrics import roc_auc_score
-from leanfit.train import holdout_mask
-
-path, mode = sys.argv[1], sys.argv[2]
-DROP = ["customer_id", "label", "signup_date"]
-HIGH = "product"
-
-class Features:
-    def __init__(self, first):
-        self.num = [c for c in first.columns if c not in DROP and first[c].dtype.kind in "fiub"]
-        self.cat = [c for c in first.columns if c not in DROP + [HIGH] + self.num]
-        self.mean = first[self.num].astype(float).mean()
-        self.std = first[self.num].astype(float).std().replace(0, 1)
-        self.levels = {c: sorted(first[c].dropna().unique()) for c in self.cat}
-        self.hasher = FeatureHasher(1024, input_type="string")
-    def __call__(self, df):
-        num = ((df[self.num].astype(float) - self.mean) / self.std).fillna(0.0).to_numpy(np.float32)
-        cats = [pd.get_dummies(pd.Categorical(df[c], categories=self.levels[c])).to_numpy(np.float32)
-                for c in self.cat]
-        hashed = self.hasher.transform([[v] for v in df[HIGH].astype(str)])
-        return sp.hstack([sp.csr_matrix(num)] + [sp.csr_matrix(c) for c in cats] + [hashed]).tocsr()
-
-start = time.perf_counter()
-scores, labels = [], []
-if mode == "chunks":
-    model, feats, offset = SGDClassifier(loss="log_loss", random_state=0), None, 0
-    for df in pd.read_csv(path, chunksize=100_000):
-        feats = feats or Features(df)
-        hold = holdout_mask(np.arange(offset, offset + len(df), dtype=np.uint64), 0.2, 0)
-        offset += len(df)
-        X, y = feats(df), df["label"].to_numpy()
-        model.partial_fit(X[~hold], y[~hold], classes=[0, 1])
-        scores.append(X[hold]), labels.append(y[hold])
-    auc = roc_auc_score(np.concatenate(labels), model.predict_proba(sp.vstack(scores))[:, 1])
-else:
-    df = pd.read_csv(path)
-    hold = holdout_mask(np.arange(len(df), dtype=np.uint64), 0.2, 0)
-    X, y = Features(df)(df), df["label"].to_numpy()
-    model = LogisticRegression(max_iter=1000).fit(X[~hold], y[~hold])
-    auc = roc_auc_score(y[hold], model.predict_proba(X[hold])[:, 1])
-print(json.dumps({"seconds": time.perf_counter() - start, "roc_auc": auc}))
-"""
-
-
-def measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS bytes (GNU time) and stdout of one subprocess."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=True
-    )
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return time.perf_counter() - start, peak_kb * 1024, done.stdout
 
 
 def leanfit_run(model: str) -> dict:
@@ -113,11 +55,6 @@ def leanfit_run(model: str) -> dict:
     }
 
 
-def recipe_run(mode: str) -> dict:
-    seconds, peak, out = measured([sys.executable, "-c", RECIPE, str(DATA), mode])
-    return {"seconds": seconds, "peak": peak, "roc_auc": json.loads(out)["roc_auc"]}
-
-
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if not DATA.exists():
@@ -127,10 +64,10 @@ def main() -> None:
     runs = {
         "leanfit sgd (inspect+train)": leanfit_run("sgd"),
         "leanfit logistic (inspect+train)": leanfit_run("logistic"),
-        "pandas chunks + SGD partial_fit": recipe_run("chunks"),
+        "pandas chunks + SGD partial_fit": recipe_run(DATA, "chunks"),
     }
     if "--skip-in-memory" not in sys.argv:
-        runs["pandas + LogisticRegression in memory"] = recipe_run("memory")
+        runs["pandas + LogisticRegression in memory"] = recipe_run(DATA, "memory")
     base = runs["leanfit sgd (inspect+train)"]
     print(f"{ROWS:,} rows, {DATA.stat().st_size / 1e9:.2f} GB; ratios are against leanfit sgd")
     print(f"{'contender':<40}{'s':>8}{'x':>7}{'peak MiB':>10}{'x':>7}{'AUC':>8}")

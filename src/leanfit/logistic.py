@@ -29,7 +29,9 @@ array([0, 1])
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 import numpy as np
@@ -46,6 +48,7 @@ Block = NDArray[np.floating[Any]] | sp.csr_matrix | sp.csr_array
 BlockSource = Callable[[], Iterable[tuple[Block, np.ndarray, np.ndarray | None]]]
 Floats = NDArray[np.float64]
 EPS = float(np.finfo(np.float64).eps)
+WORKERS = 2
 
 
 def _block_terms(
@@ -88,11 +91,15 @@ def _pass(
 ) -> tuple[float, Floats, float]:
     """One pass over ``blocks``: ``C * sum_i s_i * loss_i + ||W||^2 / 2``, its gradient
     (raveled like ``theta``) and scikit-learn's objective ``f`` (that divided by ``C * S``).
+
+    Blocks are worked on by ``WORKERS`` threads (SciPy's sparse products release the
+    GIL), with at most ``WORKERS`` blocks alive at once.
     """
     coef = theta.reshape(shape)
     loss, grad, sw_sum = 0.0, np.zeros(shape), 0.0
-    for X, y, sw in blocks():
-        block_loss, block_grad, block_sw = _block_terms(coef, X, y, sw, fit_intercept)
+    for block_loss, block_grad, block_sw in _bounded_map(
+        lambda block: _block_terms(coef, *block, fit_intercept), blocks()
+    ):
         loss, grad, sw_sum = loss + block_loss, grad + block_grad, sw_sum + block_sw
     if sw_sum <= 0:
         raise ValueError("the blocks hold no samples (or only zero sample weights)")
@@ -101,6 +108,19 @@ def _pass(
     grad *= C
     grad[:, : W.shape[1]] += W
     return objective, grad.ravel(), objective / (C * sw_sum)
+
+
+def _bounded_map(fn: Callable, items: Iterable, workers: int = WORKERS) -> Iterator:
+    """``map(fn, items)`` on a thread pool, reading at most ``workers`` items ahead."""
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            del item
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _weight_sum(blocks: BlockSource) -> float:

@@ -120,7 +120,7 @@ class Monitor:
     samples: list[tuple[float, int, str]] = field(default_factory=list)
     stage_peaks: dict[str, int] = field(default_factory=dict)
     baseline: int = 0
-    _stage: str = "start"
+    _stage: str = "setup"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

@@ -222,11 +222,12 @@ def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Pl
         c = pl.col(name)
         plan.exprs += [c.null_count().alias(f"{name}:nulls")]
         if name in widened:
-            plan.exprs += _widened_exprs(name, c) + _text_exprs(name, c)
+            plan.exprs += _widened_exprs(name, c) + _text_exprs(name, c, sketch=False)
             plan.counted.append(name)
         elif dtype == pl.String:
-            plan.exprs += _text_exprs(name, c)
-            if _looks_low_cardinality(sample.get_column(name)) or name == target:
+            counted = _looks_low_cardinality(sample.get_column(name)) or name == target
+            plan.exprs += _text_exprs(name, c, sketch=not counted)
+            if counted:
                 plan.counted.append(name)
         elif dtype.is_numeric():
             plan.exprs += _numeric_exprs(name, c, distinct=dtype.is_integer())
@@ -258,11 +259,10 @@ def _numeric_exprs(name: str, c: pl.Expr, *, distinct: bool = True) -> list[pl.E
     return [*exprs, c.approx_n_unique().alias(f"{name}:hll")] if distinct else exprs
 
 
-def _text_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
-    return [
-        c.str.len_bytes().mean().alias(f"{name}:bytes"),
-        c.approx_n_unique().alias(f"{name}:text_hll"),
-    ]
+def _text_exprs(name: str, c: pl.Expr, *, sketch: bool) -> list[pl.Expr]:
+    """Mean length, and a distinct-count sketch for text that is not counted exactly."""
+    exprs = [c.str.len_bytes().mean().alias(f"{name}:bytes")]
+    return [*exprs, c.approx_n_unique().alias(f"{name}:text_hll")] if sketch else exprs
 
 
 def _widened_exprs(name: str, c: pl.Expr) -> list[pl.Expr]:
@@ -376,8 +376,8 @@ def _choose_text(col: Column, dtype, stats: dict, plan: _Plan) -> None:
     name = col.name
     col.mean_bytes = stats[f"{name}:bytes"]
     counts = plan.counter.counts(name) if name in plan.counted else None
-    if counts is None:
-        col.distinct, col.storage = stats[f"{name}:text_hll"], "string"
+    if counts is None:  # not counted, or past CATEGORY_CAP distinct values
+        col.distinct, col.storage = stats.get(f"{name}:text_hll", CATEGORY_CAP + 1), "string"
         unique = col.distinct >= 0.95 * col.count
         col.kind, col.feature = ("id", False) if unique else ("high_cardinality", True)
         return

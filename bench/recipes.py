@@ -1,0 +1,73 @@
+"""What the benchmarks compare leanfit with: the recipes users write instead, each run
+and measured in a subprocess of its own (peak RSS as the OS counts it, by GNU time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+RECIPE = r"""
+import sys, json, time
+import numpy as np, pandas as pd, scipy.sparse as sp
+from sklearn.feature_extraction import FeatureHasher
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import roc_auc_score
+from leanfit.train import holdout_mask
+
+path, mode = sys.argv[1], sys.argv[2]
+DROP = ["customer_id", "label", "signup_date"]
+HIGH = "product"
+
+class Features:
+    def __init__(self, first):
+        self.num = [c for c in first.columns if c not in DROP and first[c].dtype.kind in "fiub"]
+        self.cat = [c for c in first.columns if c not in DROP + [HIGH] + self.num]
+        self.mean = first[self.num].astype(float).mean()
+        self.std = first[self.num].astype(float).std().replace(0, 1)
+        self.levels = {c: sorted(first[c].dropna().unique()) for c in self.cat}
+        self.hasher = FeatureHasher(1024, input_type="string")
+    def __call__(self, df):
+        num = ((df[self.num].astype(float) - self.mean) / self.std).fillna(0.0).to_numpy(np.float32)
+        cats = [pd.get_dummies(pd.Categorical(df[c], categories=self.levels[c])).to_numpy(np.float32)
+                for c in self.cat]
+        hashed = self.hasher.transform([[v] for v in df[HIGH].astype(str)])
+        return sp.hstack([sp.csr_matrix(num)] + [sp.csr_matrix(c) for c in cats] + [hashed]).tocsr()
+
+start = time.perf_counter()
+scores, labels = [], []
+if mode == "chunks":
+    model, feats, offset = SGDClassifier(loss="log_loss", random_state=0), None, 0
+    for df in pd.read_csv(path, chunksize=100_000):
+        feats = feats or Features(df)
+        hold = holdout_mask(np.arange(offset, offset + len(df), dtype=np.uint64), 0.2, 0)
+        offset += len(df)
+        X, y = feats(df), df["label"].to_numpy()
+        model.partial_fit(X[~hold], y[~hold], classes=[0, 1])
+        scores.append(X[hold]), labels.append(y[hold])
+    auc = roc_auc_score(np.concatenate(labels), model.predict_proba(sp.vstack(scores))[:, 1])
+else:
+    df = pd.read_csv(path)
+    hold = holdout_mask(np.arange(len(df), dtype=np.uint64), 0.2, 0)
+    X, y = Features(df)(df), df["label"].to_numpy()
+    model = LogisticRegression(max_iter=1000).fit(X[~hold], y[~hold])
+    auc = roc_auc_score(y[hold], model.predict_proba(X[hold])[:, 1])
+print(json.dumps({"seconds": time.perf_counter() - start, "roc_auc": auc}))
+"""
+
+
+def measured(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS bytes (GNU time) and stdout of one subprocess."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=True
+    )
+    peak_kb = int(done.stderr.strip().splitlines()[-1])
+    return time.perf_counter() - start, peak_kb * 1024, done.stdout
+
+
+def recipe_run(data, mode: str) -> dict:
+    """Run a recipe ("chunks" or "memory") on ``data``: seconds, peak bytes and AUC."""
+    seconds, peak, out = measured([sys.executable, "-c", RECIPE, str(data), mode])
+    return {"seconds": seconds, "peak": peak, "roc_auc": json.loads(out)["roc_auc"]}
