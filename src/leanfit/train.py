@@ -137,12 +137,16 @@ def _encoded_part(frame: pl.DataFrame, start: int, schema: Schema, encoder: Enco
     return X, y, train
 
 
-def chunk_row_bytes(schema: Schema, encoder: Encoder) -> float:
-    """Memory one more row per chunk costs, over every copy alive at once."""
+def chunk_row_bytes(schema: Schema, encoder: Encoder, model: str = "") -> float:
+    """Memory one more row per chunk costs, over every copy alive at once.
+
+    The exact logistic works on two cached blocks at once, each with a float64 copy.
+    """
     parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     width = encoder.n_dense + len(encoder.categorical) if encoder.sparse else encoder.n_features
     encoded = width * (8 if encoder.sparse else 4)
-    return PARSED_COPIES * parsed + ENCODED_COPIES * encoded
+    copies = ENCODED_COPIES + (2 * 3 if model == "logistic" else 0)
+    return PARSED_COPIES * parsed + copies * encoded
 
 
 def model_bytes(encoder: Encoder, n_classes: int, model: str) -> int:
@@ -210,13 +214,19 @@ class Trainer:
             self._later_epochs(train_cache, holdout_cache)
         else:
             self.model.fit_blocks(
-                lambda: train_cache.blocks(),
+                lambda: self._checked(train_cache.blocks()),
                 self.classes,
                 self.encoder.n_features,
                 progress=lambda it, loss: self.progress(
                     {"stage": "lbfgs", "iteration": it, "loss": loss}
                 ),
             )
+
+    def _checked(self, blocks: Iterator) -> Iterator:
+        """The blocks, with the memory limit checked before each."""
+        for block in blocks:
+            self.memory.check()
+            yield block
 
     def _learn(self, X, y, w, *, epoch: int) -> None:
         kwargs = {"classes": self.classes} if self.rows_seen == 0 else {}
@@ -305,7 +315,8 @@ def train(
     trainer = Trainer(schema, opts, progress, memory)
     if opts.batch_rows is None:
         fixed = PARSER_BYTES + model_bytes(trainer.encoder, len(schema.classes), opts.model)
-        rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, trainer.encoder))
+        row_bytes = chunk_row_bytes(schema, trainer.encoder, opts.model)
+        rows = memory.plan(fixed=fixed, row_bytes=row_bytes)
         trainer.opts = opts = replace(opts, batch_rows=rows)
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
         with memory.stage("train"):
