@@ -34,7 +34,7 @@ def _jobs(data, tmp, limit=LIMIT):
     base = ["--memory-limit", limit]
     return {
         "inspect": ["inspect", data, "--target", "label", "--out", schema, *base],
-        "train sgd": ["train", data, "--schema", schema, "--out", model, *base],
+        "train sgd": ["train", data, "--target", "label", "--out", model, *base],  # inspects too
         "train logistic": [
             "train",
             data,

@@ -164,10 +164,12 @@ class Monitor:
             self._sample()
             self._stage = previous
 
-    def plan(self, *, fixed: int, row_bytes: float = 0.0) -> int:
-        """Rows per chunk for what the run holds now plus ``fixed`` and ``row_bytes``
-        per row; refuses (MemoryBudgetExceeded) when not even a small chunk fits."""
-        return plan_rows(limit=self.limit, baseline=current_rss(), fixed=fixed, row_bytes=row_bytes)
+    def plan(self, *, fixed: int, row_bytes: float = 0.0, baseline: int | None = None) -> int:
+        """Rows per chunk for ``baseline`` (default: what the run holds now) plus ``fixed``
+        and ``row_bytes`` per row; refuses (MemoryBudgetExceeded) when not even a small
+        chunk fits."""
+        baseline = current_rss() if baseline is None else baseline
+        return plan_rows(limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes)
 
     def check(self) -> None:
         """Stop the run when the resident set has gone over the limit."""

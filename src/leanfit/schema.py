@@ -35,9 +35,10 @@ import numpy as np
 import polars as pl
 
 from leanfit.counting import ValueCounter
-from leanfit.errors import ConfigError, InputError
-from leanfit.memory import INSPECT_BYTES, Monitor
+from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded
+from leanfit.memory import INSPECT_BYTES, PARSER_BYTES, Monitor
 from leanfit.sources import (
+    READ_CHUNK,
     ColumnTypeError,
     as_input_error,
     is_parquet,
@@ -153,12 +154,22 @@ def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -
     """
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    memory.plan(fixed=INSPECT_BYTES)
+    read_chunk = _read_chunk(memory)
     with memory.stage("inspect"):
-        return _inspect(paths, target)
+        return _inspect(paths, target, read_chunk)
 
 
-def _inspect(paths: list, target: str | None) -> Schema:
+def _read_chunk(memory: Monitor) -> int:
+    """8 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
+    try:
+        memory.plan(fixed=INSPECT_BYTES)
+        return INSPECT_READ_CHUNK
+    except MemoryBudgetExceeded:
+        memory.plan(fixed=PARSER_BYTES)
+        return READ_CHUNK
+
+
+def _inspect(paths: list, target: str | None, read_chunk: int = INSPECT_READ_CHUNK) -> Schema:
     widened: dict[str, pl.DataType] = {}
     while True:
         sample = read_sample(paths, widened)
@@ -167,7 +178,7 @@ def _inspect(paths: list, target: str | None) -> Schema:
             raise InputError(
                 f"{paths[0]}: target column '{target}' not found. Columns: {', '.join(types)}."
             )
-        plan = _plan(paths, sample, widened, target)
+        plan = _plan(paths, sample, widened, target, read_chunk)
         try:
             stats = plan.lf.select(plan.exprs).collect(engine="streaming").row(0, named=True)
         except pl.exceptions.PolarsError as exc:
@@ -213,8 +224,8 @@ class _Plan:
     counter: ValueCounter | None = None
 
 
-def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None) -> _Plan:
-    lf = scan(paths, types=sample.schema, read_chunk=INSPECT_READ_CHUNK)
+def _plan(paths, sample: pl.DataFrame, widened: dict, target: str | None, read_chunk: int) -> _Plan:
+    lf = scan(paths, types=sample.schema, read_chunk=read_chunk)
     if widened:
         lf = lf.with_row_index(ROW)
     plan = _Plan(lf, [pl.len().alias("__rows__")], {}, [], set(widened))

@@ -28,6 +28,7 @@ from leanfit.memory import (
     PARSED_COPIES,
     PARSER_BYTES,
     Monitor,
+    current_rss,
 )
 from leanfit.metrics import StreamingMetrics
 from leanfit.models import INCREMENTAL, MODELS, make_model, scores
@@ -300,6 +301,14 @@ def train(
     opts = options or TrainOptions()
     opts.check()
     memory = memory or Monitor.unbounded()
+    # Import the model's library first: the baseline is then interpreter and libraries,
+    # and a hopeless limit is refused before any data is read. Memory an inspect pass
+    # below leaves to the allocator is reused by the training pass, not added to it.
+    make_model(opts.model if opts.model != "xgboost" else "sgd")
+    if opts.model == "xgboost":
+        import xgboost  # noqa: F401
+    libraries = current_rss()
+    memory.plan(fixed=PARSER_BYTES)
     schema = schema or inspect(data, target=target, memory=memory)
     if target and schema.target != target:
         if schema.target:
@@ -310,13 +319,13 @@ def train(
     if schema.target is None:
         raise ConfigError("give --target: the label column to learn.")
     if opts.model == "xgboost":
-        return _train_booster(data, schema, opts, boost, progress, memory, out)
+        return _train_booster(data, schema, opts, boost, progress, memory, out, libraries)
     started = time.perf_counter()
     trainer = Trainer(schema, opts, progress, memory)
     if opts.batch_rows is None:
         fixed = PARSER_BYTES + model_bytes(trainer.encoder, len(schema.classes), opts.model)
         row_bytes = chunk_row_bytes(schema, trainer.encoder, opts.model)
-        rows = memory.plan(fixed=fixed, row_bytes=row_bytes)
+        rows = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries)
         trainer.opts = opts = replace(opts, batch_rows=rows)
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
         with memory.stage("train"):
@@ -348,7 +357,9 @@ def train(
     return summary
 
 
-def _train_booster(data, schema: Schema, opts: TrainOptions, boost, progress, memory, out) -> dict:
+def _train_booster(
+    data, schema: Schema, opts: TrainOptions, boost, progress, memory, out, libraries: int
+) -> dict:
     """Boosted trees: XGBoost fed by leanfit's own typed stream (see leanfit.boost)."""
     from leanfit.boost import BoostOptions, boost_features, fit_booster
     from leanfit.predict import save_bundle
@@ -360,7 +371,8 @@ def _train_booster(data, schema: Schema, opts: TrainOptions, boost, progress, me
         features, _ = boost_features(schema, opts.drop)
         parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
         row_bytes = PARSED_COPIES * parsed + ENCODED_COPIES * 4 * len(features)
-        opts = replace(opts, batch_rows=memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes))
+        rows = memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes, baseline=libraries)
+        opts = replace(opts, batch_rows=rows)
     with memory.stage("train"):
         model, summary = fit_booster(data, schema, opts, boost, progress)
     if out is not None:
