@@ -156,3 +156,24 @@ def test_same_seed_same_split_and_model(small_csv, tmp_path):
     b = train(small_csv, "label", out=tmp_path / "b.leanfit", options=opts)
     assert a["rows_holdout"] == b["rows_holdout"] and a["metrics"] == b["metrics"]
     assert len(a["history"]) >= 1
+
+
+def test_killed_predict_leaves_no_output(small_csv, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train(small_csv, "label", out=tmp_path / "m.leanfit", options=TrainOptions(batch_rows=1_024))
+    out = tmp_path / "p.csv"
+    script = "import sys, leanfit; leanfit.predict(*sys.argv[1:], rows=1024)"
+    cmd = [sys.executable, "-c", script, str(tmp_path / "m.leanfit"), str(small_csv), str(out)]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".p.csv.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # the final name never holds a partial file
+    predict(tmp_path / "m.leanfit", small_csv, out)  # the next run cleans up after it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.leanfit", "p.csv"]
