@@ -373,8 +373,14 @@ def _train_booster(
         row_bytes = PARSED_COPIES * parsed + ENCODED_COPIES * 4 * len(features)
         rows = memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes, baseline=libraries)
         opts = replace(opts, batch_rows=rows)
+
+    def checked(event: dict) -> None:  # the limit is checked after every round
+        memory.check()
+        if progress is not None:
+            progress(event)
+
     with memory.stage("train"):
-        model, summary = fit_booster(data, schema, opts, boost, progress)
+        model, summary = fit_booster(data, schema, opts, boost, checked)
     if out is not None:
         with memory.stage("save"):
             save_bundle(out, schema, None, model, summary)
