@@ -197,7 +197,7 @@ def _pandas_features(df: pd.DataFrame, model: BoostedModel) -> np.ndarray:
     columns = []
     for f in model.features:
         values = df[f.name]
-        if f.kind == "category":
+        if f.kind in ("category", "rank"):  # rank: the same code, used as a number
             codes = pd.Categorical(values, categories=list(f.categories)).codes
             columns.append(np.where(codes < 0, np.nan, codes))
         elif f.kind == "date":

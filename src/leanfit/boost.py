@@ -12,6 +12,7 @@ exceeds half of ``memory_limit``. Training and prediction share
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 import time
@@ -63,7 +64,8 @@ class BoostOptions:
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input; ``kind`` is number, bool, date or category."""
+    """One model input; ``kind`` is number, bool, date, category or rank (the code of a
+    high-cardinality category, ranked by frequency, used as a number)."""
 
     name: str
     kind: str
@@ -82,7 +84,10 @@ def boost_features(schema: Schema, drop: tuple[str, ...] = ()) -> tuple[list[Fea
         if col.kind in KINDS:
             features.append(Feature(col.name, KINDS[col.kind]))
         elif col.categories is not None and col.storage.startswith("dictionary"):
-            features.append(Feature(col.name, "category", tuple(col.categories)))
+            # many levels: the frequency rank as a number (splits on one threshold are
+            # far cheaper than searching partitions of tens of thousands of levels)
+            kind = "rank" if col.kind == "high_cardinality" else "category"
+            features.append(Feature(col.name, kind, tuple(col.categories)))
         else:
             notes.append(f"{col.name}: {col.kind} text without a category list; dropped")
     return features, notes
@@ -91,8 +96,8 @@ def boost_features(schema: Schema, drop: tuple[str, ...] = ()) -> tuple[list[Fea
 def _feature_expr(feature: Feature, dtype: pl.DataType) -> pl.Expr:
     """``feature`` as float32, NaN where missing (or an unseen category)."""
     c = pl.col(feature.name)
-    if feature.kind == "category":
-        enum = pl.Enum(list(feature.categories or ()))
+    if feature.kind in ("category", "rank"):
+        enum = _enum(feature.categories or ())
         if dtype != enum:
             c = c.cast(pl.String).cast(enum, strict=False)
         c = c.to_physical()
@@ -104,9 +109,15 @@ def _feature_expr(feature: Feature, dtype: pl.DataType) -> pl.Expr:
     return c.cast(pl.Float32, strict=False).fill_null(float("nan"))
 
 
+@functools.lru_cache(maxsize=64)
+def _enum(categories: tuple[str, ...]) -> pl.Enum:
+    """The Enum of a category list, built once (building it costs more than using it)."""
+    return pl.Enum(list(categories))
+
+
 def _accepts(kind: str, dtype: pl.DataType) -> bool:
     """Whether a column of ``dtype`` can feed a feature of ``kind`` (text is parsed)."""
-    if kind == "category" or dtype in (pl.String, pl.Null):
+    if kind in ("category", "rank") or dtype in (pl.String, pl.Null):
         return True
     if kind == "date":
         return dtype.is_temporal()
