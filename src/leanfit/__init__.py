@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+from leanfit import _env  # noqa: F401  (first: sets Polars' CSV read chunk)
 from leanfit.errors import (
     BundleError,
     ConfigError,

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import polars as pl
 
+from leanfit._env import LEAN_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
 
 INFER_ROWS = 10_000
-READ_CHUNK = 1 << 20
-USER_CHUNK = "POLARS_CSV_CHUNK_SIZE" in os.environ
+READ_CHUNK = LEAN_CHUNK
 DEFAULT_BATCH_ROWS = 131_072
 DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 TYPE_ERROR = re.compile(
