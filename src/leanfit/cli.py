@@ -92,6 +92,33 @@ def main() -> None:
 DATA = click.argument("data", type=click.Path(exists=True, dir_okay=True))
 
 
+def engine_options(fn: Callable) -> Callable:
+    """``--engine`` and ``--scheduler``: run on this machine, or on Dask distributed."""
+    fn = click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="With --engine dask: a running Dask scheduler (tcp://host:8786); the workers "
+        "read DATA themselves. [default: start a local cluster for this command]",
+    )(fn)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="local: this process; dask: partitions on Dask workers (docs/cluster.md).",
+    )(fn)
+
+
+def _dask(engine: str, scheduler: str | None) -> bool:
+    """Whether to run on Dask; --scheduler without --engine dask is a mistake."""
+    if scheduler and engine != "dask":
+        from leanfit.errors import ConfigError
+
+        raise ConfigError("--scheduler needs --engine dask.")
+    return engine == "dask"
+
+
 @main.command("make-data")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--rows", type=click.IntRange(min=1), required=True, help="Number of rows.")
@@ -137,8 +164,9 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
 @DATA
 @click.option("--target", "-t", help="The label column.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write schema.json here.")
+@engine_options
 @command
-def inspect_(data, target, out, memory):
+def inspect_(data, target, out, engine, scheduler, memory):
     """Learn each column's kind, statistics and smallest exact storage type.
 
     DATA is a CSV, CSV.gz or Parquet file, a directory or a glob of them.
@@ -150,7 +178,12 @@ def inspect_(data, target, out, memory):
     from leanfit.report import inspect_summary, show_inspect
     from leanfit.schema import inspect
 
-    schema = inspect(data, target=target, memory=memory)
+    where = {}
+    if _dask(engine, scheduler):
+        from leanfit.dask_engine import inspect
+
+        where = {"scheduler": scheduler}
+    schema = inspect(data, target=target, memory=memory, **where)
     if out:
         schema.to_json(out)
     return inspect_summary(schema, out), functools.partial(show_inspect, schema)
@@ -305,6 +338,7 @@ def boost_options(fn: Callable) -> Callable:
     help="Where to save the model bundle.",
 )
 @boost_options
+@engine_options
 @command
 def train_(
     data,
@@ -328,6 +362,8 @@ def train_(
     max_bin,
     early_stopping_rounds,
     nthread,
+    engine,
+    scheduler,
 ):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
@@ -338,6 +374,12 @@ def train_(
     from leanfit.report import progress_printer, show_train
     from leanfit.schema import Schema
     from leanfit.train import TrainOptions, train
+
+    where = {}
+    if _dask(engine, scheduler):
+        from leanfit.dask_engine import train
+
+        where = {"scheduler": scheduler}
 
     options = TrainOptions(
         model=model,
@@ -373,6 +415,7 @@ def train_(
         progress=progress_printer(),
         memory=memory,
         boost=boost,
+        **where,
     )
     return summary, show_train
 
@@ -380,8 +423,9 @@ def train_(
 @main.command("evaluate")
 @MODEL
 @DATA
+@engine_options
 @command
-def evaluate_(model, data, memory):
+def evaluate_(model, data, engine, scheduler, memory):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
 
     \b
@@ -391,6 +435,10 @@ def evaluate_(model, data, memory):
     from leanfit.predict import evaluate
     from leanfit.report import show_evaluate
 
+    if _dask(engine, scheduler):
+        from leanfit.dask_engine import evaluate as on_dask
+
+        return on_dask(model, data, scheduler=scheduler, memory=memory), show_evaluate
     return evaluate(model, data, memory=memory), show_evaluate
 
 
@@ -400,14 +448,16 @@ def evaluate_(model, data, memory):
 @click.option(
     "--out",
     "-o",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     required=True,
-    help="Predictions file: .csv, .csv.gz or .parquet.",
+    help="Predictions file: .csv, .csv.gz or .parquet (--engine dask: a folder of Parquet "
+    "files, one per partition).",
 )
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
+@engine_options
 @command
-def predict_(model, data, out, proba, keep, memory):
+def predict_(model, data, out, proba, keep, engine, scheduler, memory):
     """Stream predictions of MODEL for DATA into a file.
 
     \b
@@ -416,7 +466,12 @@ def predict_(model, data, out, proba, keep, memory):
     """
     from leanfit.predict import predict
 
-    summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory)
+    where = {}
+    if _dask(engine, scheduler):
+        from leanfit.dask_engine import predict
+
+        where = {"scheduler": scheduler}
+    summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)
     return summary, lambda s: click.echo(f"wrote {s['rows']:,} predictions to {s['output']}")
 
 

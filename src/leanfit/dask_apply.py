@@ -1,0 +1,185 @@
+"""Applying a bundle on Dask: ``evaluate`` and ``predict`` by partition.
+
+The bundle is loaded by the client and sent once to every worker; each worker
+reads its partitions and either accumulates :class:`~leanfit.metrics.StreamingMetrics`
+(merged pairwise on the workers, in partition order) or writes one Parquet file
+per partition into a temporary folder, renamed to the output when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from leanfit.dask_engine import _locate, absolute, cluster, merge_metrics, tree_reduce
+from leanfit.dask_parts import Part, parse_types, read_part
+from leanfit.errors import ConfigError, InputError, SchemaMismatch
+from leanfit.memory import Monitor
+from leanfit.sources import DEFAULT_BATCH_ROWS
+
+
+def evaluate(
+    model_path,
+    data,
+    *,
+    scheduler: str | None = None,
+    memory: Monitor | None = None,
+    client=None,
+    block: int | None = None,
+) -> dict:
+    """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged."""
+    from leanfit.predict import load
+
+    model = load(model_path)
+    memory = memory or Monitor.unbounded()
+    with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
+        c = cl.client
+        paths, parts = _locate(cl, data, block)
+        types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
+        shared = c.scatter(model, broadcast=True)
+        futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
+        metrics = tree_reduce(c, futures, merge_metrics).result()
+        report = cl.report()
+    if metrics is None:
+        raise InputError(f"{data}: no labelled rows to evaluate.")
+    result = metrics.result(class_names=[str(k) for k in model.classes])
+    return {
+        "model": str(model_path),
+        "data": str(data),
+        "metrics": result,
+        "engine": "dask",
+        "partitions": len(parts),
+        "cluster": report,
+    }
+
+
+def evaluate_part(part: Part, types: dict | None, model):
+    """StreamingMetrics of ``model`` on the partition's labelled rows (None if none)."""
+    from leanfit.metrics import StreamingMetrics
+    from leanfit.train import label_codes
+
+    frame = read_part(part, types)
+    target = model.schema.target
+    if target not in frame.columns:
+        raise SchemaMismatch(f"{part.name}: the target column '{target}' is missing.")
+    metrics = StreamingMetrics(len(model.classes))
+    for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
+        chunk = frame.slice(start, DEFAULT_BATCH_ROWS)
+        y = label_codes(chunk, model.schema)
+        labelled = y >= 0
+        chunk = chunk.filter(pl.Series(labelled)) if not labelled.all() else chunk
+        if chunk.height:
+            metrics.update(y[labelled], model.frame_scores(chunk))
+    return metrics if metrics.n_rows else None
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def predict(
+    model_path,
+    data,
+    out,
+    *,
+    proba: bool = False,
+    keep: tuple[str, ...] = (),
+    scheduler: str | None = None,
+    memory: Monitor | None = None,
+    client=None,
+    block: int | None = None,
+) -> dict:
+    """Predictions as a Parquet dataset at ``out``: a folder of ``part-NNNNN.parquet``
+    files, one per partition in input order, written by the workers into a temporary
+    folder beside ``out`` and renamed to ``out`` when every partition is done."""
+    from leanfit.models import has_proba
+    from leanfit.predict import load
+
+    out = Path(absolute(out))
+    if out.name.endswith((".csv", ".csv.gz", ".tsv", ".gz")):
+        raise ConfigError(
+            f"--out {out}: --engine dask writes a Parquet dataset (a folder of part files); "
+            "give a folder name such as preds/ or preds.parquet."
+        )
+    model = load(model_path)
+    if proba and not has_proba(model.estimator):
+        raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
+    memory = memory or Monitor.unbounded()
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    with memory.stage("predict"), cluster(scheduler, memory, client=client) as cl:
+        c = cl.client
+        paths, parts = _locate(cl, data, block)
+        types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
+        shared = c.scatter(model, broadcast=True)
+        args = {"types": types, "model": shared, "folder": str(tmp), "proba": proba, "keep": keep}
+        try:
+            rows = c.gather(c.map(predict_part, parts, **args, pure=False))
+            if not sum(rows):
+                raise InputError(f"{data}: no rows to predict.")
+            c.submit(_publish, str(tmp), str(out), pure=False).result()
+        except BaseException:
+            c.submit(_discard, str(tmp), pure=False).result()
+            raise
+        report = cl.report()
+    return {
+        "output": str(out),
+        "rows": int(sum(rows)),
+        "format": "parquet",
+        "files": sum(1 for r in rows if r),
+        "engine": "dask",
+        "partitions": len(parts),
+        "cluster": report,
+    }
+
+
+def predict_part(part: Part, types, model, folder: str, proba: bool, keep) -> int:
+    """Write the partition's predictions to ``folder/part-NNNNN.parquet``; its row count."""
+    import pyarrow.parquet as pq
+
+    from leanfit.outputs import PARQUET_ROW_GROUP
+    from leanfit.predict import _prediction_table
+
+    frame = read_part(part, types)
+    missing = [name for name in keep if name not in frame.columns]
+    if missing:
+        raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
+    if not frame.height:
+        return 0
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / f"part-{part.index:05d}.parquet"
+    writer = None
+    try:
+        for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
+            table = _prediction_table(model, frame.slice(start, DEFAULT_BATCH_ROWS), proba, keep)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write(table, row_group_size=PARQUET_ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
+    return frame.height
+
+
+def _publish(tmp: str, out: str) -> None:
+    """Rename the finished folder to ``out``, replacing what was there."""
+    import shutil
+
+    target = Path(out)
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def _discard(tmp: str) -> None:
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
