@@ -1,6 +1,7 @@
 """Training on one generated file: leanfit against the recipes users would write instead.
 
-Usage: python bench/train.py [ROWS] [--skip-in-memory]   (default 2,000,000 rows)
+Usage: python bench/train.py [ROWS] [--skip-in-memory] [--memory-limit=400MB]
+(default 2,000,000 rows; leanfit runs under the memory limit)
 
 Every contender runs in its own subprocess, so its peak RSS is the OS's count for
 that process alone; all score ROC AUC on the same holdout rows (leanfit's row-hash
@@ -26,13 +27,15 @@ from recipes import measured, recipe_run
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2_000_000
 DATA = Path(f"data/bench-{ROWS}.csv")
 OUT = Path("bench/out")
+LIMIT = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--memory-limit=")), "400MB")
 
 
 def leanfit_run(model: str) -> dict:
     schema = OUT / "schema.json"
     cli = [sys.executable, "-m", "leanfit.cli"]
+    limit = ["--memory-limit", LIMIT]
     t1, m1, _ = measured(
-        [*cli, "inspect", str(DATA), "--target", "label", "--out", str(schema), "--json"]
+        [*cli, "inspect", str(DATA), "--target", "label", "--out", str(schema), "--json", *limit]
     )
     t2, m2, out = measured(
         [
@@ -46,6 +49,7 @@ def leanfit_run(model: str) -> dict:
             "--out",
             str(OUT / f"{model}.leanfit"),
             "--json",
+            *limit,
         ]
     )
     return {
