@@ -39,13 +39,13 @@ UNITS = {
     "tib": 2**40,
 }
 DEFAULT_FRACTION = 0.25
-SAFETY = 0.85  # plan to use at most this share of what the limit leaves
+SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
 # Measured here (bench/memory.py): what Polars' streaming CSV reader holds with
 # 4 MiB read chunks on 2 threads, and how many copies of a chunk are alive at once
 # while it is parsed (reader queue, frame, slices) and encoded (block, train/holdout
 # selection, scikit-learn's float64 copy).
-PARSER_BYTES = 80_000_000  # training and prediction read with 1 MiB chunks
+PARSER_BYTES = 60_000_000  # training and prediction read with 1 MiB chunks (measured ~45 MB)
 INSPECT_BYTES = 260_000_000  # the inspect query reads with 8 MiB chunks
 PARSED_COPIES = 3
 ENCODED_COPIES = 5
