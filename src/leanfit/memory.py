@@ -47,8 +47,8 @@ MIN_ROWS, MAX_ROWS = 1_024, 131_072
 # selection, scikit-learn's float64 copy).
 PARSER_BYTES = 60_000_000  # training and prediction read with 1 MiB chunks (measured ~45 MB)
 INSPECT_BYTES = 260_000_000  # the inspect query reads with 8 MiB chunks
-PARSED_COPIES = 3
-ENCODED_COPIES = 5
+PARSED_COPIES = 5
+ENCODED_COPIES = 8
 
 
 def parse_limit(text: str) -> int:

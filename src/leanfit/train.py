@@ -147,7 +147,7 @@ def chunk_row_bytes(schema: Schema, encoder: Encoder, model: str = "") -> float:
     parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     width = encoder.n_dense + len(encoder.categorical) if encoder.sparse else encoder.n_features
     encoded = width * (8 if encoder.sparse else 4)
-    copies = ENCODED_COPIES + (36 if model == "logistic" else 0)  # measured: ~10 KB per row
+    copies = ENCODED_COPIES + (33 if model == "logistic" else 0)  # measured: ~10 KB per row
     return PARSED_COPIES * parsed + copies * encoded
 
 
