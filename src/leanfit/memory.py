@@ -46,7 +46,7 @@ MIN_ROWS, MAX_ROWS = 1_024, 131_072
 # while it is parsed (reader queue, frame, slices) and encoded (block, train/holdout
 # selection, scikit-learn's float64 copy).
 PARSER_BYTES = 60_000_000  # training and prediction read with 1 MiB chunks (measured ~45 MB)
-INSPECT_BYTES = 260_000_000  # the inspect query reads with 8 MiB chunks
+INSPECT_BYTES = 210_000_000  # the inspect query reads with 4 MiB chunks
 PARSED_COPIES = 5
 ENCODED_COPIES = 8
 

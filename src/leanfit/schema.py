@@ -38,6 +38,7 @@ from leanfit.counting import ValueCounter
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded
 from leanfit.memory import INSPECT_BYTES, PARSER_BYTES, Monitor
 from leanfit.sources import (
+    INSPECT_CHUNK,
     READ_CHUNK,
     ColumnTypeError,
     as_input_error,
@@ -53,7 +54,6 @@ LOW_CARDINALITY = 1_000
 FLOAT32_DIGITS = 6
 MAX_DECIMALS = 9
 ROW = "__leanfit_row__"
-INSPECT_READ_CHUNK = 8 << 20  # larger reads: fewer, bigger morsels for the category counts
 
 
 @dataclass
@@ -160,16 +160,16 @@ def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -
 
 
 def _read_chunk(memory: Monitor) -> int:
-    """8 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
+    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
     try:
         memory.plan(fixed=INSPECT_BYTES)
-        return INSPECT_READ_CHUNK
+        return INSPECT_CHUNK
     except MemoryBudgetExceeded:
         memory.plan(fixed=PARSER_BYTES)
         return READ_CHUNK
 
 
-def _inspect(paths: list, target: str | None, read_chunk: int = INSPECT_READ_CHUNK) -> Schema:
+def _inspect(paths: list, target: str | None, read_chunk: int = INSPECT_CHUNK) -> Schema:
     widened: dict[str, pl.DataType] = {}
     while True:
         sample = read_sample(paths, widened)

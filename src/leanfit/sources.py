@@ -19,11 +19,12 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit._env import LEAN_CHUNK, USER_CHUNK
+from leanfit._env import START_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
 
 INFER_ROWS = 10_000
-READ_CHUNK = LEAN_CHUNK
+READ_CHUNK = 1 << 20  # training and prediction: lean reads
+INSPECT_CHUNK = START_CHUNK  # the inspect query: fewer, bigger morsels to count
 DEFAULT_BATCH_ROWS = 131_072
 DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 TYPE_ERROR = re.compile(
