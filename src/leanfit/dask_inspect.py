@@ -34,7 +34,6 @@ from leanfit.dask_parts import Part, is_url, plain_error, sample, scan_part
 from leanfit.errors import InputError
 from leanfit.schema import (
     CATEGORY_CAP,
-    INSPECT_READ_CHUNK,
     ROW,
     Schema,
     _column,
@@ -191,10 +190,7 @@ def _text(name: str, c: pl.Expr) -> list[pl.Expr]:
 def partition_stats(part: Part, plan: InspectPlan) -> dict:
     """Mergeable statistics of one partition, or ``{"widen": column}`` when a value
     does not fit its parser type (the client then widens that column and starts over)."""
-    import os
-
-    os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(INSPECT_READ_CHUNK))
-    lf = scan_part(part, plan.types)
+    lf = scan_part(part, plan.types)  # workers import leanfit: Polars reads as _env.py set
     if plan.widened:
         lf = lf.with_row_index(ROW)
     counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP)
