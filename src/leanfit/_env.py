@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 USER_CHUNK = "POLARS_CSV_CHUNK_SIZE" in os.environ
-START_CHUNK = 4 << 20
+START_CHUNK = 1 << 20
 if not USER_CHUNK:
     os.environ["POLARS_CSV_CHUNK_SIZE"] = str(START_CHUNK)
 # Polars itself exports its jemalloc settings, so a child of a Polars process

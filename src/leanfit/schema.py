@@ -46,6 +46,7 @@ from leanfit.sources import (
     read_sample,
     resolve_paths,
     scan,
+    set_read_chunk,
 )
 
 SCHEMA_VERSION = 1
@@ -155,6 +156,7 @@ def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
     read_chunk = _read_chunk(memory)
+    set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
         return _inspect(paths, target, read_chunk)
 

@@ -23,8 +23,8 @@ from leanfit._env import START_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
 
 INFER_ROWS = 10_000
-READ_CHUNK = 1 << 20  # training and prediction: lean reads
-INSPECT_CHUNK = START_CHUNK  # the inspect query: fewer, bigger morsels to count
+READ_CHUNK = START_CHUNK  # training and prediction: lean reads
+INSPECT_CHUNK = 4 << 20  # the inspect query, when the budget allows: bigger morsels
 DEFAULT_BATCH_ROWS = 131_072
 DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 TYPE_ERROR = re.compile(
@@ -84,8 +84,7 @@ def scan(
     it (measured here on 2 threads: 1 MiB about 60 MB of buffers, 8 MiB about 230 MB,
     Polars' default about 320 MB). A ``POLARS_CSV_CHUNK_SIZE`` set by the user wins.
     """
-    if not USER_CHUNK:
-        os.environ["POLARS_CSV_CHUNK_SIZE"] = str(read_chunk)  # read when the scan runs
+    set_read_chunk(read_chunk)
     if is_parquet(paths[0]):
         return pl.scan_parquet(paths)
     if types is not None:
@@ -97,6 +96,16 @@ def scan(
         schema_overrides=dict(overrides or {}),
         raise_if_empty=True,
     )
+
+
+def set_read_chunk(size: int) -> None:
+    """Use CSV read-ahead chunks of ``size`` bytes (unless the user chose theirs).
+
+    Polars may keep the size its first CSV read in the process saw, so a command
+    sets it before its first read (see leanfit/_env.py).
+    """
+    if not USER_CHUNK:
+        os.environ["POLARS_CSV_CHUNK_SIZE"] = str(size)
 
 
 def read_sample(
