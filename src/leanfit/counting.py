@@ -22,7 +22,7 @@ import threading
 
 import polars as pl
 
-MERGE_EVERY = 16
+MERGE_EVERY = 4  # partial counts kept before merging: memory flat in rows
 COUNT_ROWS = 65_536  # morsels are a few thousand rows: counting them in groups is cheaper
 
 
