@@ -33,6 +33,7 @@ import pyarrow as pa
 from leanfit.errors import ConfigError
 
 CHUNK_ROWS = 100_000
+MODEL_SEED = 2026  # the hidden model behind the label: the same population for every seed
 GENERATOR_BYTES = 150_000_000  # one chunk drawn, assembled and being written
 SMALL_LEVELS = np.array(["basic", "plus", "pro", "team", "enterprise"])
 MID_LEVELS = 100
@@ -93,10 +94,11 @@ def _draw_float(spec: FloatColumn, rng: np.random.Generator, n: int) -> pa.Array
 
 
 class _Effects:
-    """The hidden model behind the label, fixed by the seed and class count."""
+    """The hidden model behind the label, fixed by the class count: files made with
+    other seeds are new samples of the same population (a test set for a model)."""
 
-    def __init__(self, seed: int, classes: int):
-        rng = np.random.default_rng([seed, 7919])
+    def __init__(self, classes: int):
+        rng = np.random.default_rng([MODEL_SEED, classes])
         width = 1 if classes == 2 else classes
         self.linear = rng.normal(0.0, 0.6, (8, width))
         self.small = rng.normal(0.0, 0.8, (len(SMALL_LEVELS), width))
@@ -172,9 +174,9 @@ def _chunk(effects: _Effects, seed: int, index: int, n: int, classes: int) -> pa
     return _assemble(raw, floats, label)
 
 
-def _calibrate(effects: _Effects, seed: int, positive_rate: float) -> None:
+def _calibrate(effects: _Effects, positive_rate: float) -> None:
     """Set the intercept so that about ``positive_rate`` of rows are positive."""
-    rng = np.random.default_rng([seed, 104729])
+    rng = np.random.default_rng([MODEL_SEED, 104729])
     n = 50_000
     raw = _draw_features(rng, n, 0)
     floats = {s.name: _draw_float(s, rng, n).to_numpy(zero_copy_only=False) for s in FLOAT_COLUMNS}
@@ -200,9 +202,9 @@ def generate_batches(
         raise ConfigError(f"make-data: --classes must be at least 2. Got {classes}.")
     if not 0.0 < positive_rate < 1.0:
         raise ConfigError(f"make-data: --positive-rate must be in (0, 1). Got {positive_rate}.")
-    effects = _Effects(seed, classes)
+    effects = _Effects(classes)
     if classes == 2:
-        _calibrate(effects, seed, positive_rate)
+        _calibrate(effects, positive_rate)
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
         yield _chunk(effects, seed, index, min(CHUNK_ROWS, rows - start), classes)
 
