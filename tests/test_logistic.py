@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from leanfit.encode import OneHotBlock
 from leanfit.logistic import ExactLogisticRegression
 
 N, P, C = 5_000, 20, 0.5
@@ -80,6 +81,24 @@ def test_sparse_blocks_match_dense_and_sklearn(n_classes):
     assert rel(from_sparse.intercept_, from_dense.intercept_) < 1e-8
     assert_matches(from_sparse, reference(X, y), X)
     np.testing.assert_allclose(from_sparse.predict_proba(X_csr), from_sparse.predict_proba(X))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_one_hot_blocks_match_csr(n_classes):
+    rng = np.random.default_rng(5)
+    dense, y = make_data(n_classes, seed=5)
+    slots = np.column_stack([10 + rng.integers(0, 6, N), 16 + rng.integers(0, 40, N)])
+    block = OneHotBlock(dense[:, :10], slots.astype(np.int32), 56)
+    X = block.toarray()
+    assert np.array_equal(X[np.arange(N), slots[:, 1]], np.ones(N))
+    G = rng.normal(size=(N, 3))
+    np.testing.assert_allclose(block.T @ G, X.T.astype(np.float64) @ G, rtol=1e-10)
+    np.testing.assert_allclose(block @ G[:56], X @ G[:56], rtol=1e-5)
+    classes = np.arange(n_classes)
+    fit = ExactLogisticRegression(C=C, tol=TIGHT)
+    from_one_hot = fit.fit_blocks(block_source(block, y), classes, 56).coef_.copy()
+    from_csr = fit.fit_blocks(block_source(sp.csr_matrix(X), y), classes, 56).coef_
+    assert rel(from_one_hot, from_csr) < 1e-8
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

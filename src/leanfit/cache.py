@@ -1,7 +1,7 @@
 """A compact on-disk cache of encoded blocks, so later passes never parse again.
 
-Each block is a few raw ``.npy`` files (float32 values, int32 indices, class
-codes, weights) in a temporary folder removed when the cache is closed. Reading a
+Each block is a few raw ``.npy`` files (float32 values, int32 indices or one-hot
+slots, class codes, weights) in a temporary folder removed when the cache is closed. Reading a
 block back memory-maps them: a page-cache read, not a CSV parse nor a copy.
 """
 
@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-Block = tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray | None]
+from leanfit.encode import OneHotBlock
+
+Block = tuple[np.ndarray | sp.csr_matrix | OneHotBlock, np.ndarray, np.ndarray | None]
 
 
 class BlockCache:
@@ -32,7 +34,9 @@ class BlockCache:
         arrays = {"y": y}
         if weight is not None:
             arrays["w"] = weight
-        if sp.issparse(X):
+        if isinstance(X, OneHotBlock):
+            arrays |= {"dense": X.dense, "slots": X.slots, "shape": X.shape}
+        elif sp.issparse(X):
             arrays |= {"data": X.data, "indices": X.indices, "indptr": X.indptr, "shape": X.shape}
         else:
             arrays["X"] = X
@@ -49,6 +53,8 @@ class BlockCache:
             a = {name: self._load(index, name) for name in self._names[index]}
             if "X" in a:
                 X = a["X"]
+            elif "slots" in a:
+                X = OneHotBlock(a["dense"], a["slots"], a["shape"][1])
             else:
                 X = sp.csr_matrix((a["data"], a["indices"], a["indptr"]), shape=tuple(a["shape"]))
                 X.has_canonical_format = True  # the encoder writes sorted, unique indices

@@ -76,7 +76,7 @@ def encode_part(part: Part, offset: int, job: Job) -> dict[str, list]:
     rows = job.opts.batch_rows or DEFAULT_BATCH_ROWS
     for start in range(0, frame.height, rows):
         X, y, train = _encoded_part(
-            frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts
+            frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts, False
         )
         for side, mask in zip(SIDES, (train, ~train)):
             if mask.any():

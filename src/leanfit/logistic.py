@@ -43,6 +43,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 Block = NDArray[np.floating[Any]] | sp.csr_matrix | sp.csr_array
 BlockSource = Callable[[], Iterable[tuple[Block, np.ndarray, np.ndarray | None]]]
@@ -111,8 +112,12 @@ def _pass(
 
 
 def _bounded_map(fn: Callable, items: Iterable, workers: int = WORKERS) -> Iterator:
-    """``map(fn, items)`` on a thread pool, reading at most ``workers`` items ahead."""
-    with ThreadPoolExecutor(workers) as pool:
+    """``map(fn, items)`` on a thread pool, reading at most ``workers`` items ahead.
+
+    BLAS runs single-threaded meanwhile: the blocks are the parallelism, and BLAS
+    threads would only spin against them.
+    """
+    with ThreadPoolExecutor(workers) as pool, threadpool_limits(1, user_api="blas"):
         pending: deque = deque()
         for item in items:
             pending.append(pool.submit(fn, item))

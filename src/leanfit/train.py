@@ -100,9 +100,16 @@ def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 
 def encoded_blocks(
-    data, schema: Schema, encoder: Encoder, opts: TrainOptions, memory: Monitor | None = None
+    data,
+    schema: Schema,
+    encoder: Encoder,
+    opts: TrainOptions,
+    memory: Monitor | None = None,
+    *,
+    one_hot: bool = False,
 ) -> Iterator[tuple]:
-    """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label.
+    """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label
+    (``X`` a :class:`~leanfit.encode.OneHotBlock` if ``one_hot``).
 
     Chunks are ``opts.batch_rows`` rows; when the resident set nears the memory
     limit, later chunks are cut in half (down to ``MIN_ROWS``).
@@ -119,18 +126,21 @@ def encoded_blocks(
         if memory.pressure > SHRINK_AT and rows > MIN_ROWS:
             rows //= 2
         for offset in range(0, batch.height, rows):
-            yield _encoded_part(batch.slice(offset, rows), start + offset, schema, encoder, opts)
+            part = batch.slice(offset, rows)
+            yield _encoded_part(part, start + offset, schema, encoder, opts, one_hot)
         start += batch.height
 
 
-def _encoded_part(frame: pl.DataFrame, start: int, schema: Schema, encoder: Encoder, opts) -> tuple:
+def _encoded_part(
+    frame: pl.DataFrame, start: int, schema: Schema, encoder: Encoder, opts, one_hot: bool
+) -> tuple:
     y = label_codes(frame, schema)
     if opts.split_by:
         keys = frame.get_column("__split_key__").to_numpy()
     else:
         keys = np.arange(start, start + frame.height, dtype=np.uint64)
     labelled = y >= 0
-    X = encoder.transform(frame)
+    X = encoder.transform(frame, one_hot=one_hot)
     del frame  # the parsed chunk is done with; only the encoded block lives on
     train = ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
     if not labelled.all():
@@ -193,10 +203,13 @@ class Trainer:
     def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
-        blocks = encoded_blocks(data, self.schema, self.encoder, self.opts, self.memory)
+        blocks = encoded_blocks(
+            data, self.schema, self.encoder, self.opts, self.memory, one_hot=not incremental
+        )
         for X, y, train in blocks:
             if not train.all():
-                holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
+                held = self.encoder.expand(X[~train])
+                holdout_cache.append(held, y[~train], self.weights(y[~train]))
             rows = np.flatnonzero(train)
             if incremental:
                 rows = self.rng.permutation(rows)  # select and shuffle in one copy
