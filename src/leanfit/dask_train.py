@@ -118,8 +118,11 @@ def terms_part(partitions: list[list], coef: np.ndarray, fit_intercept: bool):
     return loss, grad, sw
 
 
-def weight_part(blocks: list) -> float:
-    return float(sum(len(y) if w is None else np.sum(w) for _, y, w in blocks))
+def squares_part(blocks: list, n_features: int) -> np.ndarray:
+    """Column sums of squares and weight sum of a partition (see ``leanfit.logistic``)."""
+    from leanfit.logistic import _block_squares
+
+    return sum((_block_squares(X, y, w) for X, y, w in blocks), np.zeros(n_features + 1))
 
 
 def metrics_part(blocks: list, model, n_classes: int):
@@ -273,15 +276,15 @@ def _merge_nb(models: list):
 def _fit_logistic(c, train: list, opts: TrainOptions, k: int, n_features: int, progress):
     """Full-batch L-BFGS exactly as ``ExactLogisticRegression._fit_source`` runs it, each
     loss/gradient evaluation a sum of per-partition terms computed where the blocks live."""
-    from scipy.optimize import minimize
     from sklearn.exceptions import ConvergenceWarning
 
-    from leanfit.logistic import EPS
+    from leanfit.logistic import curvature, minimize_lbfgs
 
     model = make_model("logistic", seed=opts.seed, C=opts.C, tol=opts.tol)
     fit_intercept, C = model.fit_intercept, model.C
     shape = (1 if k == 2 else k, n_features + int(fit_intercept))
-    weight = float(sum(c.gather(c.map(weight_part, train, pure=False))))
+    squares = sum(c.gather(c.map(squares_part, train, n_features=n_features, pure=False)))
+    weight = float(squares[-1])
     if weight <= 0:
         raise InputError("the training rows hold no samples (or only zero sample weights).")
     evaluations = 0
@@ -316,20 +319,22 @@ def _fit_logistic(c, train: list, opts: TrainOptions, k: int, n_features: int, p
         progress({"stage": "lbfgs", "iteration": evaluations, "loss": objective / (C * sw)})
         return objective, grad.ravel()
 
-    options = {"maxiter": model.max_iter, "maxls": 50, "gtol": model.tol * C * weight}
-    options["ftol"] = 64 * EPS
-    res = minimize(
-        evaluate, np.zeros(shape[0] * shape[1]), method="L-BFGS-B", jac=True, options=options
+    x, n_iter, converged, message = minimize_lbfgs(
+        evaluate,
+        np.zeros(shape[0] * shape[1]),
+        curvature(squares, C, shape[0], fit_intercept),
+        model.tol * C * weight,
+        model.max_iter,
     )
-    if not res.success:
-        msg = f"L-BFGS did not converge ({res.message}); increase max_iter (or tol)."
+    if not converged:
+        msg = f"L-BFGS did not converge ({message}); increase max_iter (or tol)."
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-    coef = res.x.reshape(shape)
+    coef = x.reshape(shape)
     model.classes_ = np.arange(k)
     model.n_features_in_ = n_features
     model.coef_ = coef[:, :n_features].copy()
     model.intercept_ = coef[:, n_features].copy() if fit_intercept else np.zeros(shape[0])
-    model.n_iter_ = int(res.nit)
+    model.n_iter_ = n_iter
     return model
 
 

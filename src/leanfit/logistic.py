@@ -128,9 +128,78 @@ def _bounded_map(fn: Callable, items: Iterable, workers: int = WORKERS) -> Itera
             yield pending.popleft().result()
 
 
-def _weight_sum(blocks: BlockSource) -> float:
-    """``S = sum_i s_i`` over one pass, reading only labels and weights."""
-    return float(sum(len(y) if sw is None else np.sum(sw) for _, y, sw in blocks()))
+def _block_squares(X: Block, y: np.ndarray, sw: np.ndarray | None) -> Floats:
+    """``sum_i s_i x_ij^2`` of each column of a block, then ``sum_i s_i``."""
+    s = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64).ravel()
+    X64 = X.astype(np.float64, copy=False)
+    if isinstance(X64, np.ndarray):
+        squares = X64 * X64
+    elif sp.issparse(X64):
+        squares = X64.multiply(X64)
+    else:  # a OneHotBlock: its ones stay ones
+        squares = type(X64)(X64.dense * X64.dense, X64.slots, X64.shape[1])
+    return np.append(np.asarray(squares.T @ s).ravel(), s.sum())
+
+
+def _squares_pass(blocks: BlockSource, n_features: int) -> Floats:
+    """:func:`_block_squares` summed over one pass."""
+    total = np.zeros(n_features + 1)
+    for X, y, sw in blocks():
+        total += _block_squares(X, y, sw)
+    return total
+
+
+def curvature(squares: Floats, C: float, n_rows: int, fit_intercept: bool) -> Floats:
+    """A diagonal estimate of the Hessian of ``C * sum_i s_i * loss_i + ||W||^2 / 2``,
+    from :func:`_squares_pass` (whose last entry, ``S``, is the intercept's).
+
+    The logistic loss has curvature at most 1/4 along each row; one-hot columns of
+    rare levels have tiny curvature next to the standardised ones, and that spread is
+    what makes plain L-BFGS slow on encoded tabular data.
+    """
+    row = 0.25 * C * (squares if fit_intercept else squares[:-1]) + 1.0
+    return np.tile(row, n_rows)
+
+
+def minimize_lbfgs(
+    evaluate: Callable[[Floats], tuple[float, Floats]],
+    x0: Floats,
+    diagonal: Floats,
+    gtol: float,
+    max_iter: int,
+) -> tuple[Floats, int, bool, str]:
+    """L-BFGS with scikit-learn's stopping rules, in coordinates scaled by the square
+    root of ``diagonal`` (a Hessian estimate): ``(x, iterations, converged, message)``.
+
+    Stops when every component of the gradient, in the original coordinates, is at
+    most ``gtol`` (as scikit-learn's ``pgtol``), or when the objective no longer
+    decreases (``ftol = 64 * eps``). The scaling changes the path, not the minimiser:
+    on the generated data it cuts 97 evaluations to 11 at the same ``gtol``.
+    """
+    root = np.sqrt(diagonal)
+    last: dict[str, Floats] = {}
+
+    def scaled(u: Floats) -> tuple[float, Floats]:
+        objective, grad = evaluate(u / root)
+        last["u"], last["grad"] = u.copy(), grad
+        return objective, grad / root
+
+    def stop_when_converged(u: Floats) -> None:
+        if np.array_equal(u, last["u"]) and np.abs(last["grad"]).max() <= gtol:
+            last["converged"] = u
+            raise StopIteration
+
+    options = {"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": 64 * EPS}
+    res = minimize(
+        scaled,
+        x0 * root,
+        method="L-BFGS-B",
+        jac=True,
+        callback=stop_when_converged,
+        options=options,
+    )
+    u = last.get("converged", res.x)
+    return u / root, int(res.nit), "converged" in last or bool(res.success), str(res.message)
 
 
 class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -264,24 +333,26 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
                 progress(evaluations, loss)
             return objective, grad
 
-        # scikit-learn's lbfgs options; L-BFGS sees C * S times scikit-learn's objective,
-        # so its gradient tolerance is scaled by C * S to mean what scikit-learn's tol means
-        options = {
-            "maxiter": self.max_iter,
-            "maxls": 50,
-            "gtol": self.tol * self.C * _weight_sum(blocks),
-            "ftol": 64 * EPS,
-        }
-        x0 = np.zeros(shape[0] * shape[1])
-        res = minimize(evaluate, x0, method="L-BFGS-B", jac=True, options=options)
-        if not res.success:
-            msg = f"L-BFGS did not converge ({res.message}); increase max_iter (or tol)."
+        # L-BFGS sees C * S times scikit-learn's objective, so its gradient tolerance is
+        # scaled by C * S to mean what scikit-learn's tol means
+        squares = _squares_pass(blocks, n_features)
+        if squares[-1] <= 0:
+            raise ValueError("the blocks hold no samples (or only zero sample weights)")
+        x, n_iter, converged, message = minimize_lbfgs(
+            evaluate,
+            np.zeros(shape[0] * shape[1]),
+            curvature(squares, self.C, shape[0], self.fit_intercept),
+            self.tol * self.C * squares[-1],
+            self.max_iter,
+        )
+        if not converged:
+            msg = f"L-BFGS did not converge ({message}); increase max_iter (or tol)."
             warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-        coef = res.x.reshape(shape)
+        coef = x.reshape(shape)
         self.classes_ = classes
         self.coef_ = coef[:, :n_features].copy()
         self.intercept_ = coef[:, n_features].copy() if self.fit_intercept else np.zeros(shape[0])
-        self.n_iter_ = int(res.nit)
+        self.n_iter_ = n_iter
         return self
 
     def decision_function(self, X: ArrayLike) -> Floats:
