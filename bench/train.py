@@ -1,7 +1,7 @@
 """Training on one generated file: leanfit against the recipes users would write instead.
 
-Usage: python bench/train.py [ROWS] [--skip-in-memory] [--memory-limit=400MB]
-(default 2,000,000 rows; leanfit runs under the memory limit)
+Usage: python bench/train.py [ROWS] [--memory-limit=400MB] [--only=sgd,logistic,chunks,memory]
+(default 2,000,000 rows, every contender; leanfit runs under the memory limit)
 
 Every contender runs in its own subprocess, so its peak RSS is the OS's count for
 that process alone; all score ROC AUC on the same holdout rows (leanfit's row-hash
@@ -28,6 +28,9 @@ ROWS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2_00
 DATA = Path(f"data/bench-{ROWS}.csv")
 OUT = Path("bench/out")
 LIMIT = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--memory-limit=")), "400MB")
+ONLY = next(
+    (a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "sgd,logistic,chunks,memory"
+).split(",")
 
 
 def leanfit_run(model: str) -> dict:
@@ -65,15 +68,15 @@ def main() -> None:
         from leanfit.synth import write_data
 
         write_data(DATA, rows=ROWS, seed=1)
-    runs = {
-        "leanfit sgd (inspect+train)": leanfit_run("sgd"),
-        "leanfit logistic (inspect+train)": leanfit_run("logistic"),
-        "pandas chunks + SGD partial_fit": recipe_run(DATA, "chunks"),
+    contenders = {
+        "sgd": ("leanfit sgd (inspect+train)", lambda: leanfit_run("sgd")),
+        "logistic": ("leanfit logistic (inspect+train)", lambda: leanfit_run("logistic")),
+        "chunks": ("pandas chunks + SGD partial_fit", lambda: recipe_run(DATA, "chunks")),
+        "memory": ("pandas + LogisticRegression in memory", lambda: recipe_run(DATA, "memory")),
     }
-    if "--skip-in-memory" not in sys.argv:
-        runs["pandas + LogisticRegression in memory"] = recipe_run(DATA, "memory")
-    base = runs["leanfit sgd (inspect+train)"]
-    print(f"{ROWS:,} rows, {DATA.stat().st_size / 1e9:.2f} GB; ratios are against leanfit sgd")
+    runs = {name: run() for key, (name, run) in contenders.items() if key in ONLY}
+    base = next(iter(runs.values()))
+    print(f"{ROWS:,} rows, {DATA.stat().st_size / 1e9:.2f} GB; ratios are against the first")
     print(f"{'contender':<40}{'s':>8}{'x':>7}{'peak MiB':>10}{'x':>7}{'AUC':>8}")
     for name, r in runs.items():
         print(

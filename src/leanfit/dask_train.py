@@ -37,7 +37,7 @@ from leanfit.errors import ConfigError, InputError
 from leanfit.models import INCREMENTAL, make_model, scores
 from leanfit.schema import Schema
 from leanfit.sources import DEFAULT_BATCH_ROWS
-from leanfit.train import TrainOptions, _balanced_weights, _encoded_part
+from leanfit.train import TrainOptions, _balanced_weights, _encoded_part, encoded_columns
 
 SIDES = ("train", "holdout")
 
@@ -62,10 +62,7 @@ class Job:
 
 def _frame(part: Part, job: Job) -> pl.DataFrame:
     frame = read_part(part, job.types)
-    if job.opts.split_by:
-        key = pl.col(job.opts.split_by).hash(seed=job.opts.seed).alias("__split_key__")
-        frame = frame.with_columns(key)
-    return frame
+    return frame.select(encoded_columns(frame.schema, job.schema, job.encoder, job.opts))
 
 
 def encode_part(part: Part, offset: int, job: Job) -> dict[str, list]:

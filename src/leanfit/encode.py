@@ -38,6 +38,7 @@ from leanfit.schema import Schema
 
 NUMERIC_KINDS = ("integer", "float")
 DENSE_MAX_WIDTH_RATIO = 4
+PART_PREFIX = "__leanfit_part"
 
 
 @dataclass
@@ -132,78 +133,84 @@ class Encoder:
         missing = [name for name in self.input_columns if name not in frame.columns]
         if missing:
             raise SchemaMismatch(f"feature columns {missing} are missing from the data.")
-        dense = self._dense(frame)
+        try:
+            parts = frame.select(self.exprs(frame.schema))
+        except pl.exceptions.PolarsError as exc:
+            raise SchemaMismatch(
+                f"a feature column has the wrong type: {_first_line(exc)}"
+            ) from None
+        return self.from_parts(parts, one_hot=one_hot)
+
+    def exprs(self, schema: pl.Schema) -> list[pl.Expr]:
+        """The encoded parts of a frame with this schema, as Polars expressions (so a
+        streaming query can compute them while it reads): the dense features, float32,
+        standardised, missing as 0 (the mean), then the missing-indicator flags, then
+        each categorical's level code (its number of levels when unknown).
+
+        Built once per input schema: building them costs more than running them."""
+        cache = self.__dict__.setdefault("_exprs", {})
+        key = tuple(schema.items())
+        if key not in cache:
+            values, centre, scale = [], [], []
+            for n in self.numeric:
+                values.append(_numeric_expr(schema, n["name"]))
+                centre.append(n["mean"])
+                scale.append(n["std"])
+            for d in self.dates:
+                c = _date_expr(schema, d["name"])
+                values += [c.cast(pl.Int32), c.dt.month(), c.dt.weekday()]
+                centre += [d["mean"], 6.5, 4.0]
+                scale += [d["std"], 3.45, 2.0]
+            values = [v.cast(pl.Float32) for v in values]
+            dense = [
+                ((v - _f32(m)) / _f32(s)).fill_nan(0.0).fill_null(0.0)
+                for v, m, s in zip(values, centre, scale, strict=True)
+            ]
+            flags = [
+                (v.is_null() | v.is_nan()).cast(pl.Float32)
+                for v, n in zip(values, self.numeric)
+                if n["indicator"]
+            ]
+            codes = [
+                pl.col(c["name"])
+                .cast(pl.String)
+                .cast(self._lookup(c)[0], strict=False)
+                .to_physical()
+                .fill_null(len(c["levels"]))
+                for c in self.categorical
+            ]
+            exprs = dense + flags + codes
+            cache[key] = [e.alias(f"{PART_PREFIX}{i}") for i, e in enumerate(exprs)]
+        return cache[key]
+
+    def from_parts(
+        self, parts: pl.DataFrame, *, one_hot: bool = False
+    ) -> np.ndarray | sp.csr_matrix | OneHotBlock:
+        """The block of a frame holding the columns of :meth:`exprs` (others ignored)."""
+        columns = [parts.get_column(f"{PART_PREFIX}{i}") for i in range(self.n_parts)]
+        n = parts.height
+        dense = np.empty((n, self.n_dense), dtype=np.float32)
+        for j, column in enumerate(columns[: self.n_dense]):
+            dense[:, j] = column.to_numpy()
         if not self.categorical:
             return sp.csr_matrix(dense) if self.sparse else dense
-        block = OneHotBlock(dense, self._slots(frame), self.n_features)
+        slots = np.empty((n, len(self.categorical)), dtype=np.int32)
+        offset = self.n_dense
+        for j, (c, column) in enumerate(zip(self.categorical, columns[self.n_dense :])):
+            slots[:, j] = self._lookup(c)[1][column.to_numpy()] + offset
+            offset += c["width"]
+        block = OneHotBlock(dense, slots, self.n_features)
         return block if one_hot else self.expand(block)
+
+    @property
+    def n_parts(self) -> int:
+        return self.n_dense + len(self.categorical)
 
     def expand(self, block: OneHotBlock | np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
         """The plain block (CSR or dense, as ``transform`` gives) of a one-hot block."""
         if not isinstance(block, OneHotBlock):
             return block
         return block.tocsr() if self.sparse else block.toarray()
-
-    def _dense(self, frame: pl.DataFrame) -> np.ndarray:
-        """Standardised numbers and date parts (missing -> 0, the mean), then indicators."""
-        if not self.numeric and not self.dates:
-            return np.zeros((frame.height, 0), dtype=np.float32)
-        exprs, centre, scale = self._dense_plan(frame.schema)
-        try:
-            raw = frame.select(exprs).to_numpy(order="c")
-        except pl.exceptions.PolarsError as exc:
-            raise SchemaMismatch(
-                f"a feature column has the wrong type: {_first_line(exc)}"
-            ) from None
-        missing = np.isnan(raw)  # nulls arrive as NaN
-        raw -= centre
-        raw /= scale
-        raw[missing] = 0.0
-        flags = [i for i, n in enumerate(self.numeric) if n["indicator"]]
-        if flags:
-            raw = np.hstack([raw, missing[:, flags].astype(np.float32)])
-        return raw
-
-    def _dense_plan(self, schema: pl.Schema) -> tuple[list[pl.Expr], np.ndarray, np.ndarray]:
-        """The select expressions (built once per input schema: building them costs more
-        than running them on a chunk) with the centre and scale of each."""
-        cache = self.__dict__.setdefault("_plans", {})
-        key = tuple(schema.items())
-        if key in cache:
-            return cache[key]
-        values, centre, scale = [], [], []
-        for n in self.numeric:
-            values.append(_numeric_expr(schema, n["name"]))
-            centre.append(n["mean"])
-            scale.append(n["std"])
-        for d in self.dates:
-            c = _date_expr(schema, d["name"])
-            values += [c.cast(pl.Int32), c.dt.month(), c.dt.weekday()]
-            centre += [d["mean"], 6.5, 4.0]
-            scale += [d["std"], 3.45, 2.0]
-        exprs = [v.cast(pl.Float32).alias(f"f{i}") for i, v in enumerate(values)]
-        cache[key] = exprs, np.asarray(centre, np.float32), np.asarray(scale, np.float32)
-        return cache[key]
-
-    def _slots(self, frame: pl.DataFrame) -> np.ndarray:
-        """Column index of the one nonzero of each categorical, per row."""
-        if "_code_exprs" not in self.__dict__:
-            self._code_exprs = [
-                pl.col(c["name"])
-                .cast(pl.String)
-                .cast(self._lookup(c)[0], strict=False)
-                .to_physical()
-                .fill_null(len(c["levels"]))
-                .alias(c["name"])
-                for c in self.categorical
-            ]
-        codes = frame.select(self._code_exprs).to_numpy(order="c")
-        out = np.empty(codes.shape, dtype=np.int32)
-        offset = self.n_dense
-        for j, c in enumerate(self.categorical):
-            out[:, j] = self._lookup(c)[1][codes[:, j]] + offset
-            offset += c["width"]
-        return out
 
     def _lookup(self, c: dict) -> tuple[pl.Enum, np.ndarray]:
         """The column's levels as an Enum, and slot by level code (unknown last);
@@ -238,6 +245,10 @@ def _date_expr(schema: pl.Schema, name: str) -> pl.Expr:
     if dtype == pl.String:
         return c.str.strip_chars().str.to_date()
     return c.dt.date() if isinstance(dtype, pl.Datetime) else c.cast(pl.Date)
+
+
+def _f32(value: float) -> pl.Expr:
+    return pl.lit(value, dtype=pl.Float32)
 
 
 def _first_line(exc: Exception) -> str:

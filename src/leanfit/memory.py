@@ -16,6 +16,8 @@ counts it (``getrusage``), and the peak of each stage.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import re
 import resource
 import threading
@@ -72,9 +74,15 @@ def default_limit() -> int:
 
 
 def current_rss() -> int:
+    return _process(os.getpid()).memory_info().rss
+
+
+@functools.cache
+def _process(pid: int):
+    """psutil's handle on a process, made once (making one costs ~2 ms of /proc reads)."""
     import psutil
 
-    return psutil.Process().memory_info().rss
+    return psutil.Process(pid)
 
 
 def peak_rss() -> int:

@@ -37,6 +37,8 @@ from leanfit.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_paths, sca
 
 Progress = Callable[[dict], None]
 SHRINK_AT = 0.9  # share of the memory limit past which chunks are halved
+LABEL = "__leanfit_label"
+UNKNOWN_LABEL = -2
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,15 @@ def label_codes(frame: pl.DataFrame, schema: Schema) -> np.ndarray:
     return mapped.fill_null(-1).to_numpy()
 
 
+def label_expr(schema: Schema) -> pl.Expr:
+    """Class codes 0..k-1 of the target; -1 where it is missing, -2 for an unknown label."""
+    target = pl.col(schema.target)
+    codes = target.replace_strict(
+        schema.classes, range(len(schema.classes)), default=UNKNOWN_LABEL, return_dtype=pl.Int32
+    )
+    return pl.when(target.is_null()).then(pl.lit(-1, pl.Int32)).otherwise(codes)
+
+
 def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A deterministic pseudo-random split: splitmix64 of the key and seed.
 
@@ -118,8 +129,7 @@ def encoded_blocks(
     rows = opts.batch_rows or DEFAULT_BATCH_ROWS
     paths = resolve_paths(data)
     lf = scan(paths, schema.read_overrides())
-    if opts.split_by:
-        lf = lf.with_columns(pl.col(opts.split_by).hash(seed=opts.seed).alias("__split_key__"))
+    lf = lf.select(encoded_columns(lf.collect_schema(), schema, encoder, opts))
     start = 0
     for batch in iter_batches(lf, paths, rows):
         memory.check()
@@ -131,16 +141,30 @@ def encoded_blocks(
         start += batch.height
 
 
+def encoded_columns(
+    columns: pl.Schema, schema: Schema, encoder: Encoder, opts: TrainOptions
+) -> list[pl.Expr]:
+    """What the training reads of each row: the encoder's parts (computed by Polars
+    while it streams), the target and the split key."""
+    exprs = [*encoder.exprs(columns), pl.col(schema.target), label_expr(schema).alias(LABEL)]
+    if opts.split_by:
+        exprs.append(pl.col(opts.split_by).hash(seed=opts.seed).alias("__split_key__"))
+    return exprs
+
+
 def _encoded_part(
     frame: pl.DataFrame, start: int, schema: Schema, encoder: Encoder, opts, one_hot: bool
 ) -> tuple:
-    y = label_codes(frame, schema)
+    """``(X, y, train_mask)`` of a frame of :func:`encoded_columns`."""
+    y = frame.get_column(LABEL).to_numpy()
+    if (y == UNKNOWN_LABEL).any():
+        label_codes(frame, schema)  # raises, naming the labels
     if opts.split_by:
         keys = frame.get_column("__split_key__").to_numpy()
     else:
         keys = np.arange(start, start + frame.height, dtype=np.uint64)
     labelled = y >= 0
-    X = encoder.transform(frame, one_hot=one_hot)
+    X = encoder.from_parts(frame, one_hot=one_hot)
     del frame  # the parsed chunk is done with; only the encoded block lives on
     train = ~holdout_mask(keys, opts.holdout, opts.seed) if opts.holdout else np.ones_like(labelled)
     if not labelled.all():
@@ -203,8 +227,9 @@ class Trainer:
     def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
+        # rows are selected on the compact one-hot block, then expanded for the learner
         blocks = encoded_blocks(
-            data, self.schema, self.encoder, self.opts, self.memory, one_hot=not incremental
+            data, self.schema, self.encoder, self.opts, self.memory, one_hot=True
         )
         for X, y, train in blocks:
             if not train.all():
@@ -215,6 +240,8 @@ class Trainer:
                 rows = self.rng.permutation(rows)  # select and shuffle in one copy
             Xt, yt = X[rows], y[rows]
             del X, y, train
+            if incremental:
+                Xt = self.encoder.expand(Xt)
             if not len(yt):
                 continue
             self.train_rows += len(yt)
