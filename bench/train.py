@@ -59,6 +59,7 @@ def leanfit_run(model: str) -> dict:
         "seconds": t1 + t2,
         "peak": max(m1, m2),
         "roc_auc": json.loads(out)["metrics"]["roc_auc"],
+        "accuracy": json.loads(out)["metrics"]["accuracy"],
     }
 
 
@@ -77,11 +78,12 @@ def main() -> None:
     runs = {name: run() for key, (name, run) in contenders.items() if key in ONLY}
     base = next(iter(runs.values()))
     print(f"{ROWS:,} rows, {DATA.stat().st_size / 1e9:.2f} GB; ratios are against the first")
-    print(f"{'contender':<40}{'s':>8}{'x':>7}{'peak MiB':>10}{'x':>7}{'AUC':>8}")
+    print(f"{'contender':<40}{'s':>8}{'x':>7}{'peak MiB':>10}{'x':>7}{'AUC':>8}{'acc':>8}")
     for name, r in runs.items():
         print(
             f"{name:<40}{r['seconds']:8.1f}{r['seconds'] / base['seconds']:7.2f}"
             f"{r['peak'] / 2**20:10.0f}{r['peak'] / base['peak']:7.2f}{r['roc_auc']:8.4f}"
+            f"{r['accuracy']:8.4f}"
         )
 
 

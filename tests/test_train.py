@@ -177,3 +177,37 @@ def test_killed_predict_leaves_no_output(small_csv, tmp_path):
     assert not out.exists()  # the final name never holds a partial file
     predict(tmp_path / "m.leanfit", small_csv, out)  # the next run cleans up after it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.leanfit", "p.csv"]
+
+
+STREAMING_NODES = {"multi-scan[csv]", "select", "with-columns", "sink_batches", "map"}
+
+
+def test_training_query_streams_every_step(small_csv, tmp_path):
+    """Polars quietly gathers whole columns for some expressions (``replace_strict``,
+    ``value_counts``...); its verbose log names such a step a columnar function."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    schema_path = tmp_path / "schema.json"
+    inspect(small_csv, target="label").to_json(schema_path)
+    script = f"""
+from leanfit.schema import Schema
+from leanfit.sources import iter_batches, resolve_paths, scan
+from leanfit.train import TrainOptions, Trainer, encoded_columns
+schema = Schema.from_json({str(schema_path)!r})
+opts = TrainOptions(split_by="customer_id")
+encoder = Trainer(schema, opts).encoder
+paths = resolve_paths({str(small_csv)!r})
+lf = scan(paths, schema.read_overrides())
+query = lf.select(encoded_columns(lf.collect_schema(), schema, encoder, opts))
+assert sum(b.height for b in iter_batches(query, paths, 4_000)) == 20_000
+"""
+    env = {**os.environ, "POLARS_VERBOSE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    nodes = set(re.findall(r"polars-stream: running (\S+) in subgraph", done.stderr))
+    assert "multi-scan[csv]" in nodes
+    assert nodes <= STREAMING_NODES, nodes - STREAMING_NODES

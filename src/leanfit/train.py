@@ -88,12 +88,20 @@ def label_codes(frame: pl.DataFrame, schema: Schema) -> np.ndarray:
 
 
 def label_expr(schema: Schema) -> pl.Expr:
-    """Class codes 0..k-1 of the target; -1 where it is missing, -2 for an unknown label."""
+    """Class codes 0..k-1 of the target; -1 where it is missing, -2 for an unknown label.
+
+    Matched through an Enum of the classes' text (``replace_strict`` would take Polars
+    out of streaming and gather the whole column first)."""
+    classes = pl.Series(schema.classes).cast(pl.String)
     target = pl.col(schema.target)
-    codes = target.replace_strict(
-        schema.classes, range(len(schema.classes)), default=UNKNOWN_LABEL, return_dtype=pl.Int32
+    code = target.cast(pl.String).cast(pl.Enum(classes), strict=False).to_physical()
+    return (
+        pl.when(target.is_null())
+        .then(pl.lit(-1, pl.Int32))
+        .when(code.is_null())
+        .then(pl.lit(UNKNOWN_LABEL, pl.Int32))
+        .otherwise(code.cast(pl.Int32))
     )
-    return pl.when(target.is_null()).then(pl.lit(-1, pl.Int32)).otherwise(codes)
 
 
 def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -409,11 +417,23 @@ def _train_booster(
     if boost.memory_limit is None and memory.limit < Monitor.unbounded().limit:
         boost = replace(boost, memory_limit=memory.limit)
     if opts.batch_rows is None:
+        from leanfit.errors import MemoryBudgetExceeded
+        from leanfit.memory import MAX_ROWS
+
         features, _ = boost_features(schema, opts.drop)
         parsed = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
         row_bytes = PARSED_COPIES * parsed + ENCODED_COPIES * 4 * len(features)
         rows = memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes, baseline=libraries)
         opts = replace(opts, batch_rows=rows)
+        # external-memory pages of two chunks when the budget holds them (XGBoost keeps
+        # some state per page: fewer pages use less memory and train faster)
+        fixed = PARSER_BYTES + MAX_ROWS * row_bytes
+        if boost.page_rows is None and rows == MAX_ROWS:
+            try:
+                more = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries)
+                boost = replace(boost, page_rows=rows + min(more, MAX_ROWS))
+            except MemoryBudgetExceeded:
+                pass
 
     def checked(event: dict) -> None:  # the limit is checked after every round
         memory.check()
