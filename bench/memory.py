@@ -40,8 +40,8 @@ def leanfit_run(data: Path, trace: Path) -> dict:
         "bench/out/memory.leanfit",
         "--json",
     ]
-    seconds, peak, out = measured(cmd)
-    return {"seconds": seconds, "peak": peak, "roc_auc": json.loads(out)["metrics"]["roc_auc"]}
+    run = measured(cmd)
+    return {**run, "roc_auc": json.loads(run["stdout"])["metrics"]["roc_auc"]}
 
 
 def plot(trace: Path, rows: int) -> None:

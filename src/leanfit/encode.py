@@ -38,7 +38,7 @@ from leanfit.schema import Schema
 
 NUMERIC_KINDS = ("integer", "float")
 DENSE_MAX_WIDTH_RATIO = 4
-PART_PREFIX = "__leanfit_part"
+DENSE_PART, CODES_PART = "__leanfit_dense", "__leanfit_codes"
 
 
 @dataclass
@@ -177,34 +177,43 @@ class Encoder:
                 .cast(self._lookup(c)[0], strict=False)
                 .to_physical()
                 .fill_null(len(c["levels"]))
+                .cast(pl.UInt32)
                 for c in self.categorical
             ]
-            exprs = dense + flags + codes
-            cache[key] = [e.alias(f"{PART_PREFIX}{i}") for i, e in enumerate(exprs)]
+            # as fixed-size arrays: each arrives as one C-ordered (rows, k) numpy block
+            parts = [(DENSE_PART, dense + flags), (CODES_PART, codes)]
+            cache[key] = [pl.concat_arr(e).alias(name) for name, e in parts if e]
         return cache[key]
 
     def from_parts(
         self, parts: pl.DataFrame, *, one_hot: bool = False
     ) -> np.ndarray | sp.csr_matrix | OneHotBlock:
         """The block of a frame holding the columns of :meth:`exprs` (others ignored)."""
-        columns = [parts.get_column(f"{PART_PREFIX}{i}") for i in range(self.n_parts)]
         n = parts.height
-        dense = np.empty((n, self.n_dense), dtype=np.float32)
-        for j, column in enumerate(columns[: self.n_dense]):
-            dense[:, j] = column.to_numpy()
+        if self.n_dense:
+            dense = parts.get_column(DENSE_PART).to_numpy()
+        else:
+            dense = np.zeros((n, 0), dtype=np.float32)
         if not self.categorical:
             return sp.csr_matrix(dense) if self.sparse else dense
-        slots = np.empty((n, len(self.categorical)), dtype=np.int32)
-        offset = self.n_dense
-        for j, (c, column) in enumerate(zip(self.categorical, columns[self.n_dense :])):
-            slots[:, j] = self._lookup(c)[1][column.to_numpy()] + offset
-            offset += c["width"]
+        slot_of_code, code_offsets = self._slot_table()
+        codes = parts.get_column(CODES_PART).to_numpy()
+        slots = slot_of_code[codes + code_offsets]
         block = OneHotBlock(dense, slots, self.n_features)
         return block if one_hot else self.expand(block)
 
-    @property
-    def n_parts(self) -> int:
-        return self.n_dense + len(self.categorical)
+    def _slot_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every categorical's slot by level code (unknown last), laid end to end as
+        column indices of the encoded block, and where each categorical's codes start."""
+        if "_slots" not in self.__dict__:
+            tables, starts, offset, start = [], [], self.n_dense, 0
+            for c in self.categorical:
+                table = self._lookup(c)[1] + offset
+                tables.append(table)
+                starts.append(start)
+                offset, start = offset + c["width"], start + len(table)
+            self._slots = (np.concatenate(tables).astype(np.int32), np.asarray(starts, np.uint32))
+        return self._slots
 
     def expand(self, block: OneHotBlock | np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
         """The plain block (CSR or dense, as ``transform`` gives) of a one-hot block."""
