@@ -15,10 +15,12 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
 from leanfit.boost import (
+    MISSING,
     BatchIter,
     BoostedModel,
     BoostOptions,
     boost_features,
+    estimate_matrix_bytes,
     feature_matrix,
     fit_booster,
 )
@@ -133,9 +135,12 @@ def test_codes_are_schema_indexes_and_raw_frames_agree(tagged):
     raw = raw[raw["label"].notna()]
     names = [f.name for f in it.features]
     for name in ("plan", "region", "product"):
-        codes = pd.Categorical(raw[name], categories=schema.column(name).categories).codes
-        expected = np.where(codes < 0, np.nan, codes).astype(np.float32)
+        levels = schema.column(name).categories
+        codes = pd.Categorical(raw[name], categories=levels).codes
+        missing = len(levels) if name != "product" else MISSING  # product: a rank (number)
+        expected = np.where(codes < 0, missing, codes).astype(np.float32)
         np.testing.assert_array_equal(X[:, names.index(name)], expected)
+    assert not np.isnan(X).any()  # no gaps: XGBoost's compact 1-byte index
     parsed = pl.read_csv(path, try_parse_dates=True).filter(pl.col("label").is_not_null())
     np.testing.assert_array_equal(feature_matrix(parsed, it.features), X)
 
@@ -156,7 +161,8 @@ def test_scores_match_columns_by_name_and_treat_unseen_as_missing(small_model, s
     assert not np.array_equal(model.scores(odd), base)
     plan = feature_matrix(odd, model.features)[:, model.feature_names.index("plan")]
     levels = schema.column("plan").categories
-    expected = [np.nan if i % 3 == 0 else levels.index(v) for i, v in enumerate(frame["plan"])]
+    missing = len(levels)  # missing and unseen levels: one more level, so no gaps
+    expected = [missing if i % 3 == 0 else levels.index(v) for i, v in enumerate(frame["plan"])]
     np.testing.assert_array_equal(plan, np.array(expected, dtype=np.float32))
     with pytest.raises(SchemaMismatch, match="region"):
         model.scores(frame.drop("region"))
@@ -190,6 +196,45 @@ def test_state_round_trip_predicts_identically(small_model, small_csv):
     frame = pl.read_csv(small_csv, n_rows=2_000, try_parse_dates=True)
     np.testing.assert_array_equal(again.scores(frame), model.scores(frame))
     assert again.features == model.features
+    assert again.dense and settings["missing"] == "sentinel"
+    older = {k: v for k, v in settings.items() if k != "missing"}  # saved with NaN gaps
+    assert not BoostedModel.from_state(older, loaded).dense
+
+
+def test_one_parse_fills_both_sides(tagged, monkeypatch):
+    """The train pass stores the holdout's blocks too; the holdout never parses."""
+    import leanfit.boost as boost
+
+    path, schema, _ = tagged
+    opts = TrainOptions(holdout=0.25, seed=1, batch_rows=3_000)
+    Xh_alone, yh_alone, _ = drain(BatchIter(path, schema, opts, "holdout"))
+    parses = []
+    real = boost.iter_batches
+    monkeypatch.setattr(boost, "iter_batches", lambda *a: parses.append(1) or real(*a))
+    with BlockCache() as hb, BlockCache() as tb:
+        hold = BatchIter(path, schema, opts, "holdout", blocks=hb)
+        train = BatchIter(path, schema, opts, "train", blocks=tb, sibling=hold)
+        for _ in range(2):
+            drain(train)
+            Xh, yh, _ = drain(hold)
+            np.testing.assert_array_equal(Xh, Xh_alone)
+            np.testing.assert_array_equal(yh, yh_alone)
+    assert len(parses) == 1
+    with pytest.raises(ConfigError, match="sibling"):
+        BatchIter(path, schema, opts, "train", sibling=BatchIter(path, schema, opts, "holdout"))
+
+
+def test_estimate_chooses_external_memory_for_8m_rows_at_1gb(small_model):
+    schema = copy.deepcopy(small_model[2])
+    features, _ = boost_features(schema)
+    schema.rows = 8_000_000
+    in_memory = estimate_matrix_bytes(schema, features, 256)
+    external = estimate_matrix_bytes(schema, features, 256, external=True)
+    # measured at 8M rows, 29 features: 1 byte per cell twice, ~36 B/row of training state
+    assert 800e6 < in_memory < 1.1e9 and in_memory > 1e9 / 2
+    assert 300e6 < external < 500e6
+    schema.rows = 1_000_000
+    assert estimate_matrix_bytes(schema, features, 256) < 1e9 / 2
 
 
 def _pandas_features(df: pd.DataFrame, model: BoostedModel) -> np.ndarray:
@@ -228,9 +273,10 @@ def test_auc_matches_xgboost_in_memory(big):
 def test_external_memory_matches_in_memory(big, tmp_path, monkeypatch):
     path, schema, _, in_memory = big
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    opts = BoostOptions(rounds=AUC_ROUNDS, nthread=1, memory_limit=1_000_000)
+    opts = BoostOptions(rounds=AUC_ROUNDS, nthread=1, memory_limit=1_000_000, page_rows=20_000)
     _, summary = fit_booster(path, schema, TrainOptions(), opts)
     assert summary["matrix"] == "ExtMemQuantileDMatrix"
+    assert summary["options"]["batch_rows"] == 20_000  # pages of page_rows rows
     assert summary["rows_train"] == in_memory["rows_train"]
     assert abs(summary["metrics"]["roc_auc"] - in_memory["metrics"]["roc_auc"]) < 0.005
     assert list(tmp_path.iterdir()) == []  # the page cache folder is removed

@@ -4,20 +4,25 @@
 XGBoost one float32 block per batch: numbers (nulls as NaN), booleans as 0/1,
 dates as days since 1970 and text categoricals as their index in the schema's
 category list, declared categorical (``"c"``) so trees split on sets of levels.
-XGBoost quantizes the stream into a ``QuantileDMatrix`` (1-4 bytes per cell), or
-into an ``ExtMemQuantileDMatrix`` paged to a temporary folder when that estimate
-exceeds half of ``memory_limit``. Training and prediction share
-:func:`feature_matrix`, so a category has the same code in both.
+A missing value becomes ``MISSING`` (below every number) or, for a category, one
+more level: XGBoost's quantized index of a matrix without gaps takes 1 byte per
+cell instead of 4 (its CSR form for a matrix with any NaN), and trees build faster.
+XGBoost quantizes the stream into a ``QuantileDMatrix``, or into an
+``ExtMemQuantileDMatrix`` paged to a temporary folder when the estimate of
+:func:`estimate_matrix_bytes` exceeds half of ``memory_limit``. Training and
+prediction share :func:`feature_matrix`, so a value has the same code in both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,7 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 SPLIT_KEY = "__split_key__"
 TOP_FEATURES = 20
 KINDS = {"integer": "number", "float": "number", "boolean": "bool", "datetime": "date"}
+MISSING = -1e30  # a missing number; finite (XGBoost refuses inf), below any real value
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,12 @@ class BoostOptions:
     early_stopping_rounds: int | None = None
     memory_limit: int | None = None
     nthread: int | None = None
+    page_rows: int | None = None  # rows per batch (and page) when the matrix goes to disk
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a value XGBoost cannot use."""
         lows = {"rounds": 1, "max_depth": 0, "max_bin": 2, "early_stopping_rounds": 1}
-        for name, low in (lows | {"memory_limit": 1, "nthread": 1}).items():
+        for name, low in (lows | {"memory_limit": 1, "nthread": 1, "page_rows": 1}).items():
             value = getattr(self, name)
             if value is not None and value < low:
                 flag = name.replace("_", "-")
@@ -93,8 +100,9 @@ def boost_features(schema: Schema, drop: tuple[str, ...] = ()) -> tuple[list[Fea
     return features, notes
 
 
-def _feature_expr(feature: Feature, dtype: pl.DataType) -> pl.Expr:
-    """``feature`` as float32, NaN where missing (or an unseen category)."""
+def _feature_expr(feature: Feature, dtype: pl.DataType, dense: bool) -> pl.Expr:
+    """``feature`` as float32; where missing (or an unseen category) NaN, or with
+    ``dense`` ``MISSING`` (a category: one more level)."""
     c = pl.col(feature.name)
     if feature.kind in ("category", "rank"):
         enum = _enum(feature.categories or ())
@@ -106,7 +114,11 @@ def _feature_expr(feature: Feature, dtype: pl.DataType) -> pl.Expr:
         c = c.dt.epoch("s").cast(pl.Float64) / 86_400.0
     elif dtype == pl.String:
         c = c.str.strip_chars()
-    return c.cast(pl.Float32, strict=False).fill_null(float("nan"))
+    c = c.cast(pl.Float32, strict=False)
+    if not dense:
+        return c.fill_null(float("nan"))
+    fill = float(len(feature.categories or ())) if feature.kind == "category" else MISSING
+    return c.fill_nan(fill).fill_null(fill)
 
 
 @functools.lru_cache(maxsize=64)
@@ -124,14 +136,21 @@ def _accepts(kind: str, dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype == pl.Boolean
 
 
-def feature_matrix(frame: pl.DataFrame, features: list[Feature]) -> np.ndarray:
+def feature_matrix(
+    frame: pl.DataFrame, features: list[Feature], *, dense: bool = True
+) -> np.ndarray:
     """The C-contiguous float32 block ``(rows, len(features))``; columns matched by name.
 
+    Missing values (and unseen categories) become ``MISSING``, or for a category
+    its number of levels; with ``dense=False`` (models saved before) NaN.
     Raises :class:`SchemaMismatch` naming a feature column that is missing or of a
-    type that cannot feed it (text is parsed; unseen categories become NaN).
+    type that cannot feed it (text is parsed).
 
     >>> f = [Feature("x", "number"), Feature("c", "category", ("a", "b"))]
-    >>> feature_matrix(pl.DataFrame({"c": ["b", "zz"], "x": [1, None]}), f).tolist()
+    >>> frame = pl.DataFrame({"c": ["b", "zz"], "x": [1, None]})
+    >>> feature_matrix(frame, f).tolist()
+    [[1.0, 1.0], [-1.0000000150474662e+30, 2.0]]
+    >>> feature_matrix(frame, f, dense=False).tolist()
     [[1.0, 1.0], [nan, nan]]
     """
     missing = [f.name for f in features if f.name not in frame.columns]
@@ -143,7 +162,7 @@ def feature_matrix(frame: pl.DataFrame, features: list[Feature]) -> np.ndarray:
             raise SchemaMismatch(
                 f"column '{f.name}' holds {types[f.name]}; the model needs {f.kind}."
             )
-    exprs = [_feature_expr(f, types[f.name]) for f in features]
+    exprs = [_feature_expr(f, types[f.name], dense) for f in features]
     return np.ascontiguousarray(frame.select(exprs).to_numpy(order="c"), dtype=np.float32)
 
 
@@ -158,7 +177,10 @@ class BatchIter(xgb.DataIter):
 
     Row numbers count from 0 over the whole scan, as in ``train.encoded_blocks``
     (or a hash of ``opts.split_by``); rows without a label are skipped. After a
-    pass, ``rows`` holds the number of rows it handed over (None before).
+    pass, ``rows`` holds the number of rows it handed over (None before). With
+    ``blocks``, the first pass stores its blocks and later passes read them back;
+    a ``sibling`` (the other side, with its own ``blocks``) is filled by the same
+    parse, so the file is parsed once for both sides.
     """
 
     def __init__(
@@ -171,6 +193,7 @@ class BatchIter(xgb.DataIter):
         features: list[Feature] | None = None,
         cache_prefix: str | None = None,
         blocks: BlockCache | None = None,
+        sibling: BatchIter | None = None,
     ) -> None:
         if which not in ("train", "holdout"):
             raise ConfigError(f"BatchIter: which must be 'train' or 'holdout'. Got {which!r}.")
@@ -184,6 +207,9 @@ class BatchIter(xgb.DataIter):
         self.rows: int | None = None
         self._seen, self._pass = 0, None
         self.blocks, self._cached = blocks, None
+        if sibling is not None and (sibling.blocks is None or sibling.which == which):
+            raise ConfigError("BatchIter: a sibling must be the other side, with blocks.")
+        self.sibling = sibling
 
     def _scan(self, data) -> tuple[list[Path], pl.LazyFrame]:
         paths = resolve_paths(data)
@@ -208,16 +234,24 @@ class BatchIter(xgb.DataIter):
             yield from self.blocks.blocks(self._cached)
             return
         first = self.blocks.count if self.blocks else 0
-        for X, y, w in self._parse():
+        other = self.sibling if self.sibling is not None and self.sibling._cached is None else None
+        other_first = other.blocks.count if other else 0
+        for side, (X, y, w) in self._parse(both=other is not None):
+            if side != self.which:
+                other.blocks.append(X, y, w)
+                continue
             if self.blocks is not None:
                 self.blocks.append(X, y, w)
             yield X, y, w
         if self.blocks is not None:
             self._cached = np.arange(first, self.blocks.count)
+        if other is not None:
+            other._cached = np.arange(other_first, other.blocks.count)
 
-    def _parse(self) -> Iterator[Batch]:
+    def _parse(self, both: bool = False) -> Iterator[tuple[str, Batch]]:
+        """``(side, batch)`` for this side, and with ``both`` for the other side too."""
         opts, start = self.opts, 0
-        if self.which == "holdout" and not opts.holdout:
+        if self.which == "holdout" and not opts.holdout and not both:
             return
         for frame in iter_batches(self.lf, self.paths, opts.batch_rows):
             keys = np.arange(start, start + frame.height, dtype=np.uint64)
@@ -225,16 +259,16 @@ class BatchIter(xgb.DataIter):
                 keys = frame.get_column(SPLIT_KEY).to_numpy()
             start += frame.height
             y = label_codes(frame, self.schema)
-            keep = y >= 0
+            held = np.zeros(len(y), dtype=bool)
             if opts.holdout:
                 held = holdout_mask(keys, opts.holdout, opts.seed)
-                keep &= held if self.which == "holdout" else ~held
-            if not keep.any():
-                continue
-            if not keep.all():
-                frame, y = frame.filter(pl.Series(keep)), y[keep]
-            w = None if self.weights is None else self.weights[y]
-            yield feature_matrix(frame, self.features), y.astype(np.float32), w
+            X = feature_matrix(frame, self.features)
+            del frame  # only the float32 block lives on
+            for side, rows in (("train", ~held & (y >= 0)), ("holdout", held & (y >= 0))):
+                if (side == self.which or both) and rows.any():
+                    part = (X, y) if rows.all() else (X[rows], y[rows])
+                    w = None if self.weights is None else self.weights[part[1]]
+                    yield side, (part[0], part[1].astype(np.float32), w)
 
     def reset(self) -> None:
         """Restart the scan at the first row."""
@@ -254,15 +288,44 @@ class BatchIter(xgb.DataIter):
         return True
 
 
-def estimate_matrix_bytes(schema: Schema, features: list[Feature], max_bin: int) -> int:
-    """Rough bytes of the quantized train and holdout matrices held in memory.
+# Measured here (XGBoost 3.2, hist, 2 threads, 4M and 8M rows of 29 features), in
+# bytes per row beyond the quantized cells: a QuantileDMatrix holds each cell twice
+# (row-wise index and column matrix) plus 8 (row pointers) and about 12 (labels,
+# cuts, buffers); training adds about 36 per training row (gradients, prediction
+# cache, row partitions). External memory keeps only the per-row state in memory
+# (about 44 per training row, 16 per holdout row) and a few pages of the index.
+QDM_ROW_BYTES, TRAIN_STATE_BYTES = 20, 36
+EXTMEM_TRAIN_BYTES, EXTMEM_HOLDOUT_BYTES, EXTMEM_PAGES = 44, 16, 8
 
-    A cell takes 1, 2 or 4 bytes as the total bin count (a bin per category level)
-    fits 8, 16 or 32 bits; labels and weights take 8 bytes per row; plus 25%.
+
+def estimate_matrix_bytes(
+    schema: Schema,
+    features: list[Feature],
+    max_bin: int,
+    *,
+    holdout: float = 0.2,
+    external: bool = False,
+    batch_rows: int = 131_072,
+) -> int:
+    """Bytes XGBoost holds while it trains, beyond the interpreter and libraries.
+
+    A cell takes 1, 2 or 4 bytes as the largest bin count of one feature (a bin per
+    category level, plus one for missing) fits 8, 16 or 32 bits; the matrix has no
+    gaps (missing values are ``MISSING``), so XGBoost uses its compact index.
     """
-    bins = sum(len(f.categories or ()) if f.kind == "category" else max_bin for f in features)
-    cell = 1 if bins <= 2**8 else 2 if bins <= 2**16 else 4
-    return int(1.25 * schema.rows * (len(features) * cell + 8)) + 2**24
+    per_feature = [
+        len(f.categories or ()) + 1 if f.kind == "category" else max_bin for f in features
+    ]
+    most = max(per_feature, default=1)
+    cell = 1 if most <= 2**8 else 2 if most <= 2**16 else 4
+    train = int(schema.rows * (1 - holdout))
+    held = schema.rows - train
+    matrix = 2 * cell * len(features) + 8
+    if external:
+        pages = EXTMEM_PAGES * batch_rows * matrix
+        return train * EXTMEM_TRAIN_BYTES + held * EXTMEM_HOLDOUT_BYTES + pages + 2**24
+    in_memory = (train + held) * (matrix + QDM_ROW_BYTES) + train * TRAIN_STATE_BYTES
+    return in_memory + 2**24
 
 
 def _proba(p: np.ndarray) -> np.ndarray:
@@ -274,8 +337,11 @@ def _proba(p: np.ndarray) -> np.ndarray:
 class BoostedModel:
     """A trained booster and the feature list that turns frames into its input."""
 
-    def __init__(self, booster: xgb.Booster, features: list[Feature], n_classes: int):
+    def __init__(
+        self, booster: xgb.Booster, features: list[Feature], n_classes: int, dense: bool = True
+    ):
         self.booster, self.features, self.n_classes = booster, features, n_classes
+        self.dense = dense  # missing values as MISSING (False: NaN, as bundles saved before)
 
     @property
     def feature_names(self) -> list[str]:
@@ -295,7 +361,7 @@ class BoostedModel:
         SchemaMismatch
             If a feature column is missing.
         """
-        X = feature_matrix(frame, self.features)
+        X = feature_matrix(frame, self.features, dense=self.dense)
         if not len(X):
             return np.empty((0, self.n_classes))
         return _proba(self.booster.inplace_predict(X))
@@ -307,6 +373,7 @@ class BoostedModel:
             for f in self.features
         ]
         settings = {"class": "BoostedModel", "n_classes": self.n_classes, "features": features}
+        settings["missing"] = "sentinel" if self.dense else "nan"
         raw = bytes(self.booster.save_raw("ubj"))
         return settings, {"booster": np.frombuffer(raw, dtype=np.uint8).copy()}
 
@@ -321,7 +388,8 @@ class BoostedModel:
             )
             for f in settings["features"]
         ]
-        return cls(booster, features, int(settings["n_classes"]))
+        dense = settings.get("missing", "nan") == "sentinel"
+        return cls(booster, features, int(settings["n_classes"]), dense)
 
 
 class _Report(xgb.callback.TrainingCallback):
@@ -364,6 +432,7 @@ def _boost(
     if train is None:
         raise InputError("no training rows: every labelled row fell in the holdout.")
     evals = [(m, "holdout") for it in iters[1:] if (m := _quantize(kind, it, ref=train, **common))]
+    _release_free_heap()  # what the parse freed, before XGBoost allocates its per-row state
     if bopts.early_stopping_rounds and not evals:
         raise InputError("no holdout rows to watch for early stopping; raise --holdout.")
     return xgb.train(
@@ -375,6 +444,12 @@ def _boost(
         verbose_eval=False,
         callbacks=[_Report(progress)] if progress else None,
     )
+
+
+def _release_free_heap() -> None:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim``; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _quantize(kind: type, it: BatchIter, **kwargs) -> xgb.DMatrix | None:
@@ -436,22 +511,21 @@ def fit_booster(
     features, notes = boost_features(schema, opts.drop)
     if not features:
         raise ConfigError("no feature columns left to train on.")
-    estimate = estimate_matrix_bytes(schema, features, bopts.max_bin)
+    estimate = estimate_matrix_bytes(schema, features, bopts.max_bin, holdout=opts.holdout)
     external = bopts.memory_limit is not None and estimate > bopts.memory_limit / 2
-    sides = ["train", "holdout"] if opts.holdout else ["train"]
+    if external and bopts.page_rows:  # fewer, larger pages: less state per page, faster
+        opts = replace(opts, batch_rows=bopts.page_rows)
+    if external:
+        estimate = estimate_matrix_bytes(
+            schema,
+            features,
+            bopts.max_bin,
+            holdout=opts.holdout,
+            external=True,
+            batch_rows=opts.batch_rows or 131_072,
+        )
     with tempfile.TemporaryDirectory(prefix="leanfit-xgb-", ignore_cleanup_errors=True) as tmp:
-        iters = [
-            BatchIter(
-                data,
-                schema,
-                opts,
-                side,
-                features=features,
-                cache_prefix=f"{tmp}/{side}" if external else None,
-                blocks=BlockCache(tmp),
-            )
-            for side in sides
-        ]
+        iters = _iters(data, schema, opts, features, tmp, external)
         booster = _boost(iters, len(schema.classes), opts.seed, bopts, external, progress)
         trained = booster.num_boosted_rounds()
         if bopts.early_stopping_rounds:
@@ -478,6 +552,26 @@ def fit_booster(
         "metrics": metrics,
         "train_seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _iters(data, schema, opts, features, tmp: str, external: bool) -> list[BatchIter]:
+    """The train iterator (and the holdout one, filled by the same parse), caching their
+    blocks in ``tmp``; with ``external``, XGBoost's pages go there too."""
+    sides = ["holdout", "train"] if opts.holdout else ["train"]
+    iters: list[BatchIter] = []
+    for side in sides:
+        it = BatchIter(
+            data,
+            schema,
+            opts,
+            side,
+            features=features,
+            cache_prefix=f"{tmp}/{side}" if external else None,
+            blocks=BlockCache(tmp),
+            sibling=iters[0] if iters else None,
+        )
+        iters.append(it)
+    return iters[::-1]
 
 
 def _importance(model: BoostedModel) -> dict[str, float]:
