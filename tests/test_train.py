@@ -179,6 +179,35 @@ def test_killed_predict_leaves_no_output(small_csv, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.leanfit", "p.csv"]
 
 
+def test_killed_train_leaves_no_output_and_its_cache_is_cleaned(small_csv, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "m.leanfit"
+    script = (
+        "import sys, leanfit; leanfit.train(sys.argv[1], 'label', out=sys.argv[2], "
+        "options=leanfit.TrainOptions(model='logistic', batch_rows=256, tol=1e-12))"
+    )
+    cmd = [sys.executable, "-c", script, str(small_csv), str(out)]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("leanfit-cache-*/*.y.npy")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert list(scratch.glob("leanfit-cache-*"))  # a killed run cannot clean up...
+    subprocess.run(cmd, env=env, check=True)  # ...the next run does
+    assert out.exists()
+    assert list(scratch.iterdir()) == []
+
+
 STREAMING_NODES = {"multi-scan[csv]", "select", "with-columns", "sink_batches", "map"}
 
 

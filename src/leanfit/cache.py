@@ -2,11 +2,14 @@
 
 Each block is a few raw ``.npy`` files (float32 values, int32 indices or one-hot
 slots, class codes, weights) in a temporary folder removed when the cache is closed. Reading a
-block back memory-maps them: a page-cache read, not a CSV parse nor a copy.
+block back memory-maps them: a page-cache read, not a CSV parse nor a copy. The
+folder is named after the process, and a cache whose process was killed outright
+(SIGKILL: no chance to clean up) is removed by the next cache made beside it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from leanfit.encode import OneHotBlock
+from leanfit.outputs import process_alive
 
+PREFIX = "leanfit-cache-"
 Block = tuple[np.ndarray | sp.csr_matrix | OneHotBlock, np.ndarray, np.ndarray | None]
 
 
@@ -24,7 +29,9 @@ class BlockCache:
     """Append blocks once; read them back in any order, one at a time."""
 
     def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(tempfile.mkdtemp(prefix="leanfit-cache-", dir=folder))
+        parent = Path(folder or tempfile.gettempdir())
+        _remove_stale_caches(parent)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
         self.count = 0
         self.rows = 0
         self.nbytes = 0
@@ -72,3 +79,11 @@ class BlockCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _remove_stale_caches(parent: Path) -> None:
+    """Delete the caches of runs that were killed outright (their process is gone)."""
+    for stale in parent.glob(f"{PREFIX}*"):
+        pid = stale.name.removeprefix(PREFIX).split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
