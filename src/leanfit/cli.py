@@ -217,52 +217,33 @@ def shrink_(data, out, schema_path, memory):
 MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
 
 
+BOOST_OPTIONS = [  # name, type, default (None: not shown), help after "xgboost: "
+    ("--rounds", click.IntRange(min=1), 100, "boosting rounds."),
+    ("--max-depth", click.IntRange(min=1), 6, "tree depth."),
+    ("--learning-rate", click.FloatRange(min=0, min_open=True), 0.3, "shrinkage per round."),
+    (
+        "--max-bin",
+        click.IntRange(min=2),
+        256,
+        "histogram bins per feature (memory: ~1 byte per value).",
+    ),
+    (
+        "--early-stopping-rounds",
+        click.IntRange(min=1),
+        None,
+        "stop when the holdout loss has not improved for N rounds.",
+    ),
+    ("--nthread", click.IntRange(min=1), None, "threads [default: all cores]."),
+]
+
+
 def boost_options(fn: Callable) -> Callable:
     """The options of --model xgboost, as one group."""
-    options = [
-        click.option(
-            "--rounds",
-            type=click.IntRange(min=1),
-            default=100,
-            show_default=True,
-            help="xgboost: boosting rounds.",
-        ),
-        click.option(
-            "--max-depth",
-            type=click.IntRange(min=1),
-            default=6,
-            show_default=True,
-            help="xgboost: tree depth.",
-        ),
-        click.option(
-            "--learning-rate",
-            type=click.FloatRange(min=0, min_open=True),
-            default=0.3,
-            show_default=True,
-            help="xgboost: shrinkage per round.",
-        ),
-        click.option(
-            "--max-bin",
-            type=click.IntRange(min=2),
-            default=256,
-            show_default=True,
-            help="xgboost: histogram bins per feature (memory: ~1 byte per value).",
-        ),
-        click.option(
-            "--early-stopping-rounds",
-            type=click.IntRange(min=1),
-            default=None,
-            help="xgboost: stop when the holdout loss has not improved for N rounds.",
-        ),
-        click.option(
-            "--nthread",
-            type=click.IntRange(min=1),
-            default=None,
-            help="xgboost: threads [default: all cores].",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    for name, kind, default, text in reversed(BOOST_OPTIONS):
+        show = default is not None
+        fn = click.option(
+            name, type=kind, default=default, show_default=show, help=f"xgboost: {text}"
+        )(fn)
     return fn
 
 
