@@ -8,8 +8,11 @@ and holdout (leanfit's row-number hash, 20%), the same XGBoost settings (hist,
 100 rounds, depth 6, learning rate 0.3, 256 bins, 2 threads) and the holdout as
 the evaluation set during training:
 
-a.  leanfit: ``inspect`` then ``fit_booster`` (QuantileDMatrix fed by the typed stream);
-a2. the same with a 1 MB memory limit, which forces the external-memory matrix;
+a.  leanfit: ``inspect`` then ``fit_booster`` without a memory limit (QuantileDMatrix
+    fed by the typed stream);
+a2. the command line, ``leanfit train --model xgboost --memory-limit 1GB`` (inspect,
+    plan, train, save the bundle): the planner picks the matrix (external memory when
+    the in-memory one would take more than half the limit);
 b.  XGBoost in memory: ``pandas.read_csv`` with category dtypes, QuantileDMatrix
     (as ``XGBClassifier`` builds it);
 c.  XGBoost external memory: a hand-written iterator over ``pandas.read_csv`` chunks
@@ -48,7 +51,7 @@ PARAMS = {
 }
 CONTENDERS = {
     "a": "a.  leanfit fit_booster",
-    "a2": "a2. leanfit, external memory",
+    "a2": "a2. leanfit CLI, --memory-limit 1GB",
     "b": "b.  XGBoost in memory (pandas)",
     "c": "c.  XGBoost ext. memory (pandas chunks)",
 }
@@ -61,15 +64,29 @@ def data_path(rows: int) -> Path:
 # --------------------------------------------------------------------------- contenders
 
 
-def run_leanfit(path: Path, external: bool) -> dict:
+def run_leanfit(path: Path) -> dict:
     from leanfit.boost import BoostOptions, fit_booster
     from leanfit.schema import inspect
     from leanfit.train import TrainOptions
 
     schema = inspect(path, target="label")
-    limit = 1_000_000 if external else None
-    opts = BoostOptions(ROUNDS, DEPTH, RATE, BINS, memory_limit=limit, nthread=THREADS)
+    opts = BoostOptions(ROUNDS, DEPTH, RATE, BINS, nthread=THREADS)
     _, summary = fit_booster(path, schema, TrainOptions(holdout=HOLDOUT, seed=SEED), opts)
+    return {"auc": summary["metrics"]["roc_auc"], "note": summary["matrix"]}
+
+
+def run_leanfit_cli(path: Path) -> dict:
+    import contextlib
+    import io
+
+    from leanfit.cli import main
+
+    out = io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
+        args = ["train", str(path), "--target", "label", "--model", "xgboost", "--json"]
+        args += ["--memory-limit", "1GB", "--nthread", str(THREADS), "--out", f"{tmp}/m.leanfit"]
+        main(args, standalone_mode=False)
+    summary = json.loads(out.getvalue())
     return {"auc": summary["metrics"]["roc_auc"], "note": summary["matrix"]}
 
 
@@ -163,8 +180,8 @@ def run_pandas_chunks(path: Path) -> dict:
 def child(name: str, path: Path) -> None:
     started = time.perf_counter()
     runners = {
-        "a": lambda: run_leanfit(path, external=False),
-        "a2": lambda: run_leanfit(path, external=True),
+        "a": lambda: run_leanfit(path),
+        "a2": lambda: run_leanfit_cli(path),
         "b": lambda: run_pandas_memory(path),
         "c": lambda: run_pandas_chunks(path),
     }
