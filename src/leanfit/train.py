@@ -31,7 +31,7 @@ from leanfit.memory import (
     current_rss,
 )
 from leanfit.metrics import StreamingMetrics
-from leanfit.models import INCREMENTAL, MODELS, make_model, scores
+from leanfit.models import INCREMENTAL, MODELS, import_library, make_model, scores
 from leanfit.schema import Schema, bytes_per_row, inspect
 from leanfit.sources import DEFAULT_BATCH_ROWS, iter_batches, resolve_paths, scan
 
@@ -353,9 +353,7 @@ def train(
     # Import the model's library first: the baseline is then interpreter and libraries,
     # and a hopeless limit is refused before any data is read. Memory an inspect pass
     # below leaves to the allocator is reused by the training pass, not added to it.
-    make_model(opts.model if opts.model != "xgboost" else "sgd")
-    if opts.model == "xgboost":
-        import xgboost  # noqa: F401
+    import_library(opts.model)
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
     schema = schema or inspect(data, target=target, memory=memory)
