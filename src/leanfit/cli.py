@@ -376,6 +376,9 @@ def train_(
     )
     boost = None
     if model == "xgboost":
+        from leanfit.models import import_library
+
+        import_library("xgboost")  # first, without the dataframe libraries (see there)
         from leanfit.boost import BoostOptions
 
         boost = BoostOptions(
