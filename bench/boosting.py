@@ -225,7 +225,7 @@ def report(rows: int, path: Path, results: dict) -> None:
         f"{rows:,} rows ({path.stat().st_size / 1e6:,.0f} MB CSV), {ROUNDS} rounds, depth {DEPTH}"
     )
     print(
-        f"{'contender':42} {'wall s':>7} {'x':>5} {'CPU s':>7} {'x':>5} {'peak MB':>8} {'x':>5}"
+        f"{'contender':42} {'wall s':>7} {'x':>5} {'CPU s':>7} {'x':>5} {'peak MiB':>8} {'x':>5}"
         f" {'AUC':>8}  matrix"
     )
     for name, r in results.items():
