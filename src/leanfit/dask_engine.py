@@ -276,7 +276,7 @@ def train(
     """
     from leanfit.dask_train import check_model, fit
     from leanfit.predict import save_bundle
-    from leanfit.train import TrainOptions
+    from leanfit.train import TrainOptions, check_target
 
     opts = options or TrainOptions()
     opts.check()
@@ -286,7 +286,7 @@ def train(
         if schema is None:
             with memory.stage("inspect"):
                 schema = inspect_on(cl, data, target, block)
-        _check_target(schema, target)
+        check_target(schema, target)
         with memory.stage("train"):
             model, encoder, summary = fit(cl, data, schema, opts, boost, progress, block)
         summary["cluster"] = cl.report()
@@ -295,17 +295,6 @@ def train(
             save_bundle(out, schema, encoder, model, summary)
         summary["model_path"] = str(out)
     return summary
-
-
-def _check_target(schema: Schema, target: str | None) -> None:
-    if target and schema.target != target:
-        if schema.target:
-            raise ConfigError(
-                f"--target {target} differs from the schema's target {schema.target}."
-            )
-        raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
-    if schema.target is None:
-        raise ConfigError("give --target: the label column to learn.")
 
 
 def row_offsets(cl: Cluster, parts: list[Part], types) -> tuple[list[int], int]:

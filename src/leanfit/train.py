@@ -357,14 +357,7 @@ def train(
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
     schema = schema or inspect(data, target=target, memory=memory)
-    if target and schema.target != target:
-        if schema.target:
-            raise ConfigError(
-                f"--target {target} differs from the schema's target {schema.target}."
-            )
-        raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
-    if schema.target is None:
-        raise ConfigError("give --target: the label column to learn.")
+    check_target(schema, target)
     if opts.model == "xgboost":
         return _train_booster(data, schema, opts, boost, progress, memory, out, libraries)
     started = time.perf_counter()
@@ -402,6 +395,18 @@ def train(
             save_bundle(out, schema, trainer.encoder, trainer.model, summary)
         summary["model_path"] = str(out)
     return summary
+
+
+def check_target(schema: Schema, target: str | None) -> None:
+    """Refuse a schema without a target, or with another one than ``--target``."""
+    if target and schema.target != target:
+        if schema.target:
+            raise ConfigError(
+                f"--target {target} differs from the schema's target {schema.target}."
+            )
+        raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
+    if schema.target is None:
+        raise ConfigError("give --target: the label column to learn.")
 
 
 def _train_booster(
