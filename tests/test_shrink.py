@@ -106,3 +106,25 @@ def test_generated_file_shrinks_and_round_trips(small_csv, tmp_path):
             got = _restore(back[col.name], col.decimals).astype("float64")
             np.testing.assert_array_equal(got.to_numpy(), want[col.name].to_numpy(), col.name)
     assert (back["plan"].astype(str) == want["plan"]).all()
+
+
+def test_the_shrunk_file_trains_like_the_csv(small_csv, tmp_path):
+    """shrink's Parquet holds dictionary columns: inspect and train read them as text,
+    so the schema and the model are those of the CSV."""
+    from leanfit.predict import load, predict
+    from leanfit.train import TrainOptions, train
+
+    schema = inspect(small_csv, target="label")
+    shrink(small_csv, tmp_path / "s.parquet", schema)
+    again = inspect(tmp_path / "s.parquet", target="label")
+    for a, b in zip(schema.columns, again.columns, strict=True):
+        assert (a.name, a.kind, a.categories) == (b.name, b.kind, b.categories), a.name
+    opts = TrainOptions(batch_rows=4_000)
+    from_csv = train(small_csv, schema=schema, out=tmp_path / "c.leanfit", options=opts)
+    from_parquet = train(
+        tmp_path / "s.parquet", schema=schema, out=tmp_path / "p.leanfit", options=opts
+    )
+    assert from_parquet["metrics"] == from_csv["metrics"]
+    predict(tmp_path / "p.leanfit", tmp_path / "s.parquet", tmp_path / "out.csv")
+    assert len(pd.read_csv(tmp_path / "out.csv")) == schema.rows
+    assert load(tmp_path / "c.leanfit").predict(tmp_path / "s.parquet").shape == (schema.rows,)

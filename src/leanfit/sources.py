@@ -69,6 +69,9 @@ def _check_one_format(paths: list[Path]) -> None:
             raise InputError(f"{path}, line 1: the file is empty. Give a file with a header row.")
 
 
+DICTIONARY_TYPES = (pl.Categorical, pl.Enum)
+
+
 def scan(
     paths: list[Path],
     overrides: Mapping[str, pl.DataType] | None = None,
@@ -86,7 +89,11 @@ def scan(
     """
     set_read_chunk(read_chunk)
     if is_parquet(paths[0]):
-        return pl.scan_parquet(paths)
+        # dictionary columns (leanfit shrink writes them) are read as the text they
+        # hold, so that every stage sees the same types as from a CSV
+        lf = pl.scan_parquet(paths)
+        names = [n for n, t in lf.collect_schema().items() if isinstance(t, DICTIONARY_TYPES)]
+        return lf.with_columns(pl.col(names).cast(pl.String)) if names else lf
     if types is not None:
         return pl.scan_csv(paths, schema=dict(types), raise_if_empty=True)
     return pl.scan_csv(
