@@ -304,10 +304,6 @@ class OneHotBlock:
     def shape(self) -> tuple[int, int]:
         return self.dense.shape[0], self.width
 
-    @property
-    def dtype(self) -> np.dtype:
-        return self.dense.dtype
-
     def __len__(self) -> int:
         return self.dense.shape[0]
 
