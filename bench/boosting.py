@@ -65,9 +65,9 @@ def data_path(rows: int) -> Path:
 
 
 def run_leanfit(path: Path) -> dict:
-    from leanfit.boost import BoostOptions, fit_booster
+    from leanfit.engines.local.boost import fit_booster
+    from leanfit.options import BoostOptions, TrainOptions
     from leanfit.schema import inspect
-    from leanfit.train import TrainOptions
 
     schema = inspect(path, target="label")
     opts = BoostOptions(ROUNDS, DEPTH, RATE, BINS, nthread=THREADS)
@@ -103,7 +103,7 @@ def _prepare(df, categories: dict | None = None):
 
 
 def _held(start: int, n: int) -> np.ndarray:
-    from leanfit.train import holdout_mask
+    from leanfit.encode.batches import holdout_mask
 
     return holdout_mask(np.arange(start, start + n, dtype=np.uint64), HOLDOUT, SEED)
 

@@ -33,10 +33,9 @@ WORKER_MEMORY = "1.5GB"
 
 def steps(engine: dict, folder: Path) -> dict[str, float]:
     """Wall seconds of each step with ``engine`` (the dask ``client`` and ``block``, or {})."""
-    from leanfit import dask_engine
-    from leanfit.predict import evaluate, predict
+    from leanfit import TrainOptions, evaluate, predict, train
+    from leanfit.engines import dask as dask_engine
     from leanfit.schema import inspect
-    from leanfit.train import TrainOptions, train
 
     on_dask = bool(engine)
     seconds = {}
@@ -72,7 +71,7 @@ def steps(engine: dict, folder: Path) -> dict[str, float]:
 def on_cluster(workers: int) -> dict:
     from distributed import Client, LocalCluster
 
-    from leanfit.dask_engine import process_peak_rss
+    from leanfit.engines.dask import process_peak_rss
 
     with (
         LocalCluster(

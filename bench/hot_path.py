@@ -22,10 +22,13 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.cache import BlockCache
+from leanfit.encode.batches import encoded_columns
+from leanfit.encode.cache import BlockCache
+from leanfit.engines.local.train import Trainer, encoded_blocks
+from leanfit.io.scan import iter_batches, scan
+from leanfit.io.source import resolve_paths
+from leanfit.options import TrainOptions
 from leanfit.schema import inspect
-from leanfit.sources import iter_batches, resolve_paths, scan
-from leanfit.train import Trainer, TrainOptions, encoded_blocks, encoded_columns
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
 DATA = Path(f"data/bench-{ROWS}.csv")

@@ -15,7 +15,7 @@ import numpy as np, pandas as pd, scipy.sparse as sp
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import roc_auc_score
-from leanfit.train import holdout_mask
+from leanfit.encode.batches import holdout_mask
 
 path, mode = sys.argv[1], sys.argv[2]
 DROP = ["customer_id", "label", "signup_date"]

@@ -14,21 +14,16 @@ import pytest
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from leanfit.boost import (
-    MISSING,
-    BatchIter,
-    BoostedModel,
-    BoostOptions,
-    boost_features,
-    estimate_matrix_bytes,
-    feature_matrix,
-    fit_booster,
-)
-from leanfit.cache import BlockCache
+from leanfit.costs import estimate_matrix_bytes
+from leanfit.encode.batches import holdout_mask
+from leanfit.encode.cache import BlockCache
+from leanfit.encode.trees import MISSING, boost_features, feature_matrix
+from leanfit.engines.local.boost import BatchIter, fit_booster
 from leanfit.errors import ConfigError, SchemaMismatch
+from leanfit.models.booster import BoostedModel
+from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.schema import inspect
 from leanfit.synth import write_data
-from leanfit.train import TrainOptions, holdout_mask
 
 # One thread: the test machine is shared, and OpenMP slows down badly when oversubscribed.
 FAST = BoostOptions(rounds=20, nthread=1)
@@ -203,7 +198,7 @@ def test_state_round_trip_predicts_identically(small_model, small_csv):
 
 def test_one_parse_fills_both_sides(tagged, monkeypatch):
     """The train pass stores the holdout's blocks too; the holdout never parses."""
-    import leanfit.boost as boost
+    import leanfit.engines.local.boost as boost
 
     path, schema, _ = tagged
     opts = TrainOptions(holdout=0.25, seed=1, batch_rows=3_000)
@@ -273,8 +268,9 @@ def test_auc_matches_xgboost_in_memory(big):
 def test_external_memory_matches_in_memory(big, tmp_path, monkeypatch):
     path, schema, _, in_memory = big
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    opts = BoostOptions(rounds=AUC_ROUNDS, nthread=1, memory_limit=1_000_000, page_rows=20_000)
-    _, summary = fit_booster(path, schema, TrainOptions(), opts)
+    opts = BoostOptions(rounds=AUC_ROUNDS, nthread=1)
+    plan = Plan(memory_limit=1_000_000, page_rows=20_000)
+    _, summary = fit_booster(path, schema, TrainOptions(), opts, plan=plan)
     assert summary["matrix"] == "ExtMemQuantileDMatrix"
     assert summary["options"]["batch_rows"] == 20_000  # pages of page_rows rows
     assert summary["rows_train"] == in_memory["rows_train"]

@@ -17,12 +17,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from leanfit import dask_engine
-from leanfit.boost import BoostOptions
-from leanfit.predict import evaluate, load, predict
+from leanfit import TrainOptions, evaluate, load, predict, train
+from leanfit.engines import dask as dask_engine
+from leanfit.options import BoostOptions
 from leanfit.schema import inspect
 from leanfit.synth import write_data
-from leanfit.train import TrainOptions, train
 
 distributed = pytest.importorskip("distributed")
 
@@ -252,3 +251,28 @@ def test_cli_against_a_running_scheduler(small_csv, client, tmp_path):
         check=False,
     )
     assert refused.returncode == 1 and "--scheduler needs --engine dask" in refused.stderr
+
+
+def test_dask_summaries_speak_the_local_vocabulary(small_csv, schemas, client, tmp_path):
+    from leanfit.summary import check
+
+    model = tmp_path / "m.leanfit"
+    for kind in ("sgd", "xgboost"):
+        opts = TrainOptions(model=kind, epochs=2)
+        kw = {"client": client, "block": BLOCK}
+        trained = dask_engine.train(
+            small_csv,
+            schema=schemas[1],
+            options=opts,
+            out=model,
+            boost=BoostOptions(rounds=3),
+            **kw,
+        )
+        evaluated = dask_engine.evaluate(model, small_csv, **kw)
+        predicted = dask_engine.predict(model, small_csv, tmp_path / f"p-{kind}", **kw)
+        for summary in (trained, evaluated, predicted):
+            check(summary)
+            assert summary["input"] == [str(small_csv)] and summary["model"] == kind
+        local = train(small_csv, schema=schemas[0], options=opts, boost=BoostOptions(rounds=3))
+        assert set(local) - {"cache_bytes", "matrix_estimate_bytes"} <= set(trained)
+        assert evaluated["bundle"] == str(model) == trained["output"]

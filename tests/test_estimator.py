@@ -199,3 +199,26 @@ def test_nan_is_a_missing_value():
     assert "x1=<missing>" in clf.model_.encoder.feature_names
     one_by_one = np.concatenate([clf.predict_proba(X[i : i + 1]) for i in range(10)])
     np.testing.assert_allclose(one_by_one, clf.predict_proba(X[:10]), rtol=1e-12)
+
+
+def test_xgboost_estimator_predicts_and_reads_text_dates():
+    """Every model kind goes through one protocol: the booster predicts like the rest,
+    from frames whose dates are text (as sgd accepts them)."""
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=n)
+    frame = pd.DataFrame(
+        {
+            "x": x,
+            "day": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "c": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    y = (x + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    for model in ("sgd", "xgboost"):
+        clf = StreamingClassifier(model=model, batch_rows=256).fit(frame, y)
+        proba = clf.predict_proba(frame)
+        assert proba.shape == (n, 2)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+        assert (clf.predict(frame) == y).mean() > 0.75, model
+    assert not hasattr(clf, "decision_function")

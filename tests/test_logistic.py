@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from leanfit.encode import OneHotBlock
-from leanfit.logistic import ExactLogisticRegression
+from leanfit.encode.onehot import OneHotBlock
+from leanfit.models.logistic import ExactLogisticRegression
 
 N, P, C = 5_000, 20, 0.5
 EDGES = [0, 300, 1100, 1200, 2500, 3900, 4400, N]  # 7 uneven blocks

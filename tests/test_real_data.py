@@ -10,7 +10,8 @@ from palmerpenguins import load_penguins_raw
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
 
 from leanfit import evaluate, inspect, load, predict, train
-from leanfit.train import TrainOptions, holdout_mask
+from leanfit.encode.batches import holdout_mask
+from leanfit.options import TrainOptions
 
 TARGET = "Species"
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leanfit import shrink
 from leanfit.schema import inspect
-from leanfit.shrink import shrink
 
 
 def _restore(series: pd.Series, decimals: int | None) -> pd.Series:
@@ -111,8 +111,7 @@ def test_generated_file_shrinks_and_round_trips(small_csv, tmp_path):
 def test_the_shrunk_file_trains_like_the_csv(small_csv, tmp_path):
     """shrink's Parquet holds dictionary columns: inspect and train read them as text,
     so the schema and the model are those of the CSV."""
-    from leanfit.predict import load, predict
-    from leanfit.train import TrainOptions, train
+    from leanfit import TrainOptions, load, predict, train
 
     schema = inspect(small_csv, target="label")
     shrink(small_csv, tmp_path / "s.parquet", schema)

@@ -12,11 +12,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
 
 import leanfit
-from leanfit.encode import Encoder
+from leanfit import evaluate, load, predict
+from leanfit.encode.encoder import Encoder
+from leanfit.engines.local.train import encoded_blocks, train
 from leanfit.errors import BundleError, SchemaMismatch
-from leanfit.predict import evaluate, load, predict
+from leanfit.options import TrainOptions
 from leanfit.schema import inspect
-from leanfit.train import TrainOptions, encoded_blocks, train
 
 SMALL_CHUNKS = 4_000
 
@@ -47,7 +48,7 @@ def test_holdout_metrics_equal_sklearn_on_the_same_rows(small_csv, tmp_path):
     summary = train(small_csv, "label", out=tmp_path / "m.leanfit", options=opts)
     model = load(tmp_path / "m.leanfit")
     df = pd.read_csv(small_csv)
-    from leanfit.train import holdout_mask
+    from leanfit.encode.batches import holdout_mask
 
     held = df[holdout_mask(np.arange(len(df), dtype=np.uint64), 0.2, 7)]
     proba = model.predict_proba(held)
@@ -223,8 +224,11 @@ def test_training_query_streams_every_step(small_csv, tmp_path):
     inspect(small_csv, target="label").to_json(schema_path)
     script = f"""
 from leanfit.schema import Schema
-from leanfit.sources import iter_batches, resolve_paths, scan
-from leanfit.train import TrainOptions, Trainer, encoded_columns
+from leanfit.io.scan import iter_batches, scan
+from leanfit.io.source import resolve_paths
+from leanfit.encode.batches import encoded_columns
+from leanfit.engines.local.train import Trainer
+from leanfit.options import TrainOptions
 schema = Schema.from_json({str(schema_path)!r})
 opts = TrainOptions(split_by="customer_id")
 encoder = Trainer(schema, opts).encoder
@@ -248,9 +252,9 @@ def test_logistic_passes_do_not_grow_the_heap(tmp_path):
     pass on these 131k-row blocks: 469 MB to 904 MB in 13 passes.)"""
     import warnings
 
-    from leanfit.cache import BlockCache
+    from leanfit.encode.cache import BlockCache
+    from leanfit.engines.local.train import Trainer
     from leanfit.memory import current_rss
-    from leanfit.train import Trainer
 
     data = tmp_path / "d.csv"
     leanfit.write_data(data, rows=600_000, seed=1)

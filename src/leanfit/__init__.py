@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 
 from leanfit import _env  # noqa: F401  (first: sets Polars' CSV read chunk)
+from leanfit.engines.local.apply import evaluate, predict
+from leanfit.engines.local.shrink import shrink
+from leanfit.engines.local.train import train
 from leanfit.errors import (
     BundleError,
     ConfigError,
@@ -17,10 +20,9 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
-from leanfit.predict import Model, evaluate, load, predict
+from leanfit.model import Model, load
+from leanfit.options import BoostOptions, TrainOptions
 from leanfit.schema import Column, Schema, inspect
-from leanfit.shrink import shrink
-from leanfit.train import TrainOptions, train
 
 # Functions named like their module are imported above (a submodule import would
 # otherwise shadow them); the generator, which needs pyarrow, loads on first use.
@@ -31,6 +33,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BoostOptions",
     "BundleError",
     "Column",
     "ConfigError",

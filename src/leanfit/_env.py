@@ -2,10 +2,10 @@
 
 Polars' CSV reader reads ahead in chunks sized for throughput, not memory (about
 230 MB of buffers on 2 threads here with its default). leanfit starts the process
-at 4 MiB chunks (inspect: 5.1 s at 270 MB peak on 8M rows, against 6.1 s at 200 MB
-with 1 MiB and 5.3 s at 300 MB with 8 MiB) and each scan then sets what it needs
-(training reads with 1 MiB), unless the user set ``POLARS_CSV_CHUNK_SIZE``: theirs
-always wins.
+at 1 MiB chunks, the lean reads of training and prediction, and each scan then sets
+what it needs (the inspect pass reads with 4 MiB when the budget allows: 5.1 s at
+270 MB peak on 8M rows, against 6.1 s at 200 MB with 1 MiB and 5.3 s at 300 MB with
+8 MiB), unless the user set ``POLARS_CSV_CHUNK_SIZE``: theirs always wins.
 Polars keeps the value its first CSV read saw when none was set, so this must run
 before that read: ``leanfit/__init__.py`` imports it first.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from leanfit.errors import BundleError
-from leanfit.outputs import atomic_path
+from leanfit.io.outputs import atomic_path
 
 BUNDLE_VERSION = 1
 JSON_MEMBERS = ("meta.json", "schema.json", "encoder.json", "model.json")

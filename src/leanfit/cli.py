@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import click
 
-from leanfit.errors import LeanfitError
-from leanfit.models import MODELS
+from leanfit.errors import ConfigError, LeanfitError
+from leanfit.options import BoostOptions, Options, TrainOptions
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -55,7 +55,7 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
         except LeanfitError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        summary["command"] = fn.__name__.replace("_", "-")
+        summary = {"command": click.get_current_context().info_name, **summary}
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["memory"] = monitor.report()
         summary["peak_rss_bytes"] = summary["memory"]["peak_rss_bytes"]
@@ -113,8 +113,6 @@ def engine_options(fn: Callable) -> Callable:
 def _dask(engine: str, scheduler: str | None) -> bool:
     """Whether to run on Dask; --scheduler without --engine dask is a mistake."""
     if scheduler and engine != "dask":
-        from leanfit.errors import ConfigError
-
         raise ConfigError("--scheduler needs --engine dask.")
     return engine == "dask"
 
@@ -155,7 +153,7 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
         )
 
     def show(s):
-        click.echo(f"wrote {s['rows']:,} rows to {s['path']} ({s['bytes'] / 1e6:,.1f} MB)")
+        click.echo(f"wrote {s['rows']:,} rows to {s['output']} ({s['bytes'] / 1e6:,.1f} MB)")
 
     return summary, show
 
@@ -180,7 +178,7 @@ def inspect_(data, target, out, engine, scheduler, memory):
 
     where = {}
     if _dask(engine, scheduler):
-        from leanfit.dask_engine import inspect
+        from leanfit.engines.dask import inspect
 
         where = {"scheduler": scheduler}
     schema = inspect(data, target=target, memory=memory, **where)
@@ -206,9 +204,9 @@ def shrink_(data, out, schema_path, memory):
     Example:
       leanfit shrink data/train.csv data/train.parquet --schema schema.json
     """
+    from leanfit.engines.local.shrink import shrink
     from leanfit.report import show_shrink
     from leanfit.schema import Schema
-    from leanfit.shrink import shrink
 
     schema = Schema.from_json(schema_path) if schema_path else None
     return shrink(data, out, schema, memory=memory), show_shrink
@@ -217,34 +215,43 @@ def shrink_(data, out, schema_path, memory):
 MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
 
 
-BOOST_OPTIONS = [  # name, type, default (None: not shown), help after "xgboost: "
-    ("--rounds", click.IntRange(min=1), 100, "boosting rounds."),
-    ("--max-depth", click.IntRange(min=1), 6, "tree depth."),
-    ("--learning-rate", click.FloatRange(min=0, min_open=True), 0.3, "shrinkage per round."),
-    (
-        "--max-bin",
-        click.IntRange(min=2),
-        256,
-        "histogram bins per feature (memory: ~1 byte per value).",
-    ),
-    (
-        "--early-stopping-rounds",
-        click.IntRange(min=1),
-        None,
-        "stop when the holdout loss has not improved for N rounds.",
-    ),
-    ("--nthread", click.IntRange(min=1), None, "threads [default: all cores]."),
-]
+def table_options(group: type[Options]) -> Callable[[Callable], Callable]:
+    """The click options of an option group (leanfit.options), in declaration order."""
+
+    def decorate(fn: Callable) -> Callable:
+        for name, default, annotation, spec in reversed(group.table()):
+            names = [spec.flag_for(name), *([spec.short] if spec.short else []), name]
+            fn = click.option(*names, **_click_kind(default, str(annotation), spec))(fn)
+        return fn
+
+    return decorate
 
 
-def boost_options(fn: Callable) -> Callable:
-    """The options of --model xgboost, as one group."""
-    for name, kind, default, text in reversed(BOOST_OPTIONS):
-        show = default is not None
-        fn = click.option(
-            name, type=kind, default=default, show_default=show, help=f"xgboost: {text}"
-        )(fn)
-    return fn
+def _click_kind(default, annotation: str, spec) -> dict:
+    """click's ``type``, ``default`` and help for one option of the table."""
+    kind: dict = {"default": default, "help": spec.help, "show_default": default is not None}
+    if annotation == "bool":
+        return kind | {"is_flag": True, "show_default": False}
+    if spec.multiple:
+        return kind | {"multiple": True, "show_default": False}
+    number = int if annotation.startswith("int") else float
+    if spec.choices is not None:
+        kind["type"] = click.Choice([str(c) for c in spec.choices])
+    elif spec.low is not None or spec.high is not None:
+        ranged = click.IntRange if number is int else click.FloatRange
+        kind["type"] = ranged(spec.low, spec.high, min_open=spec.low_open, max_open=spec.high_open)
+    elif annotation.startswith(("int", "float")):
+        kind["type"] = number
+    return kind
+
+
+def _group_values(group: type[Options], values: dict) -> Options:
+    """The option group made of its fields in ``values`` (removed from it)."""
+    return group(**{name: _plain(values.pop(name)) for name, *_ in group.table()})
+
+
+def _plain(value):
+    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 @main.command("train")
@@ -256,60 +263,7 @@ def boost_options(fn: Callable) -> Callable:
     type=click.Path(exists=True, dir_okay=False),
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
-@click.option(
-    "--model",
-    "-m",
-    type=click.Choice(MODELS),
-    default="sgd",
-    show_default=True,
-)
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Passes over the training rows (incremental models).",
-)
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.2,
-    show_default=True,
-    help="Share of rows held out for evaluation (0: none).",
-)
-@click.option(
-    "--class-weight",
-    type=click.Choice(["balanced"]),
-    default=None,
-    help="Weight classes inversely to their counts in the schema.",
-)
-@click.option(
-    "--split-by", help="Hash this key column for the holdout split [default: row number]."
-)
-@click.option("--drop", multiple=True, help="Leave this column out (repeatable).")
-@click.option(
-    "--C",
-    "C",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Inverse L2 strength of --model logistic.",
-)
-@click.option(
-    "--tol",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-4,
-    show_default=True,
-    help="Gradient tolerance of --model logistic, as scikit-learn's; each L-BFGS step is "
-    "one pass over the cached data.",
-)
-@click.option(
-    "--batch-rows",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rows per chunk; memory grows with it. [default: planned from --memory-limit]",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@table_options(TrainOptions)
 @click.option(
     "--out",
     "-o",
@@ -318,34 +272,10 @@ def boost_options(fn: Callable) -> Callable:
     show_default=True,
     help="Where to save the model bundle.",
 )
-@boost_options
+@table_options(BoostOptions)
 @engine_options
 @command
-def train_(
-    data,
-    target,
-    schema_path,
-    model,
-    epochs,
-    holdout,
-    class_weight,
-    split_by,
-    drop,
-    C,
-    tol,
-    batch_rows,
-    seed,
-    out,
-    memory,
-    rounds,
-    max_depth,
-    learning_rate,
-    max_bin,
-    early_stopping_rounds,
-    nthread,
-    engine,
-    scheduler,
-):
+def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
     \b
@@ -354,41 +284,20 @@ def train_(
     """
     from leanfit.report import progress_printer, show_train
     from leanfit.schema import Schema
-    from leanfit.train import TrainOptions, train
 
-    where = {}
-    if _dask(engine, scheduler):
-        from leanfit.dask_engine import train
-
-        where = {"scheduler": scheduler}
-
-    options = TrainOptions(
-        model=model,
-        epochs=epochs,
-        holdout=holdout,
-        class_weight=class_weight,
-        seed=seed,
-        split_by=split_by,
-        drop=tuple(drop),
-        batch_rows=batch_rows,
-        C=C,
-        tol=tol,
-    )
-    boost = None
-    if model == "xgboost":
-        from leanfit.models import import_library
+    options = _group_values(TrainOptions, values)
+    boost = _group_values(BoostOptions, values)
+    if options.model == "xgboost":
+        from leanfit.models.registry import import_library
 
         import_library("xgboost")  # first, without the dataframe libraries (see there)
-        from leanfit.boost import BoostOptions
+    where = {}
+    if _dask(engine, scheduler):
+        from leanfit.engines.dask import train
 
-        boost = BoostOptions(
-            rounds=rounds,
-            max_depth=max_depth,
-            learning_rate=learning_rate,
-            max_bin=max_bin,
-            early_stopping_rounds=early_stopping_rounds,
-            nthread=nthread,
-        )
+        where = {"scheduler": scheduler}
+    else:
+        from leanfit.engines.local.train import train
     schema = Schema.from_json(schema_path) if schema_path else None
     summary = train(
         data,
@@ -416,11 +325,11 @@ def evaluate_(model, data, engine, scheduler, memory):
     Example:
       leanfit evaluate churn.leanfit data/test.csv
     """
-    from leanfit.predict import evaluate
+    from leanfit.engines.local.apply import evaluate
     from leanfit.report import show_evaluate
 
     if _dask(engine, scheduler):
-        from leanfit.dask_engine import evaluate as on_dask
+        from leanfit.engines.dask import evaluate as on_dask
 
         return on_dask(model, data, scheduler=scheduler, memory=memory), show_evaluate
     return evaluate(model, data, memory=memory), show_evaluate
@@ -448,11 +357,11 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory):
     Example:
       leanfit predict churn.leanfit data/new.csv --out preds.parquet --proba --keep customer_id
     """
-    from leanfit.predict import predict
+    from leanfit.engines.local.apply import predict
 
     where = {}
     if _dask(engine, scheduler):
-        from leanfit.dask_engine import predict
+        from leanfit.engines.dask import predict
 
         where = {"scheduler": scheduler}
     summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)

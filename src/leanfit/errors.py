@@ -4,13 +4,16 @@
 
     LeanfitError
     ├── InputError (ValueError)            bad or unreadable input data
+    │   ├── ColumnTypeError                a value does not fit its column's parser type
     │   └── SchemaMismatch                 data does not match the schema it is used with
     ├── ConfigError (ValueError)           a bad option or parameter value
     ├── BundleError (ValueError)           a model bundle that is corrupt or unsafe
     └── MemoryBudgetExceeded (MemoryError) a memory limit that cannot be honoured
 
 Every message says who complains, what is wrong, where (file, line, column) and,
-when known, what to do about it.
+when known, what to do about it. Every error pickles (a Dask worker's error reaches
+the client as itself). Errors of other libraries (Polars, pyarrow, the OS) become
+these in one place: :mod:`leanfit.io.translate`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ class LeanfitError(Exception):
 
 class InputError(LeanfitError, ValueError):
     """The input data is missing, empty, malformed or inconsistent."""
+
+
+class ColumnTypeError(InputError):
+    """A value late in a file does not fit the type inferred from the first rows."""
+
+    def __init__(self, column: str, value: str, dtype: str):
+        super().__init__(f"column '{column}': value {value!r} does not parse as {dtype}.")
+        self.column, self.value, self.dtype = column, value, dtype
+
+    def __reduce__(self):
+        return type(self), (self.column, self.value, self.dtype)
 
 
 class SchemaMismatch(InputError):

@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
@@ -57,12 +56,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from leanfit.engines.local.train import train
 from leanfit.errors import ConfigError, InputError
-from leanfit.models import MODELS, has_proba, make_model, scores
-from leanfit.predict import load
+from leanfit.io.frames import array_table, renamed, to_arrow, write_frames
+from leanfit.model import load
+from leanfit.models.predictor import predictor_for
+from leanfit.models.registry import make_model
+from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, TrainOptions
 from leanfit.schema import Schema, inspect
-from leanfit.sources import DEFAULT_BATCH_ROWS
-from leanfit.train import TrainOptions, train
 
 TARGET = "__target__"
 NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
@@ -70,6 +71,41 @@ DataPath = str | os.PathLike
 Frame = pd.DataFrame | pl.DataFrame | pa.Table | pa.RecordBatch
 FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
+
+
+ESTIMATOR_OPTIONS = (
+    "model",
+    "epochs",
+    "holdout",
+    "class_weight",
+    "C",
+    "batch_rows",
+    "patience",
+    "hash_width",
+    "missing_indicators",
+    "drop",
+    "split_by",
+)
+
+
+def _constraints(name: str) -> list[Any]:
+    """scikit-learn's constraints of a train option, from its declaration (leanfit.options)."""
+    _, default, annotation, spec = next(row for row in TrainOptions.table() if row[0] == name)
+    allowed: list[Any]
+    if str(annotation) == "bool":
+        allowed = ["boolean"]
+    elif spec.multiple:
+        allowed = [list, tuple]
+    elif spec.choices is not None:
+        allowed = [StrOptions(set(spec.choices))]
+    elif spec.low is not None or spec.high is not None:
+        number = Integral if str(annotation).startswith("int") else Real
+        closed = {(False, False): "both", (True, False): "right", (False, True): "left"}
+        bounds = (spec.low_open, spec.high_open if spec.high is not None else True)
+        allowed = [Interval(number, spec.low, spec.high, closed=closed.get(bounds, "neither"))]
+    else:
+        allowed = [str]
+    return allowed + ([None] if default is None and name != "batch_rows" else [])
 
 
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
@@ -125,17 +161,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "model": [StrOptions(set(MODELS))],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "holdout": [Interval(Real, 0, 1, closed="left")],
-        "class_weight": [StrOptions({"balanced"}), None],
-        "C": [Interval(Real, 0, None, closed="neither")],
-        "batch_rows": [Interval(Integral, 1, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "hash_width": [Interval(Integral, 1, None, closed="left")],
-        "missing_indicators": ["boolean"],
-        "drop": [list, tuple],
-        "split_by": [str, None],
+        **{name: _constraints(name) for name in ESTIMATOR_OPTIONS},
         "random_state": ["random_state"],
     }
 
@@ -231,14 +257,14 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
                 f"iterable of DataFrames. Got {type(X).__name__}; for arrays give y instead."
             )
         frames = [X] if isinstance(X, (pd.DataFrame, pl.DataFrame, pa.Table, pa.RecordBatch)) else X
-        _write_frames(frames, folder / "data.parquet", target)
+        write_frames(frames, folder / "data.parquet", target)
         return folder / "data.parquet", target, None
 
     def _stage_xy(self, X: Any, y: Any, path: Path) -> tuple[Path, str, np.ndarray]:
         """Write ``X`` (named columns) and the class codes of ``y`` to ``path``."""
         if isinstance(X, (pd.DataFrame, pl.DataFrame)):
             validate_data(self, X, reset=True, skip_check_array=True)
-            table = _renamed(_to_arrow(X), self._columns())
+            table = renamed(to_arrow(X), self._columns())
             if TARGET in table.column_names:
                 raise InputError(f"StreamingClassifier.fit: rename the column '{TARGET}'.")
             y = column_or_1d(y, warn=True)
@@ -252,13 +278,13 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         def batches() -> Iterator[pa.Table]:
             for start in range(0, len(codes), rows):
                 part = (
-                    _array_table(X[start : start + rows], self._columns())
+                    array_table(X[start : start + rows], self._columns())
                     if table is None
                     else table.slice(start, rows)
                 )
                 yield part.append_column(TARGET, pa.array(codes[start : start + rows]))
 
-        _write_frames(batches(), path, TARGET)
+        write_frames(batches(), path, TARGET)
         return path, TARGET, classes
 
     def _options(self) -> TrainOptions:
@@ -295,9 +321,9 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             return self.model_.batches(X, int(self.batch_rows))
         if isinstance(X, (pd.DataFrame, pl.DataFrame)):
             validate_data(self, X, reset=False, skip_check_array=True)
-            return [pl.from_arrow(_renamed(_to_arrow(X), self._columns()))]
+            return [pl.from_arrow(renamed(to_arrow(X), self._columns()))]
         X = validate_data(self, X, reset=False, dtype="numeric", ensure_all_finite="allow-nan")
-        return [pl.from_arrow(_array_table(X, self._columns()))]
+        return [pl.from_arrow(array_table(X, self._columns()))]
 
     def _encoded(self, X: PredictInput) -> Iterator[Any]:
         """Encoded blocks of ``X``, one per frame (checks ``X`` before the first)."""
@@ -311,25 +337,27 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             # depend on the frame it comes in.
             table = frame.to_arrow()
             twice = pl.from_arrow(pa.concat_tables([table, table]).combine_chunks())
-            return self.model_.encoder.transform(twice)[:1]
-        return self.model_.encoder.transform(frame)
+            return self.model_.predictor.encode(twice)[:1]
+        return self.model_.predictor.encode(frame)
 
     def _scores(self, X: PredictInput) -> NDArray[np.float64]:
-        return np.concatenate([scores(self.model_.estimator, block) for block in self._encoded(X)])
+        blocks = self._encoded(X)  # checks that the estimator is fitted
+        return np.concatenate([self.model_.predictor.proba(block) for block in blocks])
 
     def _fitted_estimator(self) -> Any:
-        """The fitted scikit-learn model, or an unfitted one made from ``model``."""
+        """The fitted model, or an unfitted one made from ``model`` (None: boosted trees)."""
         if hasattr(self, "model_"):
             return self.model_.estimator
         if self.model not in MODELS:
             raise AttributeError(f"model={self.model!r} is not one of {', '.join(MODELS)}.")
-        return make_model(self.model)
+        return None if self.model == "xgboost" else make_model(self.model)
 
     def _model_name(self) -> str:
         return self.training_summary_["model"] if hasattr(self, "model_") else self.model
 
     def _check_proba(self) -> bool:
-        if not has_proba(self._fitted_estimator()):
+        estimator = self._fitted_estimator()
+        if estimator is not None and not predictor_for(estimator, None).has_proba:
             raise AttributeError(
                 f"predict_proba is not available for model={self._model_name()!r}: it gives "
                 "no probabilities. Use decision_function, or model='sgd' or 'logistic'."
@@ -424,62 +452,3 @@ def _schema(data: DataPath, target: str) -> Schema:
                 col.kind = "boolean" if col.read_as == "Boolean" else "float"
                 col.feature = True
     return schema
-
-
-def _to_arrow(frame: Any) -> pa.Table:
-    if isinstance(frame, pd.DataFrame):
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    if isinstance(frame, pl.DataFrame):
-        return frame.to_arrow()
-    if isinstance(frame, pa.RecordBatch):
-        return pa.Table.from_batches([frame])
-    if isinstance(frame, pa.Table):
-        return frame
-    raise InputError(
-        "StreamingClassifier.fit: the iterable must yield pandas or polars DataFrames or "
-        f"Arrow tables. Got {type(frame).__name__}."
-    )
-
-
-def _renamed(table: pa.Table, names: list[str]) -> pa.Table:
-    return table if table.column_names == names else table.rename_columns(names)
-
-
-def _array_table(X: np.ndarray, names: list[str]) -> pa.Table:
-    """Named columns of a 2-D array; NaN becomes null (a missing value)."""
-    columns = [pa.array(np.ascontiguousarray(X[:, j]), from_pandas=True) for j in range(X.shape[1])]
-    return pa.table(columns, names=names)
-
-
-def _write_frames(frames: Iterable[Any], path: Path, target: str) -> None:
-    """Write each frame to one Parquet file as it arrives. Each frame must have the
-    first frame's columns and types (or types that cast to them)."""
-    writer: pq.ParquetWriter | None = None
-    try:
-        for index, frame in enumerate(frames):
-            table = _to_arrow(frame).replace_schema_metadata(None)
-            if writer is None:
-                if target not in table.column_names:
-                    raise InputError(
-                        f"StreamingClassifier.fit: the target column '{target}' is not in the "
-                        f"data. Columns: {', '.join(table.column_names)}."
-                    )
-                writer = pq.ParquetWriter(path, table.schema)
-            elif not table.schema.equals(writer.schema):
-                table = _conform(table, writer.schema, index)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise InputError("StreamingClassifier.fit: the data holds no frames: nothing to train on.")
-
-
-def _conform(table: pa.Table, schema: pa.Schema, index: int) -> pa.Table:
-    try:
-        return table.select(schema.names).cast(schema)
-    except (KeyError, ValueError, pa.ArrowException) as exc:
-        raise InputError(
-            f"StreamingClassifier.fit: frame {index} does not match the first frame "
-            f"(columns {schema.names} with types {schema.types}): {exc}"
-        ) from None

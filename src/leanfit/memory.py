@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
+from leanfit.io.outputs import atomic_path
 
 UNITS = {
     "": 1,
@@ -43,14 +44,6 @@ UNITS = {
 DEFAULT_FRACTION = 0.25
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
-# Measured here (bench/memory.py): what Polars' streaming CSV reader holds with
-# 4 MiB read chunks on 2 threads, and how many copies of a chunk are alive at once
-# while it is parsed (reader queue, frame, slices) and encoded (block, train/holdout
-# selection, scikit-learn's float64 copy).
-PARSER_BYTES = 60_000_000  # training and prediction read with 1 MiB chunks (measured ~45 MB)
-INSPECT_BYTES = 210_000_000  # the inspect query reads with 4 MiB chunks
-PARSED_COPIES = 5
-ENCODED_COPIES = 8
 
 
 def parse_limit(text: str) -> int:
@@ -204,8 +197,6 @@ class Monitor:
         }
 
     def write_trace(self, path: str | Path) -> None:
-        from leanfit.outputs import atomic_path
-
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write("seconds,rss_bytes,stage\n")
             f.writelines(f"{t:.3f},{rss},{stage}\n" for t, rss, stage in self.samples)

@@ -4,7 +4,7 @@
 confusion matrix, two running sums (log loss, Brier score) and, per class, two
 histograms of that class's probability over ``bins`` equal bins of [0, 1] (one for
 rows of the class, one for the others): ``n_classes**2 + 2 * n_classes * bins``
-numbers, 64 KiB per class with the default 4096 bins. Accumulators merge exactly.
+numbers, 1 MiB per class with the default 65,536 bins. Accumulators merge exactly.
 
 Names and definitions follow scikit-learn (with ``labels`` = all declared classes
 and ``zero_division=0``, but without warnings). Counts are exact; log loss and Brier
@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from leanfit.errors import ConfigError, InputError
 
 Floats = NDArray[np.float64]
+DEFAULT_BINS = 65_536
 
 
 class StreamingMetrics:
@@ -45,12 +46,12 @@ class StreamingMetrics:
     n_classes : int
         Number of classes (at least 2); class codes are ``0 .. n_classes - 1``.
         With 2 classes, code 1 is the positive class.
-    bins : int, default=4096
+    bins : int, default=65536
         Histogram bins over [0, 1] per class for ROC AUC and average precision.
         More bins give a smaller ``auc_error_bound`` (2**16 bins: 1 MiB per class).
     """
 
-    def __init__(self, n_classes: int, *, bins: int = 65536) -> None:
+    def __init__(self, n_classes: int, *, bins: int = DEFAULT_BINS) -> None:
         for name, value, low in (("n_classes", n_classes, 2), ("bins", bins, 1)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise ConfigError(

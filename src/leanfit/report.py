@@ -7,7 +7,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from leanfit.schema import Schema, bytes_per_row
+from leanfit.costs import bytes_per_row
+from leanfit.schema.columns import Schema
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -24,11 +25,11 @@ def inspect_summary(schema: Schema, out: str | None) -> dict:
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
     return {
-        "sources": schema.sources,
+        "input": schema.sources,
+        "output": out,
         "rows": schema.rows,
         "columns": len(schema.columns),
         "features": len(schema.features),
-        "schema_path": out,
         "target": schema.target,
         "classes": schema.classes,
         "class_counts": schema.class_counts,
@@ -87,8 +88,8 @@ def show_inspect(schema: Schema, summary: dict) -> None:
         console.print(f"Target '{schema.target}': {counts}")
     for warning in summary["warnings"]:
         console.print(f"[yellow]Warning:[/yellow] {warning}")
-    if summary["schema_path"]:
-        console.print(f"Schema written to {summary['schema_path']}")
+    if summary["output"]:
+        console.print(f"Schema written to {summary['output']}")
 
 
 def show_shrink(s: dict) -> None:
@@ -166,8 +167,8 @@ def show_train(s: dict) -> None:
     if s["dropped"]:
         console.print(f"not used as features: {', '.join(s['dropped'])}")
     show_metrics(s["metrics"])
-    if s.get("model_path"):
-        console.print(f"model saved to {s['model_path']}")
+    if s.get("output"):
+        console.print(f"model saved to {s['output']}")
 
 
 def show_evaluate(s: dict) -> None:

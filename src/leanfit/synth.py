@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from leanfit.errors import ConfigError
+from leanfit.io.outputs import atomic_path, writer_for
 
 CHUNK_ROWS = 100_000
 MODEL_SEED = 2026  # the hidden model behind the label: the same population for every seed
@@ -222,8 +223,6 @@ def write_data(
 
     The file appears under its name only when complete.
     """
-    from leanfit.outputs import atomic_path, writer_for
-
     out = Path(out)
     fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
     batches = generate_batches(rows=rows, seed=seed, classes=classes, positive_rate=positive_rate)
@@ -234,4 +233,4 @@ def write_data(
             for batch in itertools.chain([first], batches):
                 write(batch)
                 written += batch.num_rows
-    return {"path": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}
+    return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}

@@ -53,7 +53,7 @@ EPS = float(np.finfo(np.float64).eps)
 WORKERS = 2
 
 
-def _block_terms(
+def block_terms(
     coef: Floats, X: Block, y: np.ndarray, sw: np.ndarray | None, fit_intercept: bool
 ) -> tuple[float, Floats, float]:
     """Weighted loss sum ``sum_i s_i * loss_i``, its gradient and ``sum_i s_i`` of a block.
@@ -88,28 +88,26 @@ def _block_terms(
     return float(loss.sum()), grad, float(n if sw is None else sw.sum())
 
 
-def _pass(
-    theta: Floats, blocks: BlockSource, shape: tuple[int, int], C: float, fit_intercept: bool
-) -> tuple[float, Floats, float]:
-    """One pass over ``blocks``: ``C * sum_i s_i * loss_i + ||W||^2 / 2``, its gradient
-    (raveled like ``theta``) and scikit-learn's objective ``f`` (that divided by ``C * S``).
+Terms = Callable[[Floats], tuple[float, Floats, float]]
+
+
+def blocks_terms(blocks: BlockSource, fit_intercept: bool) -> Terms:
+    """The :data:`Terms` of one pass over ``blocks``: ``coef -> (sum_i s_i * loss_i, its
+    gradient, sum_i s_i)``, summed over :func:`block_terms` of every block.
 
     Blocks are worked on by ``WORKERS`` threads (SciPy's sparse products release the
     GIL), with at most ``WORKERS`` blocks alive at once.
     """
-    coef = theta.reshape(shape)
-    loss, grad, sw_sum = 0.0, np.zeros(shape), 0.0
-    for block_loss, block_grad, block_sw in _bounded_map(
-        lambda block: _block_terms(coef, *block, fit_intercept), blocks()
-    ):
-        loss, grad, sw_sum = loss + block_loss, grad + block_grad, sw_sum + block_sw
-    if sw_sum <= 0:
-        raise ValueError("the blocks hold no samples (or only zero sample weights)")
-    W = coef[:, : shape[1] - int(fit_intercept)]
-    objective = C * loss + 0.5 * float(np.sum(W * W))
-    grad *= C
-    grad[:, : W.shape[1]] += W
-    return objective, grad.ravel(), objective / (C * sw_sum)
+
+    def terms(coef: Floats) -> tuple[float, Floats, float]:
+        loss, grad, sw_sum = 0.0, np.zeros(coef.shape), 0.0
+        for block_loss, block_grad, block_sw in _bounded_map(
+            lambda block: block_terms(coef, *block, fit_intercept), blocks()
+        ):
+            loss, grad, sw_sum = loss + block_loss, grad + block_grad, sw_sum + block_sw
+        return loss, grad, sw_sum
+
+    return terms
 
 
 def _bounded_map(fn: Callable, items: Iterable, workers: int = WORKERS) -> Iterator:
@@ -129,7 +127,7 @@ def _bounded_map(fn: Callable, items: Iterable, workers: int = WORKERS) -> Itera
             yield pending.popleft().result()
 
 
-def _block_squares(X: Block, y: np.ndarray, sw: np.ndarray | None) -> Floats:
+def block_squares(X: Block, y: np.ndarray, sw: np.ndarray | None) -> Floats:
     """``sum_i s_i x_ij^2`` of each column of a block, then ``sum_i s_i``."""
     s = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64).ravel()
     X64 = X.astype(np.float64, copy=False)
@@ -150,17 +148,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="leanfit-blocks")
 
 
-def _squares_pass(blocks: BlockSource, n_features: int) -> Floats:
-    """:func:`_block_squares` summed over one pass."""
+def squares_pass(blocks: BlockSource, n_features: int) -> Floats:
+    """:func:`block_squares` summed over one pass."""
     total = np.zeros(n_features + 1)
     for X, y, sw in blocks():
-        total += _block_squares(X, y, sw)
+        total += block_squares(X, y, sw)
     return total
 
 
 def curvature(squares: Floats, C: float, n_rows: int, fit_intercept: bool) -> Floats:
     """A diagonal estimate of the Hessian of ``C * sum_i s_i * loss_i + ||W||^2 / 2``,
-    from :func:`_squares_pass` (whose last entry, ``S``, is the intercept's).
+    from :func:`squares_pass` (whose last entry, ``S``, is the intercept's).
 
     The logistic loss has curvature at most 1/4 along each row; one-hot columns of
     rare levels have tiny curvature next to the standardised ones, and that spread is
@@ -286,6 +284,19 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
 
         return self._fit_source(one_block, classes, X.shape[1])
 
+    def _fit_source(
+        self,
+        blocks: BlockSource,
+        classes: np.ndarray,
+        n_features: int,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> Self:
+        """:meth:`fit_terms` on the blocks of this process (one pass per evaluation)."""
+        terms = blocks_terms(blocks, self.fit_intercept)
+        return self.fit_terms(
+            terms, squares_pass(blocks, n_features), classes, n_features, progress
+        )
+
     def fit_blocks(
         self,
         blocks: BlockSource,
@@ -318,35 +329,65 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(n_features)
         return self._fit_source(blocks, np.asarray(classes), int(n_features), progress)
 
-    def _fit_source(
+    def fit_terms(
         self,
-        blocks: BlockSource,
-        classes: np.ndarray,
+        terms: Terms,
+        squares: Floats,
+        classes: ArrayLike,
         n_features: int,
         progress: Callable[[int, float], None] | None = None,
     ) -> Self:
-        """Run L-BFGS from zero, one pass over ``blocks`` per evaluation, and store the fit."""
+        """Fit from a loss/gradient oracle: the engine supplies the sums over the data.
+
+        Parameters
+        ----------
+        terms : Terms
+            ``terms(coef)`` returns ``(sum_i s_i * loss_i, its gradient, sum_i s_i)`` over
+            every training row for coefficients ``coef`` of shape ``(rows, n_features +
+            fit_intercept)`` (intercept last; one row for two classes); one call is one
+            pass over the data, wherever it lives.
+        squares : ndarray of shape (n_features + 1,)
+            Weighted column sums of squares, then ``sum_i s_i`` (:func:`squares_pass`).
+        classes : array-like of shape (n_classes,)
+            Class labels; code ``j`` stands for ``classes[j]``.
+        n_features : int
+            Number of feature columns.
+        progress : callable, optional
+            Called as ``progress(evaluation, loss)`` after each pass (1-based count).
+
+        Returns
+        -------
+        self : ExactLogisticRegression
+            The fitted estimator.
+        """
+        classes = np.asarray(classes)
         if classes.size < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes; "
                 f"got only one class: {classes!r}"
             )
+        if squares[-1] <= 0:
+            raise ValueError("the blocks hold no samples (or only zero sample weights)")
         shape = (1 if classes.size == 2 else classes.size, n_features + int(self.fit_intercept))
         evaluations = 0
 
         def evaluate(theta: Floats) -> tuple[float, Floats]:
             nonlocal evaluations
-            objective, grad, loss = _pass(theta, blocks, shape, self.C, self.fit_intercept)
+            coef = theta.reshape(shape)
+            loss, grad, sw_sum = terms(coef)
+            if sw_sum <= 0:
+                raise ValueError("the blocks hold no samples (or only zero sample weights)")
+            W = coef[:, :n_features]
+            objective = self.C * loss + 0.5 * float(np.sum(W * W))
+            grad = grad * self.C
+            grad[:, :n_features] += W
             evaluations += 1
             if progress is not None:
-                progress(evaluations, loss)
-            return objective, grad
+                progress(evaluations, objective / (self.C * sw_sum))
+            return objective, grad.ravel()
 
         # L-BFGS sees C * S times scikit-learn's objective, so its gradient tolerance is
         # scaled by C * S to mean what scikit-learn's tol means
-        squares = _squares_pass(blocks, n_features)
-        if squares[-1] <= 0:
-            raise ValueError("the blocks hold no samples (or only zero sample weights)")
         x, n_iter, converged, message = minimize_lbfgs(
             evaluate,
             np.zeros(shape[0] * shape[1]),
@@ -359,6 +400,7 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
             warnings.warn(msg, ConvergenceWarning, stacklevel=3)
         coef = x.reshape(shape)
         self.classes_ = classes
+        self.n_features_in_ = int(n_features)
         self.coef_ = coef[:, :n_features].copy()
         self.intercept_ = coef[:, n_features].copy() if self.fit_intercept else np.zeros(shape[0])
         self.n_iter_ = n_iter

@@ -15,6 +15,7 @@ whole input (the holdout split) are the partition's offset plus its own row inde
 
 Paths are local paths (a filesystem every worker sees at the same place) or
 fsspec URLs (``s3://...``, ``file:///...``); the worker opens them, never the client.
+Nothing here needs Dask: a partition is a piece of input, read with Polars.
 """
 
 from __future__ import annotations
@@ -27,16 +28,9 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.errors import InputError
-from leanfit.sources import (
-    DATA_SUFFIXES,
-    INFER_ROWS,
-    ColumnTypeError,
-    as_input_error,
-    read_sample,
-    resolve_paths,
-    scan,
-)
+from leanfit.io.scan import INFER_ROWS, as_temporal, read_sample, scan
+from leanfit.io.source import is_url, local_path, open_bytes, size
+from leanfit.io.translate import translated
 
 MIN_BLOCK = 1 << 20
 MAX_BLOCK = 128 << 20
@@ -61,56 +55,6 @@ class Part:
         return Path(self.path).name + ("" if whole else f"[{self.start}:{self.end}]")
 
 
-def is_url(path) -> bool:
-    return "://" in str(path)
-
-
-def _local(path: str) -> str:
-    return path[7:] if path.startswith("file://") else path
-
-
-def _open(path: str):
-    if is_url(path) and not path.startswith("file://"):
-        import fsspec
-
-        return fsspec.open(path, "rb").open()
-    return open(_local(path), "rb")
-
-
-def _size(path: str) -> int:
-    if is_url(path) and not path.startswith("file://"):
-        import fsspec
-
-        fs, _, (stripped,) = fsspec.core.get_fs_token_paths(path)
-        return int(fs.size(stripped))
-    return Path(_local(path)).stat().st_size
-
-
-def resolve(data) -> list[str]:
-    """The data files of ``data`` (file, directory, glob, URL or a list), in order."""
-    items = data if isinstance(data, list | tuple) else [data]
-    if not any(is_url(i) and not str(i).startswith("file://") for i in items):
-        return [str(p) for p in resolve_paths([_local(str(i)) for i in items])]
-    import fsspec
-
-    found: list[str] = []
-    for item in map(str, items):
-        fs, _, paths = fsspec.core.get_fs_token_paths(item)
-        if not paths:
-            raise InputError(f"{item}: no file matches this address.")
-        for path in paths:
-            if fs.isdir(path):
-                files = sorted(p for p in fs.find(path) if p.endswith(DATA_SUFFIXES))
-                if not files:
-                    raise InputError(f"{item}: the folder holds no CSV or Parquet files.")
-                found += [fs.unstrip_protocol(p) for p in files]
-            else:
-                found.append(fs.unstrip_protocol(path))
-    if len({f.endswith((".parquet", ".pq")) for f in found}) > 1:
-        raise InputError("The inputs mix CSV and Parquet files; give one format at a time.")
-    return found
-
-
 def plan_parts(paths: list[str], block: int) -> list[Part]:
     """Cut the files into partitions of about ``block`` bytes (runs on a worker)."""
     parts: list[Part] = []
@@ -119,12 +63,12 @@ def plan_parts(paths: list[str], block: int) -> list[Part]:
             for start, end in _row_group_runs(path, block):
                 parts.append(Part(len(parts), path, start, end))
             continue
-        size = _size(path)
-        if path.endswith(".gz") or size <= block:
+        total = size(path)
+        if path.endswith(".gz") or total <= block:
             parts.append(Part(len(parts), path))
             continue
-        pieces = math.ceil(size / block)
-        bounds = [round(size * i / pieces) for i in range(pieces + 1)]
+        pieces = math.ceil(total / block)
+        bounds = [round(total * i / pieces) for i in range(pieces + 1)]
         parts += [
             Part(len(parts) + i, path, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))
         ]
@@ -134,7 +78,7 @@ def plan_parts(paths: list[str], block: int) -> list[Part]:
 def _row_group_runs(path: str, block: int) -> list[tuple[int, int | None]]:
     import pyarrow.parquet as pq
 
-    with _open(path) as f:
+    with open_bytes(path) as f:
         meta = pq.ParquetFile(f).metadata
     runs, start, size = [], 0, 0
     for i in range(meta.num_row_groups):
@@ -160,7 +104,7 @@ def block_size(total_bytes: int, workers: int, worker_memory: int) -> int:
 
 def _range_bytes(path: str, start: int, end: int) -> bytes:
     """The header line, then the lines whose first byte lies in ``[start, end)``."""
-    with _open(path) as f:
+    with open_bytes(path) as f:
         header = f.readline()
         if start == 0:
             begin = len(header)
@@ -182,15 +126,15 @@ def scan_part(part: Part, types: dict | None) -> pl.LazyFrame:
             return pl.scan_parquet(part.path)
         import pyarrow.parquet as pq
 
-        with _open(part.path) as f:
+        with open_bytes(part.path) as f:
             pf = pq.ParquetFile(f)
             end = pf.metadata.num_row_groups if part.end is None else part.end
             table = pf.read_row_groups(list(range(part.start, end)))
         return pl.from_arrow(table).lazy()
     if part.end is None and (not is_url(part.path) or part.path.startswith("file://")):
-        return scan([Path(_local(part.path))], types=types)
+        return scan([Path(local_path(part.path))], types=types)
     if part.end is None:
-        with _open(part.path) as f:
+        with open_bytes(part.path) as f:
             raw = f.read()
     else:
         raw = _range_bytes(part.path, part.start, part.end)
@@ -199,19 +143,8 @@ def scan_part(part: Part, types: dict | None) -> pl.LazyFrame:
 
 def read_part(part: Part, types: dict | None) -> pl.DataFrame:
     """The partition's rows, parse errors turned into InputError naming file and line."""
-    try:
+    with translated([part.path]):
         return scan_part(part, types).collect(engine="streaming")
-    except pl.exceptions.PolarsError as exc:
-        raise plain_error(exc, part) from None
-
-
-def plain_error(exc: Exception, part: Part) -> InputError:
-    """An InputError that pickles (a ColumnTypeError's extra fields do not travel)."""
-    error = as_input_error(exc, [Path(_local(part.path))]) if not is_url(part.path) else None
-    if error is None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return InputError(f"{part.name}: could not read the data ({first}).")
-    return InputError(str(error)) if isinstance(error, ColumnTypeError) else error
 
 
 def count_rows(part: Part, types: dict | None) -> int:
@@ -219,14 +152,12 @@ def count_rows(part: Part, types: dict | None) -> int:
     if part.parquet:
         import pyarrow.parquet as pq
 
-        with _open(part.path) as f:
+        with open_bytes(part.path) as f:
             meta = pq.ParquetFile(f).metadata
         end = meta.num_row_groups if part.end is None else part.end
         return sum(meta.row_group(i).num_rows for i in range(part.start, end))
-    try:
+    with translated([part.path]):
         return int(scan_part(part, types).select(pl.len()).collect().item())
-    except pl.exceptions.PolarsError as exc:
-        raise plain_error(exc, part) from None
 
 
 # --------------------------------------------------------------------------- types
@@ -237,24 +168,18 @@ def parse_types(paths: list[str], overrides: dict | None) -> dict | None:
     if paths[0].endswith((".parquet", ".pq")):
         return None
     if not is_url(paths[0]) or paths[0].startswith("file://"):
-        try:
-            return dict(scan([Path(_local(p)) for p in paths], overrides).collect_schema())
-        except pl.exceptions.PolarsError as exc:
-            raise InputError(str(as_input_error(exc, [Path(_local(paths[0]))]))) from None
+        local = [Path(local_path(p)) for p in paths]
+        with translated(local):
+            return dict(scan(local, overrides).collect_schema())
     return dict(_url_head(paths[0], overrides).schema)
 
 
 def sample(paths: list[str], overrides: dict | None) -> pl.DataFrame:
     """The local engine's inspect sample (first rows, dates recognised)."""
     if not is_url(paths[0]) or paths[0].startswith("file://"):
-        try:
-            return read_sample([Path(_local(p)) for p in paths], overrides)
-        except ColumnTypeError as exc:
-            raise InputError(str(exc)) from None
+        return read_sample([Path(local_path(p)) for p in paths], overrides)
     frame = _url_head(paths[0], overrides)
-    from leanfit.sources import _as_temporal
-
-    dates = [_as_temporal(frame.get_column(n)) for n in frame.columns if n not in (overrides or {})]
+    dates = [as_temporal(frame.get_column(n)) for n in frame.columns if n not in (overrides or {})]
     return frame.with_columns([d for d in dates if d is not None])
 
 
@@ -262,7 +187,7 @@ def _url_head(path: str, overrides: dict | None) -> pl.DataFrame:
     """The first ``INFER_ROWS`` rows of a file behind a URL, read through fsspec."""
     import gzip
 
-    with _open(path) as raw:
+    with open_bytes(path) as raw:
         if path.endswith((".parquet", ".pq")):
             return pl.read_parquet(raw, n_rows=INFER_ROWS)
         with gzip.open(raw) if path.endswith(".gz") else raw as f:

@@ -16,6 +16,8 @@ import codecs
 import gzip
 from pathlib import Path
 
+from leanfit.errors import InputError
+
 BLOCK = 1 << 24
 
 
@@ -88,3 +90,14 @@ def locate_problem(paths: list[Path]) -> str | None:
         if problem:
             return problem
     return None
+
+
+def refuse_short_rows(paths: list[Path]) -> None:
+    """Polars fills the missing fields of a short row with nulls, which look like empty
+    last fields: when the last column has nulls, re-read the CSV files to tell them apart
+    and raise :class:`~leanfit.errors.InputError` naming the first short row."""
+    for path in paths:
+        if path.suffix not in (".parquet", ".pq"):
+            problem = first_ragged_row(path)
+            if problem:
+                raise InputError(problem)

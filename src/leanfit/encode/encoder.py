@@ -33,8 +33,10 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from leanfit.encode.onehot import OneHotBlock
 from leanfit.errors import ConfigError, SchemaMismatch
-from leanfit.schema import Schema
+from leanfit.io.translate import translated
+from leanfit.schema.columns import Schema
 
 NUMERIC_KINDS = ("integer", "float")
 DENSE_MAX_WIDTH_RATIO = 4
@@ -50,6 +52,16 @@ class Encoder:
     dates: list[dict] = field(default_factory=list)  # name, mean, std
     dropped: list[str] = field(default_factory=list)
     sparse: bool = False
+
+    @classmethod
+    def from_options(cls, schema: Schema, opts) -> Encoder:
+        """The encoder of ``schema`` with the encoding options of ``opts`` (TrainOptions)."""
+        return cls.from_schema(
+            schema,
+            drop=opts.drop,
+            hash_width=opts.hash_width,
+            missing_indicators=opts.missing_indicators,
+        )
 
     @classmethod
     def from_schema(
@@ -133,12 +145,8 @@ class Encoder:
         missing = [name for name in self.input_columns if name not in frame.columns]
         if missing:
             raise SchemaMismatch(f"feature columns {missing} are missing from the data.")
-        try:
+        with translated(where="a feature column"):
             parts = frame.select(self.exprs(frame.schema))
-        except pl.exceptions.PolarsError as exc:
-            raise SchemaMismatch(
-                f"a feature column has the wrong type: {_first_line(exc)}"
-            ) from None
         return self.from_parts(parts, one_hot=one_hot)
 
     def exprs(self, schema: pl.Schema) -> list[pl.Expr]:
@@ -260,10 +268,6 @@ def _f32(value: float) -> pl.Expr:
     return pl.lit(value, dtype=pl.Float32)
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
-
-
 def _categorical(name: str, categories: list, kind: str, hash_width: int) -> dict:
     levels = [str(v) for v in categories]
     if kind == "categorical":
@@ -280,87 +284,3 @@ def _categorical(name: str, categories: list, kind: str, hash_width: int) -> dic
 def _date_stats(col) -> dict:
     lo, hi = (np.datetime64(str(v)[:10], "D").astype(np.int64) for v in (col.min, col.max))
     return {"name": col.name, "mean": float(lo + hi) / 2, "std": max(float(hi - lo) / 3.46, 1.0)}
-
-
-class OneHotBlock:
-    """Encoded rows as their dense part and, per categorical, the column of its one
-    nonzero (a 1): the matrix of the CSR block in about a third of its bytes, with
-    products that need no index arrays (a BLAS product, a gather and a bincount).
-
-    Supports what the exact logistic asks of a block: ``shape``, ``len``, row
-    selection, ``astype``, ``X @ W`` and ``X.T @ G``.
-
-    >>> b = OneHotBlock(np.array([[0.5], [2.0]], np.float32), np.array([[1], [2]]), 3)
-    >>> b.toarray().tolist()
-    [[0.5, 1.0, 0.0], [2.0, 0.0, 1.0]]
-    >>> (b @ np.ones((3, 1))).ravel().tolist(), (b.T @ np.ones(2)).tolist()
-    ([1.5, 3.0], [2.5, 1.0, 1.0])
-    """
-
-    def __init__(self, dense: np.ndarray, slots: np.ndarray, width: int):
-        self.dense, self.slots, self.width = dense, slots, int(width)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.dense.shape[0], self.width
-
-    def __len__(self) -> int:
-        return self.dense.shape[0]
-
-    def __getitem__(self, rows) -> OneHotBlock:
-        return OneHotBlock(self.dense[rows], self.slots[rows], self.width)
-
-    def astype(self, dtype, copy: bool = True) -> OneHotBlock:
-        return OneHotBlock(self.dense.astype(dtype, copy=copy), self.slots, self.width)
-
-    def __matmul__(self, W: np.ndarray) -> np.ndarray:
-        """``X @ W`` for ``W`` of shape (width,) or (width, k)."""
-        p = self.dense.shape[1]
-        out = self.dense @ W[:p]
-        for j in range(self.slots.shape[1]):
-            out += W[self.slots[:, j]]
-        return out
-
-    @property
-    def T(self) -> _Transposed:
-        return _Transposed(self)
-
-    def tocsr(self) -> sp.csr_matrix:
-        return _csr(self.dense, self.slots, self.width)
-
-    def toarray(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=self.dense.dtype)
-        out[:, : self.dense.shape[1]] = self.dense
-        np.put_along_axis(out, self.slots, 1.0, axis=1)
-        return out
-
-
-class _Transposed:
-    """``X.T`` of a :class:`OneHotBlock`, for ``X.T @ G``."""
-
-    def __init__(self, block: OneHotBlock):
-        self.block = block
-
-    def __matmul__(self, G: np.ndarray) -> np.ndarray:
-        b = self.block
-        G2 = G.reshape(len(b), -1)
-        out = np.empty((b.width, G2.shape[1]))
-        p = b.dense.shape[1]
-        out[:p] = b.dense.T @ G2
-        columns = b.slots.ravel()
-        for c in range(G2.shape[1]):
-            weights = np.repeat(G2[:, c], b.slots.shape[1])
-            out[p:, c] = np.bincount(columns, weights, minlength=b.width)[p:]
-        return out.reshape((b.width, *G.shape[1:]))
-
-
-def _csr(dense: np.ndarray, slots: np.ndarray, width: int) -> sp.csr_matrix:
-    n, p = dense.shape
-    q = slots.shape[1]
-    indices = np.empty((n, p + q), dtype=np.int32)
-    indices[:, :p] = np.arange(p, dtype=np.int32)
-    indices[:, p:] = slots
-    data = np.ones((n, p + q), dtype=np.float32)
-    data[:, :p] = dense
-    indptr = np.arange(0, n * (p + q) + 1, p + q, dtype=np.int64)
-    return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, width))

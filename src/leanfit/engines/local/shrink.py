@@ -11,11 +11,16 @@ from pathlib import Path
 
 import polars as pl
 
+from leanfit.costs import INSPECT_BYTES, bytes_per_row
 from leanfit.errors import SchemaMismatch
-from leanfit.memory import INSPECT_BYTES, Monitor
-from leanfit.outputs import PARQUET_ROW_GROUP, atomic_path
-from leanfit.schema import Schema, bytes_per_row, inspect, storage_expr
-from leanfit.sources import as_input_error, resolve_paths, scan
+from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path
+from leanfit.io.scan import scan
+from leanfit.io.source import resolve_paths
+from leanfit.io.translate import translated
+from leanfit.memory import Monitor
+from leanfit.schema.columns import Schema
+from leanfit.schema.inspection import inspect
+from leanfit.schema.rules import storage_expr
 
 
 def typed_scan(data, schema: Schema) -> pl.LazyFrame:
@@ -26,7 +31,8 @@ def typed_scan(data, schema: Schema) -> pl.LazyFrame:
     missing = [c.name for c in schema.columns if c.name not in present]
     if missing:
         raise SchemaMismatch(f"{paths[0]}: columns {missing} of the schema are missing.")
-    return lf.select([storage_expr(c) for c in schema.columns])
+    types = lf.collect_schema()
+    return lf.select([storage_expr(c, types[c.name]) for c in schema.columns])
 
 
 def shrink(
@@ -37,13 +43,10 @@ def shrink(
     memory = memory or Monitor.unbounded()
     schema = schema or inspect(paths, memory=memory)
     memory.plan(fixed=INSPECT_BYTES)
-    with memory.stage("shrink"), atomic_path(out) as tmp:
-        try:
-            typed_scan(paths, schema).sink_parquet(
-                tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP
-            )
-        except pl.exceptions.PolarsError as exc:
-            raise as_input_error(exc, paths) from None
+    with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths):
+        typed_scan(paths, schema).sink_parquet(
+            tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP
+        )
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
     return {

@@ -1,4 +1,5 @@
-"""The same stages on Dask distributed: ``--engine dask``.
+"""The Dask cluster of ``--engine dask``: starting or joining it, and what every step
+on it shares (locating partitions, row offsets, merging results on the workers).
 
 Without a scheduler address a :class:`distributed.LocalCluster` is started for the
 command and closed at its end: one single-threaded worker process per core (fewer
@@ -9,17 +10,13 @@ share). With ``--scheduler tcp://host:8786`` leanfit connects to a running clust
 own memory limits, and ``--memory-limit`` bounds only this client process.
 
 Workers read the data (paths every worker sees, or fsspec URLs; see
-:mod:`leanfit.dask_parts`); the client only sends small plans and receives
+:mod:`leanfit.io.partitions`); the client only sends small plans and receives
 statistics, coefficients and metrics, never rows. The outputs are the local
 engine's: the same schema.json, the same bundle format (a bundle trained on either
 engine loads and predicts on the other), the same metrics. Predictions become a
 Parquet dataset, one file per partition, in a temporary folder renamed when complete.
 
-Entry points: :func:`inspect` and :func:`train` here, ``evaluate`` and ``predict``
-in :mod:`leanfit.dask_apply` (also reachable as ``dask_engine.evaluate`` and
-``dask_engine.predict``); partitions in :mod:`leanfit.dask_parts`, the inspect
-merge in :mod:`leanfit.dask_inspect`, models in :mod:`leanfit.dask_train` and
-:mod:`leanfit.dask_boost`. See docs/cluster.md.
+Partitions are :mod:`leanfit.io.partitions`; see docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -30,14 +27,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from leanfit.dask_parts import Part, block_size, plan_parts, resolve
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
+from leanfit.io.partitions import Part, block_size, count_rows, plan_parts
+from leanfit.io.source import is_url, resolve, size
 from leanfit.memory import Monitor, peak_rss
-from leanfit.schema import Schema
 
 MIN_WORKER_BYTES = 500_000_000
 
@@ -175,20 +171,17 @@ def locate(data, workers: int, worker_memory: int, block: int | None = None):
     """On a worker: the input files and their partitions."""
     paths = resolve(data)
     if block is None:
-        from leanfit.dask_parts import _size
-
-        block = block_size(sum(_size(p) for p in paths), workers, worker_memory)
+        block = block_size(sum(size(p) for p in paths), workers, worker_memory)
     return paths, plan_parts(paths, block)
 
 
 def absolute(path) -> str:
     """A local path made absolute here: workers do not share the client's working folder."""
-    from leanfit.dask_parts import is_url
-
     return str(path) if is_url(path) else os.path.abspath(os.fspath(path))
 
 
-def _locate(cl: Cluster, data, block: int | None) -> tuple[list[str], list[Part]]:
+def locate_on(cl: Cluster, data, block: int | None) -> tuple[list[str], list[Part]]:
+    """The input files and partitions of ``data``, found by a worker."""
     data = [absolute(d) for d in data] if isinstance(data, list | tuple) else absolute(data)
     return cl.client.submit(locate, data, cl.workers, cl.worker_memory, block, pure=False).result()
 
@@ -207,109 +200,8 @@ def merge_metrics(a, b):
     return copy.deepcopy(a).merge(b)
 
 
-# --------------------------------------------------------------------------- inspect
-
-
-def inspect(
-    data,
-    target: str | None = None,
-    *,
-    scheduler: str | None = None,
-    memory: Monitor | None = None,
-    client=None,
-    block: int | None = None,
-) -> Schema:
-    """The inspect pass on the cluster: the same Schema as :func:`leanfit.schema.inspect`."""
-    memory = memory or Monitor.unbounded()
-    with memory.stage("inspect"), cluster(scheduler, memory, client=client) as cl:
-        return inspect_on(cl, data, target, block)
-
-
-def inspect_on(cl: Cluster, data, target: str | None, block: int | None = None) -> Schema:
-    from leanfit.dask_inspect import build_schema, make_plan, partition_stats
-
-    c = cl.client
-    paths, parts = _locate(cl, data, block)
-    widened: list[str] = []
-    while True:
-        plan = c.submit(make_plan, paths, widened, target, pure=False).result()
-        results = c.gather(c.map(partition_stats, parts, plan=plan, pure=False))
-        widen = sorted({r["widen"] for r in results if "widen" in r} - set(widened))
-        if not widen:
-            break
-        widened += widen
-    last = list(plan.types)[-1]
-    if sum(r["stats"][f"{last}:nulls"] for r in results):
-        c.submit(_refuse_short_rows, paths, pure=False).result()
-    return build_schema(paths, results, plan)
-
-
-def _refuse_short_rows(paths: list[str]) -> None:
-    from leanfit.dask_parts import is_url
-    from leanfit.schema import _refuse_short_rows as refuse
-
-    refuse([Path(p) for p in paths if not is_url(p)])
-
-
-# --------------------------------------------------------------------------- train
-
-
-def train(
-    data,
-    target: str | None = None,
-    *,
-    schema: Schema | None = None,
-    out=None,
-    options=None,
-    progress=None,
-    memory: Monitor | None = None,
-    boost=None,
-    scheduler: str | None = None,
-    client=None,
-    block: int | None = None,
-) -> dict:
-    """Train on the cluster; save the same bundle as :func:`leanfit.train.train`.
-
-    ``nb`` and ``logistic`` give the local engine's model (see
-    :mod:`leanfit.dask_train`); ``xgboost`` trains through ``xgboost.dask``; the
-    SGD family averages per-partition models after every epoch.
-    """
-    from leanfit.dask_train import check_model, fit
-    from leanfit.predict import save_bundle
-    from leanfit.train import TrainOptions, check_target
-
-    opts = options or TrainOptions()
-    opts.check()
-    check_model(opts)
-    memory = memory or Monitor.unbounded()
-    with cluster(scheduler, memory, client=client) as cl:
-        if schema is None:
-            with memory.stage("inspect"):
-                schema = inspect_on(cl, data, target, block)
-        check_target(schema, target)
-        with memory.stage("train"):
-            model, encoder, summary = fit(cl, data, schema, opts, boost, progress, block)
-        summary["cluster"] = cl.report()
-    if out is not None:
-        with memory.stage("save"):
-            save_bundle(out, schema, encoder, model, summary)
-        summary["model_path"] = str(out)
-    return summary
-
-
 def row_offsets(cl: Cluster, parts: list[Part], types) -> tuple[list[int], int]:
     """Each partition's first global row number (a cheap counting pass), and the total."""
-    from leanfit.dask_parts import count_rows
-
     counts = cl.client.gather(cl.client.map(count_rows, parts, types=types, pure=False))
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
     return offsets, int(sum(counts))
-
-
-def __getattr__(name: str):
-    """``evaluate`` and ``predict`` live in :mod:`leanfit.dask_apply`."""
-    if name in ("evaluate", "predict"):
-        from leanfit import dask_apply
-
-        return getattr(dask_apply, name)
-    raise AttributeError(f"module 'leanfit.dask_engine' has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""The model registry: incremental scikit-learn models and the exact logistic.
+"""The model registry: incremental scikit-learn models, the exact logistic, boosted trees.
 
 Models are saved as their constructor parameters (JSON) and learned arrays
-(``.npz``), and rebuilt from a fixed list of classes: loading runs no code.
+(``.npy`` members of the bundle), and rebuilt from a fixed list of classes: loading
+runs no code.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from leanfit.errors import BundleError, ConfigError
-
-MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic", "xgboost")
-INCREMENTAL = MODELS[:6]
-
+from leanfit.options import MODELS, TrainOptions
 
 _CLASSES = {
     "SGDClassifier": "sklearn.linear_model",
@@ -25,8 +23,8 @@ _CLASSES = {
     "BernoulliNB": "sklearn.naive_bayes",
     "GaussianNB": "sklearn.naive_bayes",
     "MLPClassifier": "sklearn.neural_network",
-    "ExactLogisticRegression": "leanfit.logistic",
-    "BoostedModel": "leanfit.boost",
+    "ExactLogisticRegression": "leanfit.models.logistic",
+    "BoostedModel": "leanfit.models.booster",
 }
 
 
@@ -91,6 +89,11 @@ def make_model(
     return _model_class(class_name)(**params)
 
 
+def model_for(opts: TrainOptions, *, sparse: bool = False):
+    """A fresh estimator for ``opts.model`` with the options that apply to it."""
+    return make_model(opts.model, seed=opts.seed, sparse=sparse, C=opts.C, tol=opts.tol)
+
+
 def import_library(name: str) -> None:
     """Import what ``--model name`` runs on, so that a memory baseline counts it."""
     if name == "xgboost":
@@ -100,7 +103,8 @@ def import_library(name: str) -> None:
 
 
 def has_proba(model) -> bool:
-    return hasattr(model, "predict_proba") or hasattr(model, "scores")
+    """Whether a scikit-learn estimator gives probabilities (else: margins)."""
+    return hasattr(model, "predict_proba")
 
 
 def scores(model, X) -> np.ndarray:

@@ -12,13 +12,14 @@ import os
 import uuid
 from pathlib import Path
 
-import polars as pl
-
-from leanfit.dask_engine import _locate, absolute, cluster, merge_metrics, tree_reduce
-from leanfit.dask_parts import Part, parse_types, read_part
-from leanfit.errors import ConfigError, InputError, SchemaMismatch
+from leanfit.engines.dask.cluster import absolute, cluster, locate_on, merge_metrics, tree_reduce
+from leanfit.errors import ConfigError, InputError
+from leanfit.io.outputs import PARQUET_ROW_GROUP
+from leanfit.io.partitions import Part, parse_types, read_part
 from leanfit.memory import Monitor
-from leanfit.sources import DEFAULT_BATCH_ROWS
+from leanfit.metrics import StreamingMetrics
+from leanfit.model import load
+from leanfit.options import DEFAULT_BATCH_ROWS
 
 
 def evaluate(
@@ -31,13 +32,11 @@ def evaluate(
     block: int | None = None,
 ) -> dict:
     """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged."""
-    from leanfit.predict import load
-
     model = load(model_path)
     memory = memory or Monitor.unbounded()
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
-        paths, parts = _locate(cl, data, block)
+        paths, parts = locate_on(cl, data, block)
         types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
         shared = c.scatter(model, broadcast=True)
         futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
@@ -47,8 +46,8 @@ def evaluate(
         raise InputError(f"{data}: no labelled rows to evaluate.")
     result = metrics.result(class_names=[str(k) for k in model.classes])
     return {
-        "model": str(model_path),
-        "data": str(data),
+        **model.describe(model_path, paths),
+        "rows": result["n_rows"],
         "metrics": result,
         "engine": "dask",
         "partitions": len(parts),
@@ -58,21 +57,10 @@ def evaluate(
 
 def evaluate_part(part: Part, types: dict | None, model):
     """StreamingMetrics of ``model`` on the partition's labelled rows (None if none)."""
-    from leanfit.metrics import StreamingMetrics
-    from leanfit.train import label_codes
-
     frame = read_part(part, types)
-    target = model.schema.target
-    if target not in frame.columns:
-        raise SchemaMismatch(f"{part.name}: the target column '{target}' is missing.")
     metrics = StreamingMetrics(len(model.classes))
     for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
-        chunk = frame.slice(start, DEFAULT_BATCH_ROWS)
-        y = label_codes(chunk, model.schema)
-        labelled = y >= 0
-        chunk = chunk.filter(pl.Series(labelled)) if not labelled.all() else chunk
-        if chunk.height:
-            metrics.update(y[labelled], model.frame_scores(chunk))
+        model.add_metrics(metrics, frame.slice(start, DEFAULT_BATCH_ROWS), part.name)
     return metrics if metrics.n_rows else None
 
 
@@ -84,19 +72,16 @@ def predict(
     data,
     out,
     *,
-    proba: bool = False,
-    keep: tuple[str, ...] = (),
     scheduler: str | None = None,
-    memory: Monitor | None = None,
     client=None,
     block: int | None = None,
+    proba: bool = False,
+    keep: tuple[str, ...] = (),
+    memory: Monitor | None = None,
 ) -> dict:
     """Predictions as a Parquet dataset at ``out``: a folder of ``part-NNNNN.parquet``
     files, one per partition in input order, written by the workers into a temporary
     folder beside ``out`` and renamed to ``out`` when every partition is done."""
-    from leanfit.models import has_proba
-    from leanfit.predict import load
-
     out = Path(absolute(out))
     if out.name.endswith((".csv", ".csv.gz", ".tsv", ".gz")):
         raise ConfigError(
@@ -104,13 +89,13 @@ def predict(
             "give a folder name such as preds/ or preds.parquet."
         )
     model = load(model_path)
-    if proba and not has_proba(model.estimator):
+    if proba and not model.predictor.has_proba:
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
     memory = memory or Monitor.unbounded()
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     with memory.stage("predict"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
-        paths, parts = _locate(cl, data, block)
+        paths, parts = locate_on(cl, data, block)
         types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
         shared = c.scatter(model, broadcast=True)
         args = {"types": types, "model": shared, "folder": str(tmp), "proba": proba, "keep": keep}
@@ -124,6 +109,7 @@ def predict(
             raise
         report = cl.report()
     return {
+        **model.describe(model_path, paths),
         "output": str(out),
         "rows": int(sum(rows)),
         "format": "parquet",
@@ -138,13 +124,7 @@ def predict_part(part: Part, types, model, folder: str, proba: bool, keep) -> in
     """Write the partition's predictions to ``folder/part-NNNNN.parquet``; its row count."""
     import pyarrow.parquet as pq
 
-    from leanfit.outputs import PARQUET_ROW_GROUP
-    from leanfit.predict import _prediction_table
-
     frame = read_part(part, types)
-    missing = [name for name in keep if name not in frame.columns]
-    if missing:
-        raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
     if not frame.height:
         return 0
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -152,7 +132,7 @@ def predict_part(part: Part, types, model, folder: str, proba: bool, keep) -> in
     writer = None
     try:
         for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
-            table = _prediction_table(model, frame.slice(start, DEFAULT_BATCH_ROWS), proba, keep)
+            table = model.prediction_table(frame.slice(start, DEFAULT_BATCH_ROWS), proba, keep)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
             writer.write(table, row_group_size=PARQUET_ROW_GROUP)

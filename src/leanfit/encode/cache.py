@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from leanfit.encode import OneHotBlock
-from leanfit.outputs import process_alive
+from leanfit.encode.onehot import OneHotBlock
+from leanfit.io.outputs import process_alive
 
 PREFIX = "leanfit-cache-"
 Block = tuple[np.ndarray | sp.csr_matrix | OneHotBlock, np.ndarray, np.ndarray | None]

@@ -1,0 +1,83 @@
+"""The inspect pass on Dask: every partition is one piece of the local pass.
+
+A worker reads the sample and makes the plan (:func:`leanfit.schema.statistics.make_plan`);
+every partition then runs :func:`~leanfit.schema.statistics.piece_stats` on its
+own rows, with mergeable distinct-count sketches; the client merges the pieces with
+:func:`~leanfit.schema.statistics.build_schema`, as the local engine does with its one
+piece. See :mod:`leanfit.schema.statistics` for the merge rules and where the two
+engines' estimates of distinct counts differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from leanfit.engines.dask.cluster import Cluster, cluster, locate_on
+from leanfit.errors import ColumnTypeError
+from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.partitions import Part, sample, scan_part
+from leanfit.io.source import is_url
+from leanfit.io.translate import translated
+from leanfit.memory import Monitor
+from leanfit.schema.columns import Schema
+from leanfit.schema.statistics import (
+    InspectPlan,
+    build_schema,
+    last_column_has_nulls,
+    make_plan,
+    piece_stats,
+)
+
+
+def inspect(
+    data,
+    target: str | None = None,
+    *,
+    scheduler: str | None = None,
+    memory: Monitor | None = None,
+    client=None,
+    block: int | None = None,
+) -> Schema:
+    """The inspect pass on the cluster: the same Schema as :func:`leanfit.schema.inspect`."""
+    memory = memory or Monitor.unbounded()
+    with memory.stage("inspect"), cluster(scheduler, memory, client=client) as cl:
+        return inspect_on(cl, data, target, block)
+
+
+def inspect_on(cl: Cluster, data, target: str | None, block: int | None = None) -> Schema:
+    c = cl.client
+    paths, parts = locate_on(cl, data, block)
+    widened: list[str] = []
+    while True:
+        plan = c.submit(plan_on_worker, paths, widened, target, pure=False).result()
+        pieces = c.gather(c.map(partition_stats, parts, plan=plan, pure=False))
+        widen = sorted({p["widen"] for p in pieces if "widen" in p} - set(widened))
+        if not widen:
+            break
+        widened += widen
+    if last_column_has_nulls(pieces, plan):
+        c.submit(_refuse_short_rows, paths, pure=False).result()
+    return build_schema(paths, pieces, plan)
+
+
+def plan_on_worker(paths: list[str], widened: list[str], target: str | None) -> InspectPlan:
+    """Read the sample (on a worker) and make the local engine's plan."""
+    frame = sample(paths, dict.fromkeys(widened, pl.String))
+    return make_plan(frame, widened, target, paths[0])
+
+
+def partition_stats(part: Part, plan: InspectPlan) -> dict:
+    """Mergeable statistics of one partition, or ``{"widen": column}`` when a value
+    does not fit its parser type (the client then widens that column and starts over)."""
+    lf = scan_part(part, plan.types)  # workers import leanfit: Polars reads as _env.py set
+    try:
+        with translated([part.path]):
+            return piece_stats(lf, plan, mergeable=True)
+    except ColumnTypeError as error:
+        return {"widen": error.column}
+
+
+def _refuse_short_rows(paths: list[str]) -> None:
+    refuse_short_rows([Path(p) for p in paths if not is_url(p)])

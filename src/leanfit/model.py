@@ -1,0 +1,168 @@
+"""A trained model: saved as a bundle, loaded as :class:`Model`, applied frame by frame.
+
+:class:`Model` applies any model kind through the protocol of
+:mod:`leanfit.models.predictor`; its per-frame steps (:meth:`Model.prediction_table`,
+:meth:`Model.add_metrics`) are what both engines' predict and evaluate loops run.
+Columns are matched by name, so reordered and extra columns are fine; unseen
+categories go to the "unknown" slot; a missing feature column or one of the wrong
+type is an error naming the column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from leanfit import bundle
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.encode.batches import label_codes
+from leanfit.encode.encoder import Encoder
+from leanfit.errors import SchemaMismatch
+from leanfit.io.scan import iter_batches, scan
+from leanfit.io.source import resolve_paths
+from leanfit.memory import Monitor
+from leanfit.metrics import StreamingMetrics
+from leanfit.models.predictor import predictor_for
+from leanfit.models.registry import model_state, restore_model
+from leanfit.options import DEFAULT_BATCH_ROWS
+from leanfit.schema.columns import Schema
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    names = ("leanfit", "numpy", "scipy", "scikit-learn", "polars", "pyarrow", "xgboost-cpu")
+    found = {}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return found
+
+
+def fingerprint(schema: Schema) -> str:
+    """A digest of the training data: file names and sizes, rows, class counts."""
+    digest = hashlib.sha256()
+    for source in schema.sources:
+        path = Path(source)
+        digest.update(f"{path.name}:{path.stat().st_size if path.exists() else -1};".encode())
+    digest.update(f"{schema.rows}:{schema.class_counts}".encode())
+    return digest.hexdigest()[:16]
+
+
+def save_bundle(out, schema: Schema, encoder: Encoder | None, model, summary: dict) -> None:
+    encoder = encoder or Encoder()  # boosted trees read typed columns, not encoded ones
+    settings, arrays = model_state(model)
+    meta = {
+        "bundle_version": bundle.BUNDLE_VERSION,
+        "versions": _versions(),
+        "training": summary,
+        "fingerprint": fingerprint(schema),
+    }
+    parts = {
+        "meta": meta,
+        "schema": asdict(schema),
+        "encoder": encoder.to_dict(),
+        "model": settings,
+    }
+    bundle.save(out, parts, arrays)
+
+
+class Model:
+    """A loaded bundle: ``predict`` and ``predict_proba`` on frames, tables or files."""
+
+    def __init__(self, schema: Schema, encoder: Encoder, estimator, meta: dict):
+        self.schema, self.encoder, self.estimator, self.meta = schema, encoder, estimator, meta
+        self.classes = np.asarray(schema.classes)
+        self.predictor = predictor_for(estimator, encoder)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Model:
+        parts, arrays = bundle.load(path)
+        schema = Schema.from_json(_as_json(parts["schema"]))
+        encoder = Encoder.from_dict(parts["encoder"])
+        return cls(schema, encoder, restore_model(parts["model"], arrays), parts["meta"])
+
+    def describe(self, path, data) -> dict:
+        """The summary keys of applying this bundle (read from ``path``) to ``data``."""
+        items = data if isinstance(data, list | tuple) else [data]
+        inputs = [str(p) for p in items] if isinstance(data, list | tuple) else None
+        inputs = inputs or [str(p) for p in resolve_paths(items)]
+        return {"input": inputs, "bundle": str(path), "model": self.meta["training"]["model"]}
+
+    @property
+    def metrics(self) -> dict | None:
+        return self.meta["training"].get("metrics")
+
+    def _frames(self, data) -> list[pl.DataFrame] | object:
+        if isinstance(data, pl.DataFrame):
+            return [data]
+        if type(data).__module__.startswith("pandas"):
+            return [pl.from_pandas(data)]
+        if type(data).__module__.startswith("pyarrow"):
+            return [pl.from_arrow(data)]
+        return self.batches(data)
+
+    def plan_rows(self, memory: Monitor) -> int:
+        """Rows per chunk that fit ``memory``'s limit for this model."""
+        fixed = PARSER_BYTES + model_bytes(self.encoder.n_features, len(self.classes), "")
+        return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
+
+    def batches(self, data, rows: int = DEFAULT_BATCH_ROWS):
+        paths = resolve_paths(data)
+        return iter_batches(scan(paths, self.schema.read_overrides()), paths, rows)
+
+    def frame_scores(self, frame: pl.DataFrame) -> np.ndarray:
+        """Class probabilities for one parsed frame (columns matched by name)."""
+        return self.predictor.proba(self.predictor.encode(frame))
+
+    def prediction_table(self, frame: pl.DataFrame, proba: bool, keep: tuple[str, ...]):
+        """The Arrow table of predictions for one frame: the ``keep`` columns, the
+        predicted class and, with ``proba``, one probability column per class."""
+        import pyarrow as pa
+
+        missing = [c for c in keep if c not in frame.columns]
+        if missing:
+            raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
+        p = self.frame_scores(frame)
+        columns = {name: frame.get_column(name).to_arrow() for name in keep}
+        columns["prediction"] = pa.array(self.classes[p.argmax(axis=1)])
+        if proba:
+            for i, label in enumerate(self.classes):
+                columns[f"proba_{label}"] = pa.array(p[:, i].astype(np.float32))
+        return pa.table(columns)
+
+    def add_metrics(self, metrics: StreamingMetrics, frame: pl.DataFrame, where: str) -> None:
+        """Add the labelled rows of ``frame`` (from ``where``) to ``metrics``."""
+        target = self.schema.target
+        if target not in frame.columns:
+            raise SchemaMismatch(f"{where}: the target column '{target}' is missing.")
+        y = label_codes(frame, self.schema)
+        labelled = y >= 0
+        frame = frame.filter(pl.Series(labelled)) if not labelled.all() else frame
+        if frame.height:
+            metrics.update(y[labelled], self.frame_scores(frame))
+
+    def predict_proba(self, data) -> np.ndarray:
+        """Class probabilities (columns in ``classes`` order) for every row."""
+        return np.concatenate([self.frame_scores(f) for f in self._frames(data)])
+
+    def predict(self, data) -> np.ndarray:
+        return self.classes[self.predict_proba(data).argmax(axis=1)]
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load a ``.leanfit`` bundle; it holds no pickle and runs no code."""
+    return Model.load(path)
+
+
+def _as_json(raw: dict) -> str:
+    import json
+
+    return json.dumps(raw)

@@ -1,0 +1,186 @@
+"""Every option of ``leanfit train``, declared once: default, flag, help and limits.
+
+An option is a dataclass field made by :func:`option`; its :class:`Spec` holds the
+help text and the allowed values. Everything else is made from these declarations:
+:meth:`Options.check` (the Python API's validation), the click options of the command
+line (``leanfit.cli``) and the ``_parameter_constraints`` of
+:class:`~leanfit.estimator.StreamingClassifier`. Values planned from the memory
+budget (rows per chunk, XGBoost pages) are not options: they live in a
+:class:`Plan`, and the user's options are never rewritten.
+
+>>> TrainOptions(epochs=3).epochs
+3
+>>> TrainOptions(holdout=1.5).check()
+Traceback (most recent call last):
+...
+leanfit.errors.ConfigError: --holdout must be in [0, 1). Got 1.5.
+>>> Plan(batch_rows=4096).rows(TrainOptions())
+4096
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from leanfit.errors import ConfigError
+
+MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic", "xgboost")
+INCREMENTAL = MODELS[:6]
+DEFAULT_BATCH_ROWS = 131_072
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What may be given for one option, and its help text.
+
+    ``low``/``high`` bound numbers (``open`` excludes the bound); ``choices`` lists
+    the allowed values; ``multiple`` takes the option more than once (a tuple);
+    ``flag`` is the command-line name (default: ``--`` and the name with dashes).
+    """
+
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    multiple: bool = False
+    flag: str | None = None
+    short: str | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise :class:`ConfigError` naming the flag when ``value`` is not allowed."""
+        flag = self.flag_for(name)
+        if value is None or self.multiple:
+            return
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{flag} must be one of {', '.join(map(str, self.choices))}. Got {value!r}."
+            )
+        if self.low is None and self.high is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ConfigError(f"{flag} must be a number. Got {value!r}.")
+        if not self.allows(value):
+            raise ConfigError(f"{flag} must be {self.describe()}. Got {value}.")
+
+    def allows(self, value: float) -> bool:
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high = self.high
+        return low_ok and (high is None or (value < high if self.high_open else value <= high))
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{_number(self.low)}, {_number(self.high)}{right}"
+
+    def flag_for(self, name: str) -> str:
+        return self.flag or "--" + name.replace("_", "-")
+
+
+def _number(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
+
+
+def option(default: Any, help: str, **limits: Any) -> Any:
+    """A dataclass field declaring one option (see :class:`Spec`)."""
+    return field(default=default, metadata={"spec": Spec(help=help, **limits)})
+
+
+class Options:
+    """Base of the option groups: validation and the table, from the field declarations."""
+
+    @classmethod
+    def table(cls) -> list[tuple[str, Any, type | str, Spec]]:
+        """``(name, default, annotation, spec)`` of every option, in declaration order."""
+        return [(f.name, f.default, f.type, f.metadata["spec"]) for f in dataclasses.fields(cls)]
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for the first value its option does not allow."""
+        for name, _, _, spec in self.table():
+            spec.check(name, getattr(self, name))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainOptions(Options):
+    """How to train; each field is a ``leanfit train`` option."""
+
+    model: str = option("sgd", "The model kind.", choices=MODELS, short="-m")
+    epochs: int = option(1, "Passes over the training rows (incremental models).", low=1)
+    holdout: float = option(
+        0.2, "Share of rows held out for evaluation (0: none).", low=0, high=1, high_open=True
+    )
+    class_weight: str | None = option(
+        None, "Weight classes inversely to their counts in the schema.", choices=("balanced",)
+    )
+    seed: int = option(0, "Random seed (holdout split, shuffling, the model).")
+    split_by: str | None = option(
+        None, "Hash this key column for the holdout split [default: row number]."
+    )
+    drop: tuple[str, ...] = option((), "Leave this column out (repeatable).", multiple=True)
+    batch_rows: int | None = option(
+        None, "Rows per chunk; memory grows with it. [default: planned from --memory-limit]", low=1
+    )
+    C: float = option(
+        1.0, "Inverse L2 strength of --model logistic.", low=0, low_open=True, flag="--C"
+    )
+    tol: float = option(
+        1e-4,
+        "Gradient tolerance of --model logistic, as scikit-learn's; each L-BFGS step is one "
+        "pass over the cached data.",
+        low=0,
+        low_open=True,
+    )
+    patience: int = option(
+        2, "Epochs without a better holdout loss before training stops early.", low=1
+    )
+    hash_width: int = option(
+        1024, "Hashed slots of a high-cardinality text column (memory: its coefficients).", low=1
+    )
+    missing_indicators: bool = option(
+        False, "Add a 0/1 column per numeric column with missing values.", choices=(False, True)
+    )
+
+
+@dataclass(frozen=True)
+class BoostOptions(Options):
+    """XGBoost settings of ``--model xgboost``."""
+
+    rounds: int = option(100, "xgboost: boosting rounds.", low=1)
+    max_depth: int = option(6, "xgboost: tree depth.", low=1)
+    learning_rate: float = option(0.3, "xgboost: shrinkage per round.", low=0, low_open=True)
+    max_bin: int = option(
+        256, "xgboost: histogram bins per feature (memory: ~1 byte per value).", low=2
+    )
+    early_stopping_rounds: int | None = option(
+        None, "xgboost: stop when the holdout loss has not improved for N rounds.", low=1
+    )
+    nthread: int | None = option(None, "xgboost: threads [default: all cores].", low=1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run planned from its memory budget, beside the user's options.
+
+    ``batch_rows``: rows per chunk (the user's ``--batch-rows`` when given);
+    ``memory_limit``: the budget in bytes (XGBoost may page its matrix to disk under
+    it); ``page_rows``: rows per XGBoost page when it does.
+    """
+
+    batch_rows: int | None = None
+    memory_limit: int | None = None
+    page_rows: int | None = None
+
+    def rows(self, opts: TrainOptions) -> int:
+        """Rows per chunk: the user's choice, else the planned one, else the default."""
+        return opts.batch_rows or self.batch_rows or DEFAULT_BATCH_ROWS
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,69 @@
+"""The inspect pass on this machine: the whole input as one piece.
+
+One streaming Polars query computes every column's statistics while parsing
+(:func:`leanfit.schema.statistics.piece_stats`); the rules then choose the smallest
+storage type that holds every value exactly. A value late in a file that does not
+fit the type inferred from the first rows (``3.5`` or ``abc`` in an integer column)
+re-reads that column as text, and the column is widened to float or string with the
+line of the first such value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from leanfit.costs import INSPECT_BYTES, PARSER_BYTES
+from leanfit.errors import ColumnTypeError, MemoryBudgetExceeded
+from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
+from leanfit.io.source import resolve_paths
+from leanfit.io.translate import translated
+from leanfit.memory import Monitor
+from leanfit.schema.columns import Schema
+from leanfit.schema.statistics import build_schema, last_column_has_nulls, make_plan, piece_stats
+
+
+def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -> Schema:
+    """Run the streaming inspect pass over ``data`` and return its Schema.
+
+    Memory: Polars' streaming engine holds a few parse buffers per thread plus
+    the exact category counts of low-cardinality text columns.
+    """
+    paths = resolve_paths(data)
+    memory = memory or Monitor.unbounded()
+    read_chunk = _read_chunk(memory)
+    set_read_chunk(read_chunk)  # before the sample: the first read may fix it
+    with memory.stage("inspect"):
+        return _inspect(paths, target, read_chunk)
+
+
+def _read_chunk(memory: Monitor) -> int:
+    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
+    try:
+        memory.plan(fixed=INSPECT_BYTES)
+        return INSPECT_CHUNK
+    except MemoryBudgetExceeded:
+        memory.plan(fixed=PARSER_BYTES)
+        return READ_CHUNK
+
+
+def _inspect(paths: list[Path], target: str | None, read_chunk: int) -> Schema:
+    widened: list[str] = []
+    while True:
+        sample = read_sample(paths, dict.fromkeys(widened, pl.String))
+        plan = make_plan(sample, widened, target, str(paths[0]))
+        lf = scan(paths, types=sample.schema, read_chunk=read_chunk)
+        try:
+            with translated(paths):
+                piece = piece_stats(lf, plan, mergeable=False)
+        except ColumnTypeError as error:
+            if error.column in widened:
+                raise
+            widened.append(error.column)
+            continue
+        break
+    if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
+        refuse_short_rows(paths)
+    return build_schema([str(p) for p in paths], [piece], plan)

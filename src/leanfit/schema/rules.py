@@ -1,0 +1,253 @@
+"""The rules that turn an inspect pass's statistics into kinds and storage types.
+
+Both engines call :func:`choose_column` and :func:`describe_target` on the same
+statistics (``leanfit.schema.statistics``), so they cannot disagree on a rule. A
+column's storage is the smallest type holding every value exactly: the narrowest
+integer for integer-valued data, float32 where every value is written with few
+enough decimals, dictionary codes for text with at most ``CATEGORY_CAP`` levels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from leanfit.errors import ConfigError, InputError
+from leanfit.schema.columns import Column, Schema
+
+CATEGORY_CAP = 200_000
+LOW_CARDINALITY = 1_000
+FLOAT32_DIGITS = 6
+MAX_DECIMALS = 9
+
+
+def has_decimals(c: pl.Expr, decimals: int) -> pl.Expr:
+    """Whether a value is written exactly with ``decimals`` decimals.
+
+    Beyond 0 decimals the test allows 1e-9 of the last decimal (float64 rounding
+    of ``c * 10**decimals`` for |c| < 10**6 is below 3e-10), and requires the
+    scaled value to stay under 10**FLOAT32_DIGITS, the float32 condition.
+    """
+    if decimals == 0:
+        return (c.round() == c) | c.is_nan()
+    scaled = c * 10.0**decimals
+    nearest = scaled.round()
+    return ((scaled - nearest).abs() <= 1e-9) & ((nearest != 0) | (c == 0))
+
+
+def looks_low_cardinality(sample: pl.Series) -> bool:
+    present = sample.drop_nulls()
+    return present.len() < 1_000 or present.n_unique() <= 0.5 * present.len()
+
+
+def guess_decimals(sample: pl.Series) -> int | None:
+    """The fewest decimals that write every sampled value exactly, or None."""
+    values = sample.drop_nulls().drop_nans().to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for decimals in range(MAX_DECIMALS + 1):
+            scale = 10.0**decimals
+            if (np.round(values * scale) / scale == values).all():
+                return decimals
+    return None
+
+
+def choose_column(
+    name: str, dtype, stats: dict, plan: Any, counts: Any, rows: int, is_target: bool
+) -> Column:
+    """The Column of ``name`` from merged ``stats``, the inspect ``plan`` and the exact
+    category ``counts`` (anything with ``counts(name)``)."""
+    nulls = stats[f"{name}:nulls"]
+    col = Column(
+        name=name, kind="", storage="", read_as=str(dtype), count=rows - nulls, nulls=nulls
+    )
+    chooser = _choose_numeric
+    if name in plan.widened:
+        chooser = _choose_widened
+    elif dtype == pl.String:
+        chooser = _choose_text
+    elif dtype == pl.Boolean:
+        chooser = _choose_boolean
+    elif dtype.is_temporal():
+        chooser = _choose_temporal
+    chooser(col, dtype, stats, plan, counts)
+    if is_target:
+        col.kind, col.feature = "target", False
+    elif col.count == 0 or (col.min is not None and col.min == col.max and not nulls):
+        col.kind, col.feature = "constant", False
+    return col
+
+
+def _choose_numeric(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
+    name = col.name
+    col.min, col.max = stats[f"{name}:min"], stats[f"{name}:max"]
+    col.mean, col.std = stats[f"{name}:mean"], stats[f"{name}:std"]
+    col.distinct = stats.get(f"{name}:hll")
+    decimals = plan.decimals.get(name) if stats.get(f"{name}:exact") else None
+    exact_int = _finite(col.min, col.max) and max(abs(col.min), abs(col.max)) <= 2**53
+    integral = dtype.is_integer() or (decimals == 0 and exact_int)
+    if integral and col.count:
+        col.kind, col.storage = "integer", smallest_int(int(col.min), int(col.max))
+        if dtype.is_float():
+            col.note = "integer-valued floats: stored as integers (nulls kept)"
+        if col.distinct is not None and col.distinct >= 0.9 * col.count and col.count > 1_000:
+            col.kind, col.feature = "id", False
+        return
+    col.kind, col.storage = "float", "float64"
+    bound = max(abs(col.min or 0.0), abs(col.max or 0.0))
+    if (
+        decimals is not None
+        and _finite(col.min, col.max)
+        and bound * 10**decimals < 10**FLOAT32_DIGITS
+    ):
+        col.storage, col.decimals = "float32", decimals
+
+
+def _choose_widened(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
+    name = col.name
+    col.read_as = "String"
+    if stats[f"{name}:not_float"] == 0:
+        _choose_numeric(col, pl.Float64, stats, plan, counts)
+        col.kind, col.storage, col.decimals = "float", "float64", None
+        line = stats[f"{name}:first_not_int"] + 2
+        col.note = f"widened to float: line {line} holds the first non-integer value"
+    else:
+        _choose_text(col, dtype, stats, plan, counts)
+        line = stats[f"{name}:first_not_float"] + 2
+        col.note = f"widened to string: line {line} holds the first non-numeric value"
+
+
+def _choose_text(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
+    name = col.name
+    col.mean_bytes = stats[f"{name}:bytes"]
+    found = counts.counts(name) if name in plan.counted else None
+    if found is None:  # not counted, or past CATEGORY_CAP distinct values
+        col.distinct, col.storage = stats.get(f"{name}:text_hll", CATEGORY_CAP + 1), "string"
+        unique = col.distinct >= 0.95 * col.count
+        col.kind, col.feature = ("id", False) if unique else ("high_cardinality", True)
+        return
+    col.distinct, col.distinct_exact = len(found), True
+    col.kind = "categorical" if col.distinct <= LOW_CARDINALITY else "high_cardinality"
+    kept = found[:CATEGORY_CAP]
+    col.categories = [value for value, _ in kept]
+    col.category_counts = [count for _, count in kept]
+    if col.distinct > CATEGORY_CAP:
+        col.storage = "string"
+    else:
+        col.storage = f"dictionary<{smallest_int(0, max(col.distinct - 1, 0))}>"
+        col.min, col.max = min(col.categories, default=None), max(col.categories, default=None)
+
+
+def _choose_boolean(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
+    col.kind, col.storage, col.distinct, col.distinct_exact = "boolean", "bool", 2, True
+    if col.count:
+        col.mean = stats[f"{col.name}:true"] / col.count
+        col.min, col.max = col.mean == 1.0, col.mean > 0.0
+
+
+def _choose_temporal(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
+    col.kind = "datetime"
+    col.storage = "date32" if dtype == pl.Date else "timestamp[us]"
+    col.min, col.max = stats[f"{col.name}:min"], stats[f"{col.name}:max"]
+    col.distinct = stats[f"{col.name}:hll"]
+
+
+def describe_target(schema: Schema, counter: Any) -> None:
+    """Classes, class counts and warnings about the target (sorted labels, missing)."""
+    counts = counter.counts(schema.target)
+    if counts is None:
+        raise InputError(
+            f"target '{schema.target}' has more than {CATEGORY_CAP:,} distinct values; "
+            "a classifier needs a label column with few classes."
+        )
+    counts = sorted(counts)
+    schema.classes = [label for label, _ in counts]
+    schema.class_counts = [n for _, n in counts]
+    if len(counts) < 2:
+        raise InputError(
+            f"target '{schema.target}' has {len(counts)} class(es); a classifier needs at least 2."
+        )
+    labelled = sum(schema.class_counts)
+    expected = labelled * (1.0 - sum((n / labelled) ** 2 for n in schema.class_counts))
+    if labelled > 1_000 and counter.label_changes < 0.5 * expected:
+        schema.warnings.append(
+            f"labels look sorted or grouped: the target changes {counter.label_changes:,} times "
+            f"from one row to the next where a shuffled file would change about {expected:,.0f} "
+            "times. Shuffle the file, or train with several epochs (chunks are shuffled per epoch)."
+        )
+    missing = schema.column(schema.target).nulls
+    if missing:
+        schema.warnings.append(
+            f"{missing:,} rows have no '{schema.target}' value; they are skipped."
+        )
+
+
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+INT_TYPES = [
+    (t, lo, hi)
+    for t, lo, hi in [
+        ("uint8", 0, 2**8 - 1),
+        ("int8", -(2**7), 2**7 - 1),
+        ("uint16", 0, 2**16 - 1),
+        ("int16", -(2**15), 2**15 - 1),
+        ("uint32", 0, 2**32 - 1),
+        ("int32", -(2**31), 2**31 - 1),
+        ("uint64", 0, 2**64 - 1),
+        ("int64", -(2**63), 2**63 - 1),
+    ]
+]
+
+
+def smallest_int(lo: int, hi: int) -> str:
+    """The narrowest integer type holding ``lo..hi``; unsigned when it can be.
+
+    >>> smallest_int(0, 255), smallest_int(-1, 255), smallest_int(0, 70_000)
+    ('uint8', 'int16', 'uint32')
+    """
+    for name, tlo, thi in INT_TYPES:
+        if tlo <= lo and hi <= thi:
+            return name
+    raise ConfigError(f"integer range {lo}..{hi} does not fit in 64 bits")
+
+
+def storage_dtype(col: Column) -> pl.DataType:
+    """The Polars type that holds ``col`` in its chosen storage."""
+    if col.storage.startswith("dictionary"):
+        return pl.Enum(col.categories)
+    simple = {"bool": pl.Boolean, "date32": pl.Date, "timestamp[us]": pl.Datetime("us")}
+    simple |= {"float32": pl.Float32, "float64": pl.Float64, "string": pl.String}
+    if col.storage in simple:
+        return simple[col.storage]
+    return getattr(pl, col.storage.capitalize().replace("Uint", "UInt"))
+
+
+def storage_expr(col: Column, read: pl.DataType | None = None) -> pl.Expr:
+    """Cast the parsed column (of type ``read``, default the schema's ``read_as``) to its
+    storage type (strict: a misfit raises). Text holding dates (a Parquet or frame
+    column that a CSV parser would have read as dates) is parsed as dates."""
+    c = pl.col(col.name)
+    text_storage = col.storage == "string" or col.storage.startswith("dictionary")
+    as_text = read == pl.String if read is not None else col.read_as == "String"
+    if as_text and col.kind == "datetime":
+        dtype = storage_dtype(col)
+        return c.str.strip_chars().str.to_datetime().cast(dtype)
+    if as_text and not text_storage:
+        c = c.str.strip_chars().cast(pl.Float64)
+    return c.cast(storage_dtype(col))
+
+
+def check_target(schema: Schema, target: str | None) -> None:
+    """Refuse a schema without a target, or with another one than ``--target``."""
+    if target and schema.target != target:
+        if schema.target:
+            raise ConfigError(
+                f"--target {target} differs from the schema's target {schema.target}."
+            )
+        raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
+    if schema.target is None:
+        raise ConfigError("give --target: the label column to learn.")

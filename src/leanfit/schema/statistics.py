@@ -1,0 +1,299 @@
+"""The inspect pass's statistics, each an expression with a merge rule.
+
+A pass over one piece of the input (the whole input on the local engine, one
+partition on Dask) runs :func:`piece_stats`: one streaming Polars query whose
+statistics merge without loss: counts and sums add; min and max take the min and
+max; mean and population variance merge Chan-style from (count, mean, M2); exact
+category counts add (a column past ``CATEGORY_CAP`` levels stops being counted);
+the float32 exactness flag is AND-ed. :func:`build_schema` merges the pieces and
+applies the rules of :mod:`leanfit.schema.rules`, so both engines make the same
+Schema from the same statistics.
+
+Distinct counts of integer, date and uncounted text columns are estimates: on one
+piece Polars' ``approx_n_unique``; over many pieces, which that cannot merge, the
+HyperLogLog sketches of :mod:`leanfit.schema.sketches`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from leanfit.errors import InputError
+from leanfit.schema.columns import Schema
+from leanfit.schema.counting import ValueCounter
+from leanfit.schema.rules import (
+    CATEGORY_CAP,
+    choose_column,
+    describe_target,
+    guess_decimals,
+    has_decimals,
+    looks_low_cardinality,
+)
+from leanfit.schema.sketches import Sketches, hll_estimate
+
+ROW = "__leanfit_row__"
+
+
+@dataclass
+class InspectPlan:
+    """What every piece needs to know: parser types and the sample's decisions."""
+
+    types: dict
+    decimals: dict[str, int]
+    counted: list[str]
+    widened: list[str]
+    target: str | None
+
+    @property
+    def sketched(self) -> list[str]:
+        """Columns whose distinct count is estimated."""
+        return [
+            name
+            for name, dtype in self.types.items()
+            if name in self.widened
+            or dtype == pl.String
+            or dtype.is_temporal()
+            or dtype.is_integer()
+        ]
+
+
+def make_plan(
+    sample: pl.DataFrame, widened: list[str], target: str | None, source: str
+) -> InspectPlan:
+    """The choices made on the sample of ``source`` (the first input file): which text
+    columns to count exactly (those that look low-cardinality, and the target) and the
+    decimals of float columns."""
+    if target is not None and target not in sample.columns:
+        raise InputError(
+            f"{source}: target column '{target}' not found. Columns: {', '.join(sample.columns)}."
+        )
+    decimals, counted = {}, []
+    for name, dtype in sample.schema.items():
+        if name in widened:
+            counted.append(name)
+        elif dtype == pl.String:
+            if looks_low_cardinality(sample.get_column(name)) or name == target:
+                counted.append(name)
+        elif dtype.is_float():
+            found = guess_decimals(sample.get_column(name))
+            if found is not None:
+                decimals[name] = found
+    if target is not None and target not in counted:
+        counted.append(target)
+    return InspectPlan(dict(sample.schema), decimals, counted, list(widened), target)
+
+
+def piece_stats(lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool) -> dict:
+    """Statistics of one piece of the input, read from ``lf``.
+
+    With ``mergeable``, distinct counts are HyperLogLog registers (``sketches``) that
+    merge across pieces; without, Polars' own estimates inside ``stats``. A value that
+    does not fit its parser type raises :class:`~leanfit.errors.ColumnTypeError` (once
+    translated by the caller).
+    """
+    if plan.widened:
+        lf = lf.with_row_index(ROW)
+    counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP)
+    lf = counter.attach(lf)
+    sketches = Sketches(plan.sketched if mergeable else [])
+    if mergeable:
+        lf = sketches.attach(lf)
+    stats = lf.select(_exprs(plan, polars_distinct=not mergeable))
+    stats = stats.collect(engine="streaming").row(0, named=True)
+    counts = {}
+    for name in plan.counted:
+        found = counter.counts(name)
+        counts[name] = None if found is None else _as_frame(found, name, plan.types[name])
+    return {
+        "stats": stats,
+        "counts": counts,
+        "sketches": sketches.registers,
+        "label_changes": counter.label_changes,
+    }
+
+
+def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
+    exprs = [pl.len().alias("__rows__")]
+    for name, dtype in plan.types.items():
+        c = pl.col(name)
+        exprs.append(c.null_count().alias(f"{name}:nulls"))
+        if name in plan.widened:
+            exprs += _widened(name, c) + _text(name, c)
+        elif dtype == pl.String:
+            exprs += _text(name, c)
+            if polars_distinct and name not in plan.counted:
+                exprs.append(c.approx_n_unique().alias(f"{name}:text_hll"))
+        elif dtype.is_numeric():
+            exprs += _moments(name, c)
+            if name in plan.decimals:
+                exprs.append(has_decimals(c, plan.decimals[name]).all().alias(f"{name}:exact"))
+        elif dtype == pl.Boolean:
+            exprs.append(c.sum().alias(f"{name}:true"))
+        else:
+            exprs += [c.min().alias(f"{name}:min"), c.max().alias(f"{name}:max")]
+        if (
+            polars_distinct
+            and name not in plan.widened
+            and (dtype.is_integer() or dtype.is_temporal())
+        ):
+            exprs.append(c.approx_n_unique().alias(f"{name}:hll"))
+    return exprs
+
+
+def _moments(name: str, c: pl.Expr) -> list[pl.Expr]:
+    return [
+        c.count().alias(f"{name}:n"),
+        c.min().alias(f"{name}:min"),
+        c.max().alias(f"{name}:max"),
+        c.mean().alias(f"{name}:mean"),
+        c.var(ddof=0).alias(f"{name}:var"),
+    ]
+
+
+def _text(name: str, c: pl.Expr) -> list[pl.Expr]:
+    return [c.str.len_bytes().mean().alias(f"{name}:bytes")]
+
+
+def _widened(name: str, c: pl.Expr) -> list[pl.Expr]:
+    """Statistics of a numeric column read as text because of a late odd value."""
+    as_float = c.str.strip_chars().cast(pl.Float64, strict=False)
+    as_int = c.str.strip_chars().cast(pl.Int64, strict=False)
+    row = pl.col(ROW)
+    return [
+        *_moments(name, as_float),
+        (c.is_not_null() & as_float.is_null()).sum().alias(f"{name}:not_float"),
+        row.filter(c.is_not_null() & as_float.is_null()).min().alias(f"{name}:first_not_float"),
+        row.filter(c.is_not_null() & as_int.is_null()).min().alias(f"{name}:first_not_int"),
+    ]
+
+
+def _as_frame(pairs: list[tuple], name: str, dtype) -> pl.DataFrame:
+    values, counts = zip(*pairs) if pairs else ((), ())
+    return pl.DataFrame(
+        {name: list(values), "count": list(counts)}, schema={name: dtype, "count": pl.Int64}
+    )
+
+
+# --------------------------------------------------------------------------- merge
+
+
+class MergedCounts:
+    """The pieces' exact category counts, added up (nulls left out, by descending count)."""
+
+    def __init__(self, pieces: list[dict], names: list[str]):
+        self.label_changes = sum(p["label_changes"] for p in pieces)
+        self._counts: dict[str, list | None] = {}
+        for name in names:
+            frames = [p["counts"][name] for p in pieces]
+            if any(f is None for f in frames):
+                self._counts[name] = None
+                continue
+            merged = pl.concat(frames).group_by(name).agg(pl.col("count").sum())
+            if merged.height > CATEGORY_CAP:
+                self._counts[name] = None
+                continue
+            merged = merged.drop_nulls(name).sort(["count", name], descending=[True, False])
+            self._counts[name] = list(merged.iter_rows())
+
+    def counts(self, name: str) -> list[tuple] | None:
+        return self._counts[name]
+
+
+def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
+    """One ``stats`` dict over every piece, in input order."""
+    rows = [p["stats"]["__rows__"] for p in pieces]
+    offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int).tolist()
+    each = [p["stats"] for p in pieces]
+    out: dict = {"__rows__": int(sum(rows))}
+    for name, dtype in plan.types.items():
+        out[f"{name}:nulls"] = sum(s[f"{name}:nulls"] for s in each)
+        if f"{name}:n" in each[0]:
+            out |= _merge_moments(name, each)
+        elif f"{name}:min" in each[0]:
+            out[f"{name}:min"] = _extreme(each, f"{name}:min", "min")
+            out[f"{name}:max"] = _extreme(each, f"{name}:max", "max")
+        if f"{name}:exact" in each[0]:
+            out[f"{name}:exact"] = all(s[f"{name}:exact"] is not False for s in each)
+        if f"{name}:true" in each[0]:
+            out[f"{name}:true"] = sum(s[f"{name}:true"] or 0 for s in each)
+        if f"{name}:bytes" in each[0]:
+            weights = [r - s[f"{name}:nulls"] for r, s in zip(rows, each)]
+            total = sum(weights)
+            sums = sum(w * s[f"{name}:bytes"] for w, s in zip(weights, each) if w)
+            out[f"{name}:bytes"] = sums / total if total else None
+        if name in plan.widened:
+            out[f"{name}:not_float"] = sum(s[f"{name}:not_float"] for s in each)
+            for key in ("first_not_float", "first_not_int"):
+                found = [
+                    s[f"{name}:{key}"] + o
+                    for s, o in zip(each, offsets)
+                    if s[f"{name}:{key}"] is not None
+                ]
+                out[f"{name}:{key}"] = min(found) if found else None
+        out |= _distinct(name, dtype, pieces, plan)
+    return out
+
+
+def _distinct(name: str, dtype, pieces: list[dict], plan: InspectPlan) -> dict:
+    """The distinct-count estimate: Polars' own on one piece, else the merged sketches."""
+    key = f"{name}:{'text_hll' if name in plan.widened or dtype == pl.String else 'hll'}"
+    if len(pieces) == 1 and key in pieces[0]["stats"]:
+        return {key: pieces[0]["stats"][key]}
+    if name in plan.sketched and all(name in p["sketches"] for p in pieces):
+        return {key: hll_estimate(np.maximum.reduce([p["sketches"][name] for p in pieces]))}
+    return {}
+
+
+def _extreme(each: list[dict], key: str, which: str):
+    values = [s[key] for s in each if s[key] is not None]
+    if not values:
+        return None
+    return getattr(pl.Series(values), which)()
+
+
+def _merge_moments(name: str, each: list[dict]) -> dict:
+    """Chan et al.'s merge of (count, mean, M2): exact up to float rounding."""
+    n = [s[f"{name}:n"] for s in each]
+    total = sum(n)
+    out = {
+        f"{name}:min": _extreme(each, f"{name}:min", "min"),
+        f"{name}:max": _extreme(each, f"{name}:max", "max"),
+        f"{name}:mean": None,
+        f"{name}:std": None,
+    }
+    if not total:
+        return out
+    means = [float(s[f"{name}:mean"]) if k else 0.0 for s, k in zip(each, n)]
+    mean = math.fsum(k * m for k, m in zip(n, means)) / total
+    m2 = math.fsum(k * float(s[f"{name}:var"] or 0.0) for s, k in zip(each, n) if k)
+    m2 += math.fsum(k * (m - mean) ** 2 for k, m in zip(n, means) if k)
+    out[f"{name}:mean"] = mean
+    out[f"{name}:std"] = math.sqrt(max(m2, 0.0) / total)
+    return out
+
+
+def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> Schema:
+    """The Schema of the input from its pieces' statistics."""
+    stats = merge_stats(pieces, plan)
+    rows = stats["__rows__"]
+    if rows == 0:
+        raise InputError(f"{sources[0]}, line 2: the file has a header but no data rows.")
+    counter = MergedCounts(pieces, plan.counted)
+    columns = [
+        choose_column(name, dtype, stats, plan, counter, rows, name == plan.target)
+        for name, dtype in plan.types.items()
+    ]
+    schema = Schema(sources=list(sources), rows=rows, columns=columns, target=plan.target)
+    if plan.target is not None:
+        describe_target(schema, counter)
+    return schema
+
+
+def last_column_has_nulls(pieces: list[dict], plan: InspectPlan) -> bool:
+    """Whether the last column has nulls anywhere: a short row looks like that."""
+    last = list(plan.types)[-1]
+    return any(p["stats"][f"{last}:nulls"] for p in pieces)
