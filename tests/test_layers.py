@@ -195,3 +195,17 @@ def test_the_checks_can_fail(probe, monkeypatch):
     check = test_no_import_cycles if probe == "cycle" else test_imports_go_down_the_layers
     with pytest.raises(AssertionError):
         check()
+
+
+def test_importing_leanfit_loads_no_model_or_dataframe_library():
+    """inspect pays only for Polars and NumPy: the model libraries load on first use
+    (XGBoost and scikit-learn then without pandas and pyarrow, see models.registry)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, leanfit, leanfit.cli; from leanfit.schema import inspect; "
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'xgboost') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

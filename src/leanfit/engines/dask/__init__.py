@@ -13,7 +13,6 @@ what every step shares), :mod:`.inspect`, :mod:`.train`, :mod:`.boost`,
 from __future__ import annotations
 
 from leanfit.engines.dask.apply import evaluate, predict
-from leanfit.engines.dask.boost import fit_booster
 from leanfit.engines.dask.cluster import cluster, process_peak_rss
 from leanfit.engines.dask.inspect import inspect, inspect_on
 from leanfit.engines.dask.train import check_model, fit, layout
@@ -58,6 +57,8 @@ def train(
         with memory.stage("train"):
             where = layout(cl, data, schema, block)
             if opts.model == "xgboost":
+                from leanfit.engines.dask.boost import fit_booster  # XGBoost only when used
+
                 model, encoder, summary = fit_booster(cl, where, schema, opts, boost)
             else:
                 model, encoder, summary = fit(cl, where, schema, opts, progress)

@@ -32,7 +32,6 @@ from leanfit.engines.dask.cluster import Cluster, locate_on, merge_metrics, row_
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, parse_types, read_part
-from leanfit.models.logistic import block_squares, block_terms
 from leanfit.models.merge import average_models, merge_naive_bayes
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_for
@@ -100,6 +99,8 @@ def nb_part(blocks: list, job: Job):
 
 def terms_part(partitions: list[list], coef: np.ndarray, fit_intercept: bool):
     """Loss sum, gradient and weight sum of the train blocks of some partitions."""
+    from leanfit.models.logistic import block_terms  # scikit-learn only when used
+
     loss, grad, sw = 0.0, np.zeros_like(coef), 0.0
     for blocks in partitions:
         for X, y, w in blocks:
@@ -110,6 +111,8 @@ def terms_part(partitions: list[list], coef: np.ndarray, fit_intercept: bool):
 
 def squares_part(blocks: list, n_features: int) -> np.ndarray:
     """Column sums of squares and weight sum of a partition (see ``leanfit.models.logistic``)."""
+    from leanfit.models.logistic import block_squares
+
     return sum((block_squares(X, y, w) for X, y, w in blocks), np.zeros(n_features + 1))
 
 

@@ -20,7 +20,6 @@ from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
-from leanfit.engines.local.boost import train_booster
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.scan import iter_batches, scan
@@ -215,6 +214,9 @@ def train(
     schema = schema or inspect(data, target=target, memory=memory)
     check_target(schema, target)
     if opts.model == "xgboost":
+        # after import_library: XGBoost is then loaded without the dataframe libraries
+        from leanfit.engines.local.boost import train_booster
+
         return train_booster(data, schema, opts, boost, progress, memory, out, libraries)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
