@@ -169,9 +169,11 @@ class Encoder:
                 values += [c.cast(pl.Int32), c.dt.month(), c.dt.weekday()]
                 centre += [d["mean"], 6.5, 4.0]
                 scale += [d["std"], 3.45, 2.0]
-            values = [v.cast(pl.Float32) for v in values]
+            # standardised in float64, then stored as float32: a value beyond float32's
+            # range (1e308 in a float64 column) stays finite
+            values = [v.cast(pl.Float64) for v in values]
             dense = [
-                ((v - _f32(m)) / _f32(s)).fill_nan(0.0).fill_null(0.0)
+                ((v - m) / s).cast(pl.Float32).fill_nan(0.0).fill_null(0.0)
                 for v, m, s in zip(values, centre, scale, strict=True)
             ]
             flags = [
@@ -250,10 +252,10 @@ def _numeric_expr(schema: pl.Schema, name: str) -> pl.Expr:
     dtype = schema[name]
     c = pl.col(name)
     if dtype == pl.String:
-        c = c.str.strip_chars().cast(pl.Float32)
+        c = c.str.strip_chars().cast(pl.Float64)
     elif not (dtype.is_numeric() or dtype == pl.Boolean):
         raise SchemaMismatch(f"column '{name}' holds {dtype} values where numbers were expected.")
-    return c.cast(pl.Float32)
+    return c.cast(pl.Float64)
 
 
 def _date_expr(schema: pl.Schema, name: str) -> pl.Expr:
@@ -262,10 +264,6 @@ def _date_expr(schema: pl.Schema, name: str) -> pl.Expr:
     if dtype == pl.String:
         return c.str.strip_chars().str.to_date()
     return c.dt.date() if isinstance(dtype, pl.Datetime) else c.cast(pl.Date)
-
-
-def _f32(value: float) -> pl.Expr:
-    return pl.lit(value, dtype=pl.Float32)
 
 
 def _categorical(name: str, categories: list, kind: str, hash_width: int) -> dict:

@@ -22,6 +22,7 @@ from leanfit.errors import ConfigError, SchemaMismatch
 from leanfit.schema.columns import Schema
 
 KINDS = {"integer": "number", "float": "number", "boolean": "bool", "datetime": "date"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING = -1e30  # a missing number; finite (XGBoost refuses inf), below any real value
 
 
@@ -70,7 +71,8 @@ def _feature_expr(feature: Feature, dtype: pl.DataType, dense: bool) -> pl.Expr:
         c = c.dt.epoch("s").cast(pl.Float64) / 86_400.0
     elif dtype == pl.String:
         c = c.str.strip_chars()
-    c = c.cast(pl.Float32, strict=False)
+    # beyond float32's range a number keeps its order at the range's ends
+    c = c.cast(pl.Float64, strict=False).clip(-FLOAT32_MAX, FLOAT32_MAX).cast(pl.Float32)
     if not dense:
         return c.fill_null(float("nan"))
     fill = float(len(feature.categories or ())) if feature.kind == "category" else MISSING

@@ -16,6 +16,7 @@ import polars as pl
 
 from leanfit._env import START_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
+from leanfit.io.guard import Guard, lenient_types
 from leanfit.io.source import is_parquet
 from leanfit.io.translate import translated
 from leanfit.options import DEFAULT_BATCH_ROWS
@@ -34,6 +35,7 @@ def scan(
     *,
     types: Mapping[str, pl.DataType] | None = None,
     read_chunk: int = READ_CHUNK,
+    guard: Guard | None = None,
 ) -> pl.LazyFrame:
     """A lazy, streaming scan of ``paths``, to be collected right away.
 
@@ -42,6 +44,8 @@ def scan(
     read-ahead chunk in bytes: Polars holds a few per thread, so memory grows with
     it (measured here on 2 threads: 1 MiB about 60 MB of buffers, 8 MiB about 230 MB,
     Polars' default about 320 MB). A ``POLARS_CSV_CHUNK_SIZE`` set by the user wins.
+    With an active ``guard`` (``--bad-rows skip|quarantine``) bad CSV rows are left
+    out and recorded (:mod:`leanfit.io.guard`).
     """
     set_read_chunk(read_chunk)
     if is_parquet(paths[0]):
@@ -50,6 +54,8 @@ def scan(
         lf = pl.scan_parquet(paths)
         names = [n for n, t in lf.collect_schema().items() if isinstance(t, DICTIONARY_TYPES)]
         return lf.with_columns(pl.col(names).cast(pl.String)) if names else lf
+    if guard is not None and guard.active:
+        return guard.scan(paths, types or lenient_types(paths, overrides))
     if types is not None:
         return pl.scan_csv(paths, schema=dict(types), raise_if_empty=True)
     return pl.scan_csv(
@@ -72,7 +78,9 @@ def set_read_chunk(size: int) -> None:
 
 
 def read_sample(
-    paths: list[Path], overrides: Mapping[str, pl.DataType] | None = None
+    paths: list[Path],
+    overrides: Mapping[str, pl.DataType] | None = None,
+    guard: Guard | None = None,
 ) -> pl.DataFrame:
     """The first rows of the data; its schema is the inferred column types.
 
@@ -81,8 +89,8 @@ def read_sample(
     rows is slow).
     """
     with translated(paths):
-        if is_parquet(paths[0]) or paths[0].suffix == ".gz":
-            sample = scan(paths, overrides).head(INFER_ROWS).collect()
+        if is_parquet(paths[0]) or paths[0].suffix == ".gz" or (guard and guard.active):
+            sample = scan(paths, overrides, guard=guard).head(INFER_ROWS).collect()
         else:
             sample = pl.read_csv(
                 paths[0],

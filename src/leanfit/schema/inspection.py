@@ -15,18 +15,31 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.costs import INSPECT_BYTES, PARSER_BYTES
-from leanfit.errors import ColumnTypeError, MemoryBudgetExceeded
+from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.guard import Guard
 from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
 from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.schema.columns import Schema
-from leanfit.schema.statistics import build_schema, last_column_has_nulls, make_plan, piece_stats
+from leanfit.schema.statistics import (
+    ROW,
+    build_schema,
+    infinite_columns,
+    last_column_has_nulls,
+    make_plan,
+    piece_stats,
+)
 
 
-def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -> Schema:
+def inspect(
+    data, target: str | None = None, *, memory: Monitor | None = None, guard: Guard | None = None
+) -> Schema:
     """Run the streaming inspect pass over ``data`` and return its Schema.
+
+    With an active ``guard`` (``--bad-rows skip|quarantine``) bad rows are left out of
+    every statistic and recorded in it.
 
     Memory: Polars' streaming engine holds a few parse buffers per thread plus
     the exact category counts of low-cardinality text columns.
@@ -36,7 +49,7 @@ def inspect(data, target: str | None = None, *, memory: Monitor | None = None) -
     read_chunk = _read_chunk(memory)
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
-        return _inspect(paths, target, read_chunk)
+        return _inspect(paths, target, read_chunk, guard)
 
 
 def _read_chunk(memory: Monitor) -> int:
@@ -49,12 +62,12 @@ def _read_chunk(memory: Monitor) -> int:
         return READ_CHUNK
 
 
-def _inspect(paths: list[Path], target: str | None, read_chunk: int) -> Schema:
+def _inspect(paths: list[Path], target: str | None, read_chunk: int, guard: Guard | None) -> Schema:
     widened: list[str] = []
     while True:
-        sample = read_sample(paths, dict.fromkeys(widened, pl.String))
+        sample = read_sample(paths, dict.fromkeys(widened, pl.String), guard)
         plan = make_plan(sample, widened, target, str(paths[0]))
-        lf = scan(paths, types=sample.schema, read_chunk=read_chunk)
+        lf = scan(paths, types=sample.schema, read_chunk=read_chunk, guard=guard)
         try:
             with translated(paths):
                 piece = piece_stats(lf, plan, mergeable=False)
@@ -64,6 +77,24 @@ def _inspect(paths: list[Path], target: str | None, read_chunk: int) -> Schema:
             widened.append(error.column)
             continue
         break
-    if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
-        refuse_short_rows(paths)
+    if not (guard and guard.active):
+        if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
+            refuse_short_rows(paths)
+        refuse_infinite(paths, [piece], plan)
     return build_schema([str(p) for p in paths], [piece], plan)
+
+
+def refuse_infinite(paths: list[Path], pieces: list[dict], plan) -> None:
+    """``inf`` in a number column stops the run, naming the first such line (with
+    ``--bad-rows skip|quarantine`` its row is left out instead)."""
+    for name in infinite_columns(pieces, plan):
+        lf = scan(paths, types=plan.types).with_row_index(ROW)
+        value = pl.col(name)
+        if plan.types[name] == pl.String:  # a widened column
+            value = value.str.strip_chars().cast(pl.Float64, strict=False)
+        first = lf.filter(value.is_infinite()).select(pl.col(ROW).first()).collect()
+        line = int(first.item()) + 2
+        raise InputError(
+            f"{paths[0]}, line {line}, column '{name}': the value is not a finite number. "
+            "Fix that row, or give --bad-rows skip (or quarantine) to leave such rows out."
+        )

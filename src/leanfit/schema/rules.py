@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from leanfit.errors import ConfigError, InputError
+from leanfit.io.scan import scan
 from leanfit.schema.columns import Column, Schema
 
 CATEGORY_CAP = 200_000
@@ -224,6 +225,26 @@ def storage_dtype(col: Column) -> pl.DataType:
     if col.storage in simple:
         return simple[col.storage]
     return getattr(pl, col.storage.capitalize().replace("Uint", "UInt"))
+
+
+def read_types(schema: Schema) -> dict[str, pl.DataType]:
+    """The type each column is read as when rows are checked one by one (bad rows
+    skipped or quarantined): its storage type, with text for dictionary columns and
+    float64 for every float (checked finite)."""
+    types = {}
+    for col in schema.columns:
+        text = col.storage == "string" or col.storage.startswith("dictionary")
+        dtype = pl.String if text else storage_dtype(col)
+        types[col.name] = pl.Float64 if dtype.is_float() else dtype
+    return types
+
+
+def scan_with_schema(paths: list, schema: Schema, guard=None) -> pl.LazyFrame:
+    """A streaming scan of ``paths`` for the stages after inspect: the parser's types
+    from ``schema``, and with an active ``guard`` every row checked against them."""
+    if guard is not None and guard.active:
+        return scan(paths, types=read_types(schema), guard=guard)
+    return scan(paths, schema.read_overrides())
 
 
 def storage_expr(col: Column, read: pl.DataType | None = None) -> pl.Expr:

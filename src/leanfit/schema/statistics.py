@@ -120,6 +120,9 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
     exprs = [pl.len().alias("__rows__")]
     for name, dtype in plan.types.items():
         c = pl.col(name)
+        if dtype.is_float():  # NaN is a missing value; inf is counted (and refused)
+            exprs.append(c.is_infinite().sum().alias(f"{name}:infinite"))
+            c = c.fill_nan(None)
         exprs.append(c.null_count().alias(f"{name}:nulls"))
         if name in plan.widened:
             exprs += _widened(name, c) + _text(name, c)
@@ -160,13 +163,15 @@ def _text(name: str, c: pl.Expr) -> list[pl.Expr]:
 
 def _widened(name: str, c: pl.Expr) -> list[pl.Expr]:
     """Statistics of a numeric column read as text because of a late odd value."""
-    as_float = c.str.strip_chars().cast(pl.Float64, strict=False)
+    parsed = c.str.strip_chars().cast(pl.Float64, strict=False)
+    as_float = parsed.fill_nan(None)
     as_int = c.str.strip_chars().cast(pl.Int64, strict=False)
     row = pl.col(ROW)
     return [
+        parsed.is_infinite().sum().alias(f"{name}:infinite"),
         *_moments(name, as_float),
-        (c.is_not_null() & as_float.is_null()).sum().alias(f"{name}:not_float"),
-        row.filter(c.is_not_null() & as_float.is_null()).min().alias(f"{name}:first_not_float"),
+        (c.is_not_null() & parsed.is_null()).sum().alias(f"{name}:not_float"),
+        row.filter(c.is_not_null() & parsed.is_null()).min().alias(f"{name}:first_not_float"),
         row.filter(c.is_not_null() & as_int.is_null()).min().alias(f"{name}:first_not_int"),
     ]
 
@@ -291,6 +296,11 @@ def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> S
     if plan.target is not None:
         describe_target(schema, counter)
     return schema
+
+
+def infinite_columns(pieces: list[dict], plan: InspectPlan) -> list[str]:
+    """The number columns holding ``inf`` or ``-inf`` in any piece."""
+    return [name for name in plan.types if any(p["stats"].get(f"{name}:infinite") for p in pieces)]
 
 
 def last_column_has_nulls(pieces: list[dict], plan: InspectPlan) -> bool:
