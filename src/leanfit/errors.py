@@ -8,7 +8,8 @@
     │   └── SchemaMismatch                 data does not match the schema it is used with
     ├── ConfigError (ValueError)           a bad option or parameter value
     ├── BundleError (ValueError)           a model bundle that is corrupt or unsafe
-    └── MemoryBudgetExceeded (MemoryError) a memory limit that cannot be honoured
+    ├── MemoryBudgetExceeded (MemoryError) a memory limit that cannot be honoured
+    └── Interrupted                        SIGINT or SIGTERM, met at a safe point
 
 Every message says who complains, what is wrong, where (file, line, column) and,
 when known, what to do about it. Every error pickles (a Dask worker's error reaches
@@ -56,3 +57,15 @@ class MemoryBudgetExceeded(LeanfitError, MemoryError):
     """The memory limit is too small for the run, or was exceeded."""
 
     exit_code = 2
+
+
+class Interrupted(LeanfitError):
+    """The run received SIGINT or SIGTERM; exit code 128 + the signal's number."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(f"interrupted ({name}); nothing was written.")
+        self.signum, self.name = signum, name
+        self.exit_code = 128 + signum
+
+    def __reduce__(self):
+        return type(self), (self.signum, self.name)
