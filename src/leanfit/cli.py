@@ -39,14 +39,27 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
         type=click.Path(dir_okay=False),
         help="Write the RSS samples over time (CSV) to this file.",
     )
+    @click.option(
+        "--tmp-dir",
+        type=click.Path(file_okay=False),
+        help="Folder for temporary files (block caches, XGBoost pages); leanfit folders "
+        "there whose run is gone are removed. [default: the system temp dir]",
+    )
     @functools.wraps(fn)
-    def wrapper(as_json: bool, memory_limit: str | None, memory_trace: str | None, **kwargs):
+    def wrapper(
+        as_json: bool, memory_limit: str | None, memory_trace: str | None, tmp_dir, **kwargs
+    ):
+        from leanfit.io.outputs import command_scope
         from leanfit.memory import Monitor, default_limit, parse_limit
 
         start = time.perf_counter()
         try:
             limit = parse_limit(memory_limit) if memory_limit else default_limit()
-            with Monitor(limit) as monitor:
+            outputs, inputs, folder = _owned_paths(kwargs, memory_trace)
+            with (
+                command_scope(outputs, inputs, tmp_dir=tmp_dir, folder=folder),
+                Monitor(limit) as monitor,
+            ):
                 try:
                     summary, show = fn(memory=monitor, **kwargs)
                 finally:
@@ -66,6 +79,17 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             _show_memory(summary)
 
     return wrapper
+
+
+def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, str | None]:
+    """The command's outputs by option name, its inputs, and which output is a folder."""
+    ctx = click.get_current_context()
+    out = next((p for p in ctx.command.params if p.name == "out"), None)
+    label = "--out" if out is None else out.opts[0] if out.opts[0].startswith("-") else "OUT"
+    folder = label if ctx.info_name == "predict" and kwargs.get("engine") == "dask" else None
+    inputs = [kwargs.get(name) for name in ("data", "model", "schema_path")]
+    outputs = {label: kwargs.get("out"), "--memory-trace": memory_trace}
+    return outputs, [i for i in inputs if i], folder
 
 
 def _show_memory(summary: dict) -> None:

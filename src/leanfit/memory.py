@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
+from leanfit.io import interrupts
 from leanfit.io.outputs import atomic_path
 
 UNITS = {
@@ -173,7 +174,9 @@ class Monitor:
         return plan_rows(limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes)
 
     def check(self) -> None:
-        """Stop the run when the resident set has gone over the limit."""
+        """Stop the run when SIGINT or SIGTERM arrived (see leanfit.io.interrupts) or the
+        resident set has gone over the limit: the safe point before every chunk."""
+        interrupts.check()
         rss = current_rss()
         if rss > self.limit:
             raise MemoryBudgetExceeded(

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from leanfit.errors import ConfigError
-from leanfit.io.outputs import atomic_path, writer_for
+from leanfit.io.outputs import atomic_path, checks_output, writer_for
 
 CHUNK_ROWS = 100_000
 MODEL_SEED = 2026  # the hidden model behind the label: the same population for every seed
@@ -210,6 +210,7 @@ def generate_batches(
         yield _chunk(effects, seed, index, min(CHUNK_ROWS, rows - start), classes)
 
 
+@checks_output("out", label="OUT")
 def write_data(
     out: str | os.PathLike,
     *,

@@ -1,17 +1,17 @@
 """A compact on-disk cache of encoded blocks, so later passes never parse again.
 
 Each block is a few raw ``.npy`` files (float32 values, int32 indices or one-hot
-slots, class codes, weights) in a temporary folder removed when the cache is closed. Reading a
-block back memory-maps them: a page-cache read, not a CSV parse nor a copy. The
-folder is named after the process, and a cache whose process was killed outright
-(SIGKILL: no chance to clean up) is removed by the next cache made beside it.
+slots, class codes, weights) in a temporary folder removed when the cache is closed.
+Reading a block back memory-maps them: a page-cache read, not a CSV parse nor a copy.
+The folder is owned (:class:`~leanfit.io.tempfiles.OwnedDir`: locked by its process
+while it lives), so a cache whose process was killed outright (SIGKILL: no chance to
+clean up) is removed by the next run using the same temp root, and a live one never is.
+Appending or reading a block is a safe point for SIGINT and SIGTERM
+(:func:`leanfit.io.interrupts.check`), inside XGBoost's data callbacks too.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from leanfit.encode.onehot import OneHotBlock
-from leanfit.io.outputs import process_alive
+from leanfit.io import interrupts
+from leanfit.io.tempfiles import OwnedDir
 
 PREFIX = "leanfit-cache-"
 Block = tuple[np.ndarray | sp.csr_matrix | OneHotBlock, np.ndarray, np.ndarray | None]
@@ -29,15 +30,15 @@ class BlockCache:
     """Append blocks once; read them back in any order, one at a time."""
 
     def __init__(self, folder: str | Path | None = None):
-        parent = Path(folder or tempfile.gettempdir())
-        _remove_stale_caches(parent)
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
+        self._owned = OwnedDir(PREFIX, folder)
+        self.folder = self._owned.path
         self.count = 0
         self.rows = 0
         self.nbytes = 0
         self._names: list[tuple[str, ...]] = []
 
     def append(self, X, y: np.ndarray, weight: np.ndarray | None) -> None:
+        interrupts.check()
         arrays = {"y": y}
         if weight is not None:
             arrays["w"] = weight
@@ -57,6 +58,7 @@ class BlockCache:
 
     def blocks(self, order: np.ndarray | None = None) -> Iterator[Block]:
         for index in range(self.count) if order is None else order:
+            interrupts.check()
             a = {name: self._load(index, name) for name in self._names[index]}
             if "X" in a:
                 X = a["X"]
@@ -72,18 +74,10 @@ class BlockCache:
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._owned.remove()
 
     def __enter__(self) -> BlockCache:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _remove_stale_caches(parent: Path) -> None:
-    """Delete the caches of runs that were killed outright (their process is gone)."""
-    for stale in parent.glob(f"{PREFIX}*"):
-        pid = stale.name.removeprefix(PREFIX).split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from leanfit.engines.dask.cluster import absolute, cluster, locate_on, merge_metrics, tree_reduce
 from leanfit.errors import ConfigError, InputError
-from leanfit.io.outputs import PARQUET_ROW_GROUP
+from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
 from leanfit.io.partitions import Part, parse_types, read_part
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
@@ -67,6 +67,7 @@ def evaluate_part(part: Part, types: dict | None, model):
 # --------------------------------------------------------------------------- predict
 
 
+@checks_output("out", inputs=("model_path", "data"), folder=True)
 def predict(
     model_path,
     data,

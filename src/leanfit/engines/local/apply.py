@@ -11,12 +11,13 @@ import contextlib
 from pathlib import Path
 
 from leanfit.errors import InputError
-from leanfit.io.outputs import atomic_path, writer_for
+from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
 
 
+@checks_output("out", inputs=("model_path", "data"))
 def predict(
     model_path,
     data,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from leanfit.encode.trees import Feature, boost_features, xgb_names
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.scan import iter_batches, scan
 from leanfit.io.source import resolve_paths
+from leanfit.io.tempfiles import owned_tempdir
 from leanfit.memory import MAX_ROWS as MAX_PAGE_ROWS
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
@@ -256,7 +256,7 @@ def fit_booster(
         estimate = estimate_matrix_bytes(
             schema, features, bopts.max_bin, holdout=opts.holdout, external=True, batch_rows=rows
         )
-    with tempfile.TemporaryDirectory(prefix="leanfit-xgb-", ignore_cleanup_errors=True) as tmp:
+    with owned_tempdir("leanfit-xgb-") as tmp:
         iters = _iters(data, schema, opts, features, tmp, external, rows)
         booster = _boost(iters, len(schema.classes), opts.seed, bopts, external, progress)
         trained = booster.num_boosted_rounds()

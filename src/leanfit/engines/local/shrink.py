@@ -13,7 +13,7 @@ import polars as pl
 
 from leanfit.costs import INSPECT_BYTES, bytes_per_row
 from leanfit.errors import SchemaMismatch
-from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path
+from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
 from leanfit.io.scan import scan
 from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated
@@ -35,6 +35,7 @@ def typed_scan(data, schema: Schema) -> pl.LazyFrame:
     return lf.select([storage_expr(c, types[c.name]) for c in schema.columns])
 
 
+@checks_output("out", inputs=("data",), label="OUT")
 def shrink(
     data, out: str | os.PathLike, schema: Schema | None = None, *, memory: Monitor | None = None
 ) -> dict:

@@ -22,6 +22,7 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
+from leanfit.io.outputs import checks_output
 from leanfit.io.scan import iter_batches, scan
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
@@ -184,6 +185,7 @@ def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str]) -> di
     return metrics.result(class_names=class_names)
 
 
+@checks_output("out", inputs=("data",))
 def train(
     data,
     target: str | None = None,
