@@ -22,10 +22,10 @@ from leanfit import bundle
 from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
-from leanfit.errors import SchemaMismatch
+from leanfit.errors import BundleError, LeanfitError, SchemaMismatch
 from leanfit.io.scan import iter_batches, scan
 from leanfit.io.source import resolve_paths
-from leanfit.memory import Monitor
+from leanfit.memory import Monitor, current_rss
 from leanfit.metrics import StreamingMetrics
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_state, restore_model
@@ -83,11 +83,13 @@ class Model:
         self.predictor = predictor_for(estimator, encoder)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Model:
-        parts, arrays = bundle.load(path)
-        schema = Schema.from_json(_as_json(parts["schema"]))
-        encoder = Encoder.from_dict(parts["encoder"])
-        return cls(schema, encoder, restore_model(parts["model"], arrays), parts["meta"])
+    def load(cls, path: str | os.PathLike, memory: Monitor | None = None) -> Model:
+        """Read a bundle, every member checked (:mod:`leanfit.bundle`) within ``memory``'s
+        limit, and its model checked against its encoder and classes."""
+        budget = None if memory is None else bundle.Budget(memory.limit, current_rss())
+        parts, arrays = bundle.load(path, budget)
+        schema, encoder, estimator = _restore(path, parts, arrays)
+        return cls(schema, encoder, estimator, parts["meta"])
 
     def describe(self, path, data) -> dict:
         """The summary keys of applying this bundle (read from ``path``) to ``data``."""
@@ -157,9 +159,37 @@ class Model:
         return self.classes[self.predict_proba(data).argmax(axis=1)]
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Load a ``.leanfit`` bundle; it holds no pickle and runs no code."""
-    return Model.load(path)
+def load(path: str | os.PathLike, memory: Monitor | None = None) -> Model:
+    """Load a ``.leanfit`` bundle; it holds no pickle and runs no code. With ``memory``,
+    a bundle whose arrays would not fit its limit is refused before it is read."""
+    return Model.load(path, memory)
+
+
+def _restore(path, parts: dict, arrays: dict) -> tuple[Schema, Encoder, object]:
+    """Schema, encoder and model of a bundle's parts; BundleError naming the member
+    that does not hold what it should."""
+    member = "schema.json"
+    try:
+        schema = Schema.from_json(_as_json(parts["schema"]))
+        if len(schema.classes) < 2:
+            raise BundleError(f"has {len(schema.classes)} classes; a classifier has 2 or more.")
+        member = "encoder.json"
+        encoder = Encoder.from_dict(parts["encoder"])
+        n_features = encoder.n_features
+        member = "model.json"
+        estimator = restore_model(
+            parts["model"], arrays, n_features=n_features, n_classes=len(schema.classes)
+        )
+    except BundleError as exc:
+        text = str(exc)
+        named = text.startswith(("arrays/", "model.json:"))
+        raise BundleError(f"{path}: {text if named else f'{member}: {text}'}") from None
+    except (LeanfitError, TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+        raise BundleError(
+            f"{path}: {member}: does not describe a leanfit model ({type(exc).__name__}: "
+            f"{exc}); the bundle was edited: save it again with `leanfit train`."
+        ) from None
+    return schema, encoder, estimator
 
 
 def _as_json(raw: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import sys
 from collections.abc import Iterator
 
@@ -139,19 +140,162 @@ def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
     return settings, arrays
 
 
-def restore_model(settings: dict, arrays: dict[str, np.ndarray]):
-    """Rebuild a model saved by :func:`model_state`, from the fixed class list."""
+def restore_model(
+    settings: dict,
+    arrays: dict[str, np.ndarray],
+    *,
+    n_features: int | None = None,
+    n_classes: int | None = None,
+):
+    """Rebuild a model saved by :func:`model_state`, from the fixed class list.
+
+    With ``n_classes`` (the schema's) and ``n_features`` (the encoder's), the learned
+    shapes are checked against them and the model is tried on one row: a
+    BundleError naming the member otherwise.
+    """
     cls = _model_class(settings.get("class"))
     if hasattr(cls, "from_state"):
-        return cls.from_state(settings, arrays)
-    model = cls(**settings["params"])
-    for key, value in settings["scalars"].items():
-        setattr(model, key, value)
-    for key, count in settings["lists"].items():
-        setattr(model, key, [arrays.pop(f"{key}[{i}]") for i in range(count)])
-    for key, value in arrays.items():
-        setattr(model, key, value)
+        strange = sorted(set(arrays) - set(STATE_ARRAYS.get(cls.__name__, arrays)))
+        model = cls.from_state(settings, arrays)
+    else:
+        model = cls(**settings["params"])
+        for key, value in settings["scalars"].items():
+            setattr(model, key, value)
+        for key, count in settings["lists"].items():
+            setattr(model, key, [arrays.pop(f"{key}[{i}]") for i in range(count)])
+        strange = sorted(k for k in arrays if not LEARNED_NAME.fullmatch(k))
+        for key, value in arrays.items():
+            setattr(model, key, value)
+    if strange:
+        raise BundleError(f"arrays/{strange[0]}.npy: is not an array {cls.__name__} saves.")
+    if n_classes is not None:
+        _check_restored(model, n_features or 0, n_classes)
     return model
+
+
+LEARNED_NAME = re.compile(r"[a-z][a-z0-9_]*_")  # scikit-learn's fitted attributes
+STATE_ARRAYS = {"BoostedModel": ("booster",)}
+
+
+# The axes of learned arrays: "classes", "margins" (1 for two classes, else one per
+# class: linear models' rows) and "features" (the encoder's width).
+LEARNED_AXES = {
+    "coef_": ("margins", "features"),
+    "intercept_": ("margins",),
+    "classes_": ("classes",),
+    "theta_": ("classes", "features"),
+    "var_": ("classes", "features"),
+    "class_count_": ("classes",),
+    "class_prior_": ("classes",),
+    "feature_count_": ("classes", "features"),
+    "feature_log_prob_": ("classes", "features"),
+    "class_log_prior_": ("classes",),
+}
+REQUIRED = {
+    "SGDClassifier": ("coef_", "intercept_"),
+    "Perceptron": ("coef_", "intercept_"),
+    "ExactLogisticRegression": ("coef_", "intercept_"),
+    "GaussianNB": ("theta_", "var_", "class_prior_"),
+    "BernoulliNB": ("feature_log_prob_", "class_log_prior_"),
+    "MLPClassifier": ("coefs_", "intercepts_"),
+}
+
+
+def _check_restored(model, n_features: int, n_classes: int) -> None:
+    if hasattr(model, "booster"):
+        _check_booster(model, n_classes)
+        probe = np.zeros((1, len(model.features)), dtype=np.float32)
+        apply = model.proba
+    else:
+        _check_linear(model, n_features, n_classes)
+        probe, apply = np.zeros((1, n_features)), lambda X: scores(model, X)
+    try:
+        p = apply(probe)
+    except Exception as exc:  # whatever an edited setting breaks in the model's library
+        raise BundleError(
+            f"model.json: the restored {type(model).__name__} fails on one row "
+            f"({type(exc).__name__}: {exc}); the bundle was edited."
+        ) from None
+    if p.shape != (1, n_classes) or not np.isfinite(p).all():
+        raise BundleError(
+            f"model.json: the restored model gives {p.tolist()} for one row, not "
+            f"{n_classes} finite probabilities; the bundle was edited."
+        )
+
+
+def _check_linear(model, n_features: int, n_classes: int) -> None:
+    sizes = {"classes": n_classes, "margins": 1 if n_classes == 2 else n_classes}
+    sizes["features"] = n_features
+    for name in (*REQUIRED.get(type(model).__name__, ()), "classes_"):
+        if getattr(model, name, None) is None:
+            raise BundleError(f"arrays/{name}.npy: is missing; the model cannot predict.")
+    learned = [
+        (n, getattr(model, n), axes) for n, axes in LEARNED_AXES.items() if hasattr(model, n)
+    ]
+    if hasattr(model, "coefs_"):
+        learned += _layer_axes(model)
+    for name, value, axes in learned:
+        want = tuple(sizes.get(a, a) for a in axes)
+        shape = getattr(value, "shape", None)
+        if shape != want:
+            raise BundleError(
+                f"arrays/{name}.npy: shape {shape} where the encoder's {n_features} features "
+                f"and {n_classes} classes need {want}; the bundle was edited."
+            )
+    seen = getattr(model, "n_features_in_", n_features)
+    if seen != n_features:
+        raise BundleError(f"model.json: n_features_in_ {seen} is not the encoder's {n_features}.")
+
+
+def _layer_axes(model) -> list[tuple[str, object, tuple]]:
+    """``(name, array, wanted axes)`` of an MLP's layers: each one feeds the next."""
+    coefs, intercepts = list(model.coefs_), list(model.intercepts_)
+    if not coefs or len(coefs) != len(intercepts):
+        raise BundleError("model.json: the MLP's coefs_ and intercepts_ do not pair up.")
+    widths = [getattr(c, "shape", (0, 0))[1] for c in coefs[:-1]]
+    inputs, outputs = ["features", *widths], [*widths, "margins"]
+    learned = []
+    for i, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        learned.append((f"coefs_[{i}]", coef, (inputs[i], outputs[i])))
+        learned.append((f"intercepts_[{i}]", intercept, (outputs[i],)))
+    return learned
+
+
+def _check_booster(model, n_classes: int) -> None:
+    import json
+
+    booster = model.booster
+    if booster.num_features() != len(model.features):
+        raise BundleError(
+            f"arrays/booster.npy: the booster reads {booster.num_features()} features, "
+            f"model.json lists {len(model.features)}; the bundle was edited."
+        )
+    learner = json.loads(booster.save_config())["learner"]["learner_model_param"]
+    outputs = int(learner["num_class"]) or 2  # 0: one margin, two classes
+    if not outputs == model.n_classes == n_classes:
+        raise BundleError(
+            f"arrays/booster.npy: the booster has {outputs} classes, model.json "
+            f"{model.n_classes}, the schema {n_classes}; the bundle was edited."
+        )
+    for values in _booster_values(booster, learner):
+        if not np.isfinite(values).all():
+            raise BundleError(
+                "arrays/booster.npy: the trees hold NaN or infinite values; a trained "
+                "model's parameters are finite, so this one is broken: train it again."
+            )
+
+
+def _booster_values(booster, learner: dict) -> Iterator[np.ndarray]:
+    """The base score and every tree's split conditions and leaf weights, a slice of
+    rounds at a time (a whole large model as JSON would take far more memory)."""
+    import json
+
+    yield np.asarray(learner["base_score"].strip("[]").split(","), dtype=np.float64)
+    rounds = booster.num_boosted_rounds()
+    for start in range(0, rounds, 64):
+        raw = json.loads(bytes(booster[start : min(start + 64, rounds)].save_raw("json")))
+        for tree in raw["learner"]["gradient_booster"]["model"]["trees"]:
+            yield np.asarray(tree["base_weights"] + tree["split_conditions"], dtype=np.float64)
 
 
 def _jsonable(value) -> bool:

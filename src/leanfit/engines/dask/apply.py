@@ -32,7 +32,7 @@ def evaluate(
     block: int | None = None,
 ) -> dict:
     """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged."""
-    model = load(model_path)
+    model = load(model_path, memory)
     memory = memory or Monitor.unbounded()
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
@@ -89,7 +89,7 @@ def predict(
             f"--out {out}: --engine dask writes a Parquet dataset (a folder of part files); "
             "give a folder name such as preds/ or preds.parquet."
         )
-    model = load(model_path)
+    model = load(model_path, memory)
     if proba and not model.predictor.has_proba:
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
     memory = memory or Monitor.unbounded()

@@ -32,7 +32,7 @@ def predict(
 
     Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
     """
-    model = load(model_path)
+    model = load(model_path, memory)
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
     out = Path(out)
@@ -58,7 +58,7 @@ def predict(
 
 def evaluate(model_path, data, rows: int | None = None, memory: Monitor | None = None) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass."""
-    model = load(model_path)
+    model = load(model_path, memory)
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
     metrics = StreamingMetrics(len(model.classes))
