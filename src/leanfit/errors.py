@@ -62,10 +62,10 @@ class MemoryBudgetExceeded(LeanfitError, MemoryError):
 class Interrupted(LeanfitError):
     """The run received SIGINT or SIGTERM; exit code 128 + the signal's number."""
 
-    def __init__(self, signum: int, name: str):
-        super().__init__(f"interrupted ({name}); nothing was written.")
-        self.signum, self.name = signum, name
-        self.exit_code = 128 + signum
+    exit_code = 130
 
-    def __reduce__(self):
-        return type(self), (self.signum, self.name)
+    @classmethod
+    def by_signal(cls, signum: int, name: str) -> Interrupted:
+        error = cls(f"interrupted ({name}); nothing was written.")
+        error.exit_code = 128 + signum
+        return error

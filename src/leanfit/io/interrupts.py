@@ -52,7 +52,7 @@ def check() -> None:
     signum = _state.signum
     if signum is not None:
         _state.acknowledged = True
-        raise Interrupted(signum, signal.Signals(signum).name)
+        raise Interrupted.by_signal(signum, signal.Signals(signum).name)
 
 
 def on_exit(key: object, cleanup: Callable[[], None]) -> None:
@@ -131,7 +131,7 @@ def hard_exit(signum: int) -> None:
     for cleanup in list(_cleanups.values()):
         with contextlib.suppress(Exception):
             cleanup()
-    message = Interrupted(signum, signal.Signals(signum).name)
+    message = Interrupted.by_signal(signum, signal.Signals(signum).name)
     with contextlib.suppress(OSError):
         os.write(2, f"Error: {message}\n".encode())
     os._exit(message.exit_code)
