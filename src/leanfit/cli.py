@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
 from leanfit.errors import ConfigError, LeanfitError
+from leanfit.io.guard import POLICIES, Guard
 from leanfit.options import BoostOptions, Options, TrainOptions
 
 
@@ -65,9 +68,8 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
                 finally:
                     if memory_trace:
                         monitor.write_trace(memory_trace)
-        except LeanfitError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+        except Exception as exc:  # the one place errors are printed
+            _report_error(exc, kwargs, {"--memory-trace": memory_trace, "--tmp-dir": tmp_dir})
         summary = {"command": click.get_current_context().info_name, **summary}
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["memory"] = monitor.report()
@@ -92,6 +94,22 @@ def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, st
     return outputs, [i for i in inputs if i], folder
 
 
+def _report_error(exc: Exception, kwargs: dict, outputs: dict) -> None:
+    """Print ``exc`` as one ``Error:`` line and exit (leanfit.io.translate.as_leanfit_error
+    says how); with ``LEANFIT_DEBUG=1`` an error that is not leanfit's own is raised."""
+    from leanfit.io.translate import as_leanfit_error
+
+    if not isinstance(exc, LeanfitError) and os.environ.get("LEANFIT_DEBUG") == "1":
+        raise exc
+    for param in click.get_current_context().command.params:
+        if param.name in ("out", "quarantine"):  # named as the user gave them: --out or OUT
+            flag = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+            outputs[flag] = kwargs.get(param.name)
+    error = as_leanfit_error(exc, kwargs.get("data"), outputs)
+    click.echo(f"Error: {' '.join(str(error).splitlines())}", err=True)
+    sys.exit(error.exit_code)
+
+
 def _show_memory(summary: dict) -> None:
     m = summary["memory"]
     stages = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in m["peak_by_stage_bytes"].items())
@@ -101,7 +119,48 @@ def _show_memory(summary: dict) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OneLineError(click.ClickException):
+    """A usage error of click as one ``Error:`` line: exit 1 for a bad option value
+    (README: bad options), 2 for a usage mistake (an unknown option, a missing argument)."""
+
+    def __init__(self, error: click.ClickException):
+        bad_value = isinstance(error, click.BadParameter) and not isinstance(
+            error, click.MissingParameter
+        )
+        message = error.format_message()
+        ctx = getattr(error, "ctx", None)
+        if not bad_value and ctx is not None:
+            message += f" See '{ctx.command_path} --help'."
+        super().__init__(" ".join(message.splitlines()))
+        self.exit_code = 1 if bad_value else 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+class Commands(click.Group):
+    """The command group; click's usage errors become :class:`OneLineError`."""
+
+    def make_context(self, *args, **kwargs):
+        return _one_line_usage_errors(super().make_context, *args, **kwargs)
+
+    def invoke(self, ctx):
+        return _one_line_usage_errors(super().invoke, ctx)
+
+
+def _one_line_usage_errors(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except OneLineError:
+        raise
+    except click.ClickException as error:
+        raise OneLineError(error) from None
+
+
+@click.group(
+    cls=Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="leanfit")
 def main() -> None:
     """leanfit: classifiers on tabular data larger than memory.
@@ -113,7 +172,7 @@ def main() -> None:
     """
 
 
-DATA = click.argument("data", type=click.Path(exists=True, dir_okay=True))
+DATA = click.argument("data")  # resolved by leanfit.io.source: files, folders, globs
 
 
 def engine_options(fn: Callable) -> Callable:
@@ -132,6 +191,39 @@ def engine_options(fn: Callable) -> Callable:
         show_default=True,
         help="local: this process; dask: partitions on Dask workers (docs/cluster.md).",
     )(fn)
+
+
+def bad_row_options(fn: Callable) -> Callable:
+    """``--bad-rows`` and ``--quarantine``: the command gets a ``guard``
+    (:class:`~leanfit.io.guard.Guard`); the quarantine file is written when it is done."""
+
+    @click.option(
+        "--bad-rows",
+        type=click.Choice(POLICIES),
+        default="error",
+        show_default=True,
+        help="A row that cannot be parsed or holds a value its column cannot (ragged, not "
+        "UTF-8, text in a number column, inf): error stops at it, naming the line; skip "
+        "leaves it out; quarantine also writes it to --quarantine. Rows left out are counted.",
+    )
+    @click.option(
+        "--quarantine",
+        type=click.Path(dir_okay=False),
+        help="With --bad-rows quarantine: the file of bad rows (file, line, reason, then the "
+        "line as it was). [default: beside the output, else beside DATA: NAME.quarantine.csv]",
+    )
+    @functools.wraps(fn)
+    def wrapper(bad_rows: str, quarantine: str | None, **kwargs):
+        beside = kwargs.get("out") or kwargs["data"]
+        path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
+        guard = Guard(bad_rows, path)
+        if guard.active and kwargs.get("engine") == "dask":
+            raise ConfigError("--bad-rows skip or quarantine runs with --engine local for now.")
+        summary, show = fn(guard=guard, **kwargs)
+        written = guard.write()
+        return summary | ({"quarantine": written} if written else {}), show
+
+    return wrapper
 
 
 def _dask(engine: str, scheduler: str | None) -> bool:
@@ -188,7 +280,8 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write schema.json here.")
 @engine_options
 @command
-def inspect_(data, target, out, engine, scheduler, memory):
+@bad_row_options
+def inspect_(data, target, out, engine, scheduler, memory, guard):
     """Learn each column's kind, statistics and smallest exact storage type.
 
     DATA is a CSV, CSV.gz or Parquet file, a directory or a glob of them.
@@ -200,7 +293,7 @@ def inspect_(data, target, out, engine, scheduler, memory):
     from leanfit.report import inspect_summary, show_inspect
     from leanfit.schema import inspect
 
-    where = {}
+    where = {"guard": guard}
     if _dask(engine, scheduler):
         from leanfit.engines.dask import inspect
 
@@ -208,7 +301,8 @@ def inspect_(data, target, out, engine, scheduler, memory):
     schema = inspect(data, target=target, memory=memory, **where)
     if out:
         schema.to_json(out)
-    return inspect_summary(schema, out), functools.partial(show_inspect, schema)
+    summary = inspect_summary(schema, out, guard)
+    return summary, functools.partial(show_inspect, schema)
 
 
 @main.command("shrink")
@@ -217,11 +311,12 @@ def inspect_(data, target, out, engine, scheduler, memory):
 @click.option(
     "--schema",
     "schema_path",
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
 @command
-def shrink_(data, out, schema_path, memory):
+@bad_row_options
+def shrink_(data, out, schema_path, memory, guard):
     """Stream DATA into Parquet with the smallest exact types.
 
     \b
@@ -233,10 +328,10 @@ def shrink_(data, out, schema_path, memory):
     from leanfit.schema import Schema
 
     schema = Schema.from_json(schema_path) if schema_path else None
-    return shrink(data, out, schema, memory=memory), show_shrink
+    return shrink(data, out, schema, memory=memory, guard=guard), show_shrink
 
 
-MODEL = click.argument("model", type=click.Path(exists=True, dir_okay=False))
+MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle
 
 
 def table_options(group: type[Options]) -> Callable[[Callable], Callable]:
@@ -284,7 +379,7 @@ def _plain(value):
 @click.option(
     "--schema",
     "schema_path",
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
 @table_options(TrainOptions)
@@ -299,7 +394,8 @@ def _plain(value):
 @table_options(BoostOptions)
 @engine_options
 @command
-def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
+@bad_row_options
+def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **values):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
     \b
@@ -307,7 +403,7 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
       leanfit train data/train.csv --target label --model sgd --epochs 3 --out churn.leanfit
     """
     from leanfit.report import progress_printer, show_train
-    from leanfit.schema import Schema
+    from leanfit.schema.columns import Schema, check_training_columns
 
     options = _group_values(TrainOptions, values)
     boost = _group_values(BoostOptions, values)
@@ -315,7 +411,7 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
         from leanfit.models.registry import import_library
 
         import_library("xgboost")  # first, without the dataframe libraries (see there)
-    where = {}
+    where = {"guard": guard}
     if _dask(engine, scheduler):
         from leanfit.engines.dask import train
 
@@ -323,6 +419,7 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
     else:
         from leanfit.engines.local.train import train
     schema = Schema.from_json(schema_path) if schema_path else None
+    check_training_columns(data, target, options, schema)
     summary = train(
         data,
         target,
@@ -342,7 +439,8 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, **values):
 @DATA
 @engine_options
 @command
-def evaluate_(model, data, engine, scheduler, memory):
+@bad_row_options
+def evaluate_(model, data, engine, scheduler, memory, guard):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
 
     \b
@@ -356,7 +454,7 @@ def evaluate_(model, data, engine, scheduler, memory):
         from leanfit.engines.dask import evaluate as on_dask
 
         return on_dask(model, data, scheduler=scheduler, memory=memory), show_evaluate
-    return evaluate(model, data, memory=memory), show_evaluate
+    return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 
 @main.command("predict")
@@ -374,7 +472,8 @@ def evaluate_(model, data, engine, scheduler, memory):
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
 @engine_options
 @command
-def predict_(model, data, out, proba, keep, engine, scheduler, memory):
+@bad_row_options
+def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     """Stream predictions of MODEL for DATA into a file.
 
     \b
@@ -383,13 +482,15 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory):
     """
     from leanfit.engines.local.apply import predict
 
-    where = {}
+    where = {"guard": guard}
     if _dask(engine, scheduler):
         from leanfit.engines.dask import predict
 
         where = {"scheduler": scheduler}
     summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)
-    return summary, lambda s: click.echo(f"wrote {s['rows']:,} predictions to {s['output']}")
+    from leanfit.report import show_predict
+
+    return summary, show_predict
 
 
 if __name__ == "__main__":

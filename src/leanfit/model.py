@@ -23,7 +23,7 @@ from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, LeanfitError, SchemaMismatch
-from leanfit.io.scan import iter_batches, scan
+from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
 from leanfit.metrics import StreamingMetrics
@@ -31,6 +31,7 @@ from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_state, restore_model
 from leanfit.options import DEFAULT_BATCH_ROWS
 from leanfit.schema.columns import Schema
+from leanfit.schema.rules import scan_with_schema
 
 
 def _versions() -> dict:
@@ -116,9 +117,11 @@ class Model:
         fixed = PARSER_BYTES + model_bytes(self.encoder.n_features, len(self.classes), "")
         return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
 
-    def batches(self, data, rows: int = DEFAULT_BATCH_ROWS):
+    def batches(self, data, rows: int = DEFAULT_BATCH_ROWS, guard=None):
+        """Frames of about ``rows`` rows of ``data``, read with the schema's types (with
+        an active ``guard``, bad rows left out and recorded)."""
         paths = resolve_paths(data)
-        return iter_batches(scan(paths, self.schema.read_overrides()), paths, rows)
+        return iter_batches(scan_with_schema(paths, self.schema, guard), paths, rows)
 
     def frame_scores(self, frame: pl.DataFrame) -> np.ndarray:
         """Class probabilities for one parsed frame (columns matched by name)."""
@@ -140,12 +143,17 @@ class Model:
                 columns[f"proba_{label}"] = pa.array(p[:, i].astype(np.float32))
         return pa.table(columns)
 
-    def add_metrics(self, metrics: StreamingMetrics, frame: pl.DataFrame, where: str) -> None:
-        """Add the labelled rows of ``frame`` (from ``where``) to ``metrics``."""
+    def add_metrics(
+        self, metrics: StreamingMetrics, frame: pl.DataFrame, where: str, counts=None
+    ) -> None:
+        """Add the labelled rows of ``frame`` (from ``where``) to ``metrics``; ``counts``
+        (a RowCounts) counts the rows and those without a label."""
         target = self.schema.target
         if target not in frame.columns:
             raise SchemaMismatch(f"{where}: the target column '{target}' is missing.")
         y = label_codes(frame, self.schema)
+        if counts is not None:
+            counts.add_labels(y)
         labelled = y >= 0
         frame = frame.filter(pl.Series(labelled)) if not labelled.all() else frame
         if frame.height:

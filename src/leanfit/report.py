@@ -21,13 +21,14 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def inspect_summary(schema: Schema, out: str | None) -> dict:
+def inspect_summary(schema: Schema, out: str | None, guard=None) -> dict:
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
     return {
         "input": schema.sources,
         "output": out,
-        "rows": schema.rows,
+        "rows": schema.rows + (guard.count if guard is not None else 0),
+        "rows_bad": guard.count if guard is not None else 0,
         "columns": len(schema.columns),
         "features": len(schema.features),
         "target": schema.target,
@@ -35,7 +36,9 @@ def inspect_summary(schema: Schema, out: str | None) -> dict:
         "class_counts": schema.class_counts,
         "bytes_per_row_pandas_default": round(pandas_row, 2),
         "bytes_per_row_chosen": round(chosen_row, 2),
-        "warnings": schema.warnings + [f"{c.name}: {c.note}" for c in schema.columns if c.note],
+        "warnings": schema.warnings
+        + [f"{c.name}: {c.note}" for c in schema.columns if c.note]
+        + ([guard.warning()] if guard is not None and guard.count else []),
         "kinds": {c.name: c.kind for c in schema.columns},
         "storage": {c.name: c.storage for c in schema.columns},
     }
@@ -93,8 +96,9 @@ def show_inspect(schema: Schema, summary: dict) -> None:
 
 
 def show_shrink(s: dict) -> None:
+    show_accounting(s)
     console.print(
-        f"{s['rows']:,} rows: {s['input_bytes'] / 1e6:,.1f} MB on disk -> {s['output_bytes'] / 1e6:,.1f} MB "
+        f"{s['rows_written']:,} rows: {s['input_bytes'] / 1e6:,.1f} MB on disk -> {s['output_bytes'] / 1e6:,.1f} MB "
         f"Parquet ({s['output']}).\nIn memory: {s['memory_bytes_pandas_default'] / 1e6:,.1f} MB as pandas "
         f"loads it by default -> {s['memory_bytes_chosen'] / 1e6:,.1f} MB with the chosen types."
     )
@@ -154,6 +158,30 @@ def show_metrics(metrics: dict | None) -> None:
     )
 
 
+ACCOUNTED = (
+    ("rows_train", "trained on"),
+    ("rows_holdout", "held out"),
+    ("rows_predicted", "predicted"),
+    ("rows_written", "written"),
+    ("rows_unlabelled", "without a label"),
+    ("rows_bad", "bad"),
+)
+
+
+def show_accounting(s: dict) -> None:
+    """Where every input row went, and a warning for each row not used."""
+    if "rows" not in s:
+        return
+    parts = [f"{s[key]:,} {what}" for key, what in ACCOUNTED if s.get(key)]
+    if "metrics" in s and "rows_train" not in s and s["metrics"]:
+        parts.insert(0, f"{s['metrics']['n_rows']:,} scored")
+    console.print(f"rows read: {s['rows']:,}" + (f" = {' + '.join(parts)}" if parts else ""))
+    for warning in s.get("warnings", []):
+        console.print(f"[yellow]Warning:[/yellow] {warning}")
+    if s.get("quarantine"):
+        console.print(f"bad rows written to {s['quarantine']}")
+
+
 def show_train(s: dict) -> None:
     console.print(
         f"trained {s['model']} on {s['rows_train']:,} rows ({s['features']:,} features"
@@ -167,9 +195,16 @@ def show_train(s: dict) -> None:
     if s["dropped"]:
         console.print(f"not used as features: {', '.join(s['dropped'])}")
     show_metrics(s["metrics"])
+    show_accounting(s)
     if s.get("output"):
         console.print(f"model saved to {s['output']}")
 
 
 def show_evaluate(s: dict) -> None:
     show_metrics(s["metrics"])
+    show_accounting(s)
+
+
+def show_predict(s: dict) -> None:
+    console.print(f"wrote {s.get('rows_predicted', s['rows']):,} predictions to {s['output']}")
+    show_accounting(s)

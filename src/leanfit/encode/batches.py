@@ -11,6 +11,8 @@ partitions or the engine. Rows without a label are left out of both sides.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -64,6 +66,34 @@ def check_labels(y: np.ndarray, frame: pl.DataFrame, schema: Schema) -> None:
         f"target '{schema.target}' has labels {unseen} the model was not trained on "
         f"(classes: {schema.classes})."
     )
+
+
+@dataclass
+class RowCounts:
+    """The rows one pass read and those it could not learn from, for the summary's
+    row accounting: ``rows = rows_train + rows_holdout + rows_unlabelled + rows_bad``."""
+
+    read: int = 0
+    unlabelled: int = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Count a frame of :func:`encoded_columns` (its label codes)."""
+        self.add_labels(frame.get_column(LABEL).to_numpy())
+
+    def add_labels(self, y: np.ndarray) -> None:
+        self.read += len(y)
+        self.unlabelled += int((y == -1).sum())
+
+    def summary(self, guard=None, target: str = "the target") -> dict:
+        """``rows``, ``rows_unlabelled``, ``rows_bad`` and a warning for each row not used."""
+        bad = guard.count if guard is not None else 0
+        warnings = []
+        if self.unlabelled:
+            warnings.append(f"{self.unlabelled:,} rows have no {target} value: not used.")
+        if bad:
+            warnings.append(guard.warning())
+        counts = {"rows": self.read + bad, "rows_unlabelled": self.unlabelled, "rows_bad": bad}
+        return counts | ({"warnings": warnings} if warnings else {})
 
 
 def holdout_mask(keys: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -151,11 +181,14 @@ def tree_sides(
     features: list[Feature],
     opts: TrainOptions,
     weights: np.ndarray | None,
+    counts: RowCounts | None = None,
 ):
     """``(side, (X, y, w))`` for each side of the split with labelled rows, of a frame of
     :func:`tree_columns` (``X`` the float32 matrix of
     :func:`~leanfit.encode.trees.feature_matrix`, ``y`` float32 class codes)."""
     y = label_codes(frame, schema)
+    if counts is not None:
+        counts.add_labels(y)
     held = held_out(frame, start, opts)
     X = feature_matrix(frame, features)
     del frame  # only the float32 block lives on

@@ -39,6 +39,7 @@ from leanfit.io.translate import translated
 from leanfit.schema.columns import Schema
 
 NUMERIC_KINDS = ("integer", "float")
+F32_MAX = float(np.finfo(np.float32).max)
 DENSE_MAX_WIDTH_RATIO = 4
 DENSE_PART, CODES_PART = "__leanfit_dense", "__leanfit_codes"
 
@@ -169,11 +170,15 @@ class Encoder:
                 values += [c.cast(pl.Int32), c.dt.month(), c.dt.weekday()]
                 centre += [d["mean"], 6.5, 4.0]
                 scale += [d["std"], 3.45, 2.0]
-            # standardised in float64, then stored as float32: a value beyond float32's
-            # range (1e308 in a float64 column) stays finite
-            values = [v.cast(pl.Float64) for v in values]
+            # as float32 (clipped to its range: 1e308 stays finite), standardised in
+            # float64, stored as float32: a value gives the same feature from a CSV
+            # (float64) and from shrink's Parquet (float32)
+            values = [
+                v.cast(pl.Float64).clip(-F32_MAX, F32_MAX).cast(pl.Float32).cast(pl.Float64)
+                for v in values
+            ]
             dense = [
-                ((v - m) / s).cast(pl.Float32).fill_nan(0.0).fill_null(0.0)
+                ((v - m) / s).clip(-F32_MAX, F32_MAX).cast(pl.Float32).fill_nan(0.0).fill_null(0.0)
                 for v, m, s in zip(values, centre, scale, strict=True)
             ]
             flags = [

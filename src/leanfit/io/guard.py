@@ -1,24 +1,27 @@
 """Bad rows: found row by row while the data streams, then skipped or quarantined.
 
-With ``--bad-rows skip`` or ``quarantine`` a CSV file is scanned twice side by side
-in one streaming query: as raw lines (every line one text value) and as fields
-(every column as text, ragged lines truncated). A row is *bad* when its line cannot
-be parsed (a field count other than the header's, bytes that are not UTF-8, an empty
-line) or a value does not fit its column's type (text in a number column, a number
-out of the stored type's range, ``inf`` where numbers must be finite). Every other
-value is converted to its column's type; ``NaN`` counts as a missing value. Rows keep
-their line number, so the set of bad rows depends only on the file: not on chunk
-sizes, the memory limit or the engine.
+A row is *bad* when its line cannot be parsed (a field count other than the
+header's, bytes that are not UTF-8, an empty line) or a value does not fit its
+column's type (text in a number column, a number out of the type's range, ``inf``
+where numbers must be finite). ``NaN`` is a missing value, not a bad one.
 
-:class:`Guard` is the policy and the record of one command: every scan made under
-it filters bad rows out and records them (file, line, reason); :meth:`Guard.write`
-then writes the quarantine file: a CSV whose columns are ``file``, ``line`` and
+With ``--bad-rows skip`` or ``quarantine`` each CSV file is first *screened* for its
+column types: one streaming query reads it as raw lines and as text fields side by
+side and keeps only the suspect lines (a comma count other than the header's, bytes
+that are not UTF-8, a value that does not fit); those few are re-read as CSV in
+Python to say why. Every pass then reads the file with Polars' typed parser and
+leaves the bad lines out by number. The set of bad rows depends only on the file and
+the types: not on chunk sizes, the memory limit or the engine.
+
+:class:`Guard` is the policy and the record of one command; :meth:`Guard.write`
+writes the quarantine file: a CSV whose columns are ``file``, ``line`` and
 ``reason``, followed by the original line's bytes unchanged.
 """
 
 from __future__ import annotations
 
-import threading
+import csv
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +32,7 @@ from leanfit.errors import InputError
 
 TEXT = "__leanfit_text"
 LINE = "__leanfit_line"
-FILE = "__leanfit_file"
-BAD = "__leanfit_bad"
+RAW = "__leanfit_raw_"
 POLICIES = ("error", "skip", "quarantine")
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -42,7 +44,7 @@ class Guard:
     policy: str = "error"
     quarantine: Path | None = None
     found: dict[tuple[str, int], str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _screened: set = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -60,23 +62,52 @@ class Guard:
         return len(self.found)
 
     def scan(self, paths: list[Path], types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
-        """The good rows of CSV ``paths`` with columns ``types``; bad rows are recorded."""
-        frames = [_guarded_file(path, types) for path in paths]
-        lf = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-        lf = lf.map_batches(self._record, streamable=True, schema=lf.collect_schema())
-        return lf.filter(pl.col(BAD).is_null()).drop(TEXT, LINE, FILE, BAD)
+        """The good rows of CSV ``paths`` read with ``types``: each file is screened once
+        for these types (:meth:`screen`), then read by Polars' typed parser with its bad
+        lines left out by number."""
+        frames = []
+        for path in paths:
+            layout = self.screen(path, types)
+            bad = sorted(line for source, line in self.found if source == str(path))
+            lf = pl.scan_csv(
+                path,
+                schema=layout,
+                truncate_ragged_lines=True,
+                ignore_errors=True,
+                encoding="utf8-lossy",
+                raise_if_empty=False,
+            ).with_row_index(LINE, offset=2)
+            if bad:
+                lf = lf.filter(~pl.col(LINE).is_in(pl.Series(bad, dtype=pl.UInt32).implode()))
+            frames.append(lf.drop(LINE))
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
-    def _record(self, frame: pl.DataFrame) -> pl.DataFrame:
-        bad = frame.filter(pl.col(BAD).is_not_null()).select(FILE, LINE, BAD)
-        if bad.height:
-            with self._lock:
-                for source, line, reason in bad.iter_rows():
-                    self.found.setdefault((source, line), reason)
-        return frame
+    def screen(self, path: Path, types: Mapping[str, pl.DataType]) -> dict:
+        """Find the bad lines of ``path`` for ``types`` (once); its column layout."""
+        layout = {n: types.get(n, pl.String) for n in header_names(path)}
+        key = (str(path), tuple(layout.items()))
+        if key not in self._screened:
+            suspects = _suspects(path, layout).collect(engine="streaming")
+            for line, text in suspects.iter_rows():
+                why = line_reason(text.rstrip("\r"), layout)
+                if why is not None:
+                    self.found.setdefault((str(path), line), why)
+            self._screened.add(key)
+        return layout
 
-    def summary(self) -> dict:
-        """The row-accounting keys of the bad rows met."""
-        return {"rows_bad": self.count, "bad_rows": self.policy}
+    def vouch(self, paths: list[Path], types: Mapping[str, pl.DataType]) -> None:
+        """Count ``paths`` as screened for ``types``: every row already screened fits
+        them (a schema made from those rows)."""
+        for path in paths:
+            layout = {n: types.get(n, pl.String) for n in header_names(path)}
+            self._screened.add((str(path), tuple(layout.items())))
+
+    def warning(self) -> str:
+        """One sentence on the bad rows met (and where they went)."""
+        first = min(self.found)
+        where = f"first: {Path(first[0]).name}, line {first[1]}: {self.found[first]}"
+        went = f"written to {self.quarantine}" if self.policy == "quarantine" else "skipped"
+        return f"{self.count:,} bad rows {went} ({where})."
 
     def write(self) -> str | None:
         """Write the quarantine file (policy quarantine); its path, or None."""
@@ -92,6 +123,46 @@ class Guard:
                 reason = self.found[(source, line)].replace('"', '""')
                 out.write(f'{_csv_field(source)},{line},"{reason}",'.encode() + text + b"\n")
         return str(self.quarantine)
+
+
+def line_reason(text: str, layout: Mapping[str, pl.DataType]) -> str | None:
+    """Why the line ``text`` of a file with columns ``layout`` is a bad row, or None."""
+    if text == "":
+        return "empty line"
+    if "\ufffd" in text:
+        return "bytes that are not UTF-8"
+    fields = next(csv.reader([text]))
+    if len(fields) != len(layout):
+        return f"expected {len(layout)} fields, found {len(fields)}"
+    for (name, dtype), value in zip(layout.items(), fields, strict=True):
+        why = _field_reason(value.strip(), dtype)
+        if why:
+            return f"column '{name}': {why}"
+    return None
+
+
+def _field_reason(value: str, dtype: pl.DataType) -> str | None:
+    if not value or dtype == pl.String or isinstance(dtype, pl.Enum | pl.Categorical):
+        return None
+    shown = value[:40]
+    if dtype.is_numeric():
+        try:
+            number = float(value)
+        except ValueError:
+            return f"'{shown}' is not a number"
+        if math.isnan(number):
+            return None
+        if math.isinf(number) or (dtype == pl.Float32 and abs(number) > FLOAT32_MAX):
+            return f"{shown} is not a finite number of {dtype}"
+        fits = pl.lit(value).cast(dtype, strict=False)  # as the typed parser reads it
+        if dtype.is_integer() and pl.select(fits).item() is None:
+            return f"{shown} does not fit {dtype}"
+        return None
+    if dtype == pl.Boolean:
+        return None if value.lower() in ("true", "false") else f"'{shown}' is not true or false"
+    if dtype.is_temporal() and pl.select(_value(pl.lit(value), dtype)).item() is None:
+        return f"'{shown}' is not a date"
+    return None
 
 
 def _csv_field(text: str) -> str:
@@ -133,10 +204,11 @@ def header_names(path: Path) -> list[str]:
     return pl.read_csv(path, n_rows=0, encoding="utf8-lossy").columns
 
 
-def lenient_types(paths: list[Path], overrides: Mapping[str, pl.DataType] | None) -> dict:
-    """The column types of the first rows, bad lines ignored; integers as Float64 (a
-    late non-integer widens them, as in the strict pass) and dates left as text (the
-    sample recognises them)."""
+def lenient_sample(paths: list[Path], overrides: Mapping[str, pl.DataType] | None) -> pl.DataFrame:
+    """The first rows of the data read leniently: ragged lines truncated or filled, values
+    that do not parse as null, and a text column whose values are all but a few numbers
+    read as a number column. Types are chosen from it; a later value that does not fit
+    them is a bad row."""
     sample = pl.read_csv(
         paths[0],
         n_rows=10_000,
@@ -146,21 +218,38 @@ def lenient_types(paths: list[Path], overrides: Mapping[str, pl.DataType] | None
         ignore_errors=True,
         encoding="utf8-lossy",
     )
-    return {n: pl.Float64 if t.is_integer() else t for n, t in sample.schema.items()}
+    numbers = [
+        pl.col(n).str.strip_chars().cast(pl.Float64, strict=False)
+        for n, t in sample.schema.items()
+        if t == pl.String and n not in (overrides or {}) and _mostly_numbers(sample.get_column(n))
+    ]
+    return sample.with_columns(numbers)
 
 
-def _guarded_file(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
-    names = header_names(path)
-    # columns the types do not name are read as text; missing ones are left to the
-    # stage that needs them (it names what is missing)
-    types = {n: types.get(n, pl.String) for n in names}
-    text = {"encoding": "utf8-lossy", "raise_if_empty": False}
-    fields = pl.scan_csv(
-        path,
-        schema=dict.fromkeys(names, pl.String),
-        truncate_ragged_lines=True,
-        empty_string_is_null=True,
-        **text,
+def lenient_types(paths: list[Path], overrides: Mapping[str, pl.DataType] | None) -> dict:
+    """The column types of :func:`lenient_sample`."""
+    return dict(lenient_sample(paths, overrides).schema)
+
+
+def _mostly_numbers(column: pl.Series) -> bool:
+    """Whether all but a few of a text column's values (at most 1%) are numbers."""
+    present = column.drop_nulls()
+    numbers = present.str.strip_chars().cast(pl.Float64, strict=False).drop_nulls()
+    return numbers.len() > 0 and present.len() - numbers.len() <= 0.01 * present.len()
+
+
+def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """The line numbers and text of the lines of ``path`` that may be bad rows for
+    ``types`` (columns in header order). The file is read three ways side by side: as
+    raw lines, as text fields and by the typed parser (a value it cannot read becomes
+    null). A line is suspect when its comma count is not the header's (quotes may hide
+    commas), it holds bytes that are not UTF-8, or a value is present as text but null
+    or not finite as typed; the caller re-reads each suspect line as CSV to decide."""
+    names = list(types)
+    common = {"encoding": "utf8-lossy", "raise_if_empty": False, "truncate_ragged_lines": True}
+    typed = pl.scan_csv(path, schema=dict(types), ignore_errors=True, **common)
+    texts = pl.scan_csv(
+        path, infer_schema=False, with_column_names=lambda cols: [RAW + c for c in cols], **common
     )
     lines = pl.scan_csv(
         path,
@@ -170,42 +259,16 @@ def _guarded_file(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
         quote_char=None,
         schema={TEXT: pl.String},
         empty_string_is_null=False,
-        **text,
+        **common,
     )
-    lf = pl.concat([lines, fields], how="horizontal").with_row_index(LINE, offset=2)
-    raw = {name: pl.col(name) for name in types}
-    values = {name: _value(raw[name], dtype) for name, dtype in types.items()}
-    reasons = [_line_reason(len(names))] + [
-        _value_reason(name, raw[name], values[name], dtype) for name, dtype in types.items()
-    ]
-    return lf.select(
-        pl.col(TEXT),
-        pl.col(LINE).cast(pl.Int64),
-        pl.lit(str(path)).alias(FILE),
-        pl.coalesce(reasons).alias(BAD),
-        *[value.alias(name) for name, value in values.items()],
-    )
-
-
-def _field_count() -> pl.Expr:
-    """Fields of the raw line: separators outside quotes, plus one."""
+    lf = pl.concat([lines, texts, typed], how="horizontal").with_row_index(LINE, offset=2)
+    misfits = [_misfit(pl.col(RAW + name), pl.col(name), dtype) for name, dtype in types.items()]
     line = pl.col(TEXT)
-    quoted = line.str.count_matches(r'(?:^|,)(?:"(?:[^"]|"")*"|[^,"]*)')
-    plain = line.str.count_matches(",", literal=True) + 1
-    return pl.when(line.str.contains('"', literal=True)).then(quoted).otherwise(plain)
-
-
-def _line_reason(expected: int) -> pl.Expr:
-    line = pl.col(TEXT)
-    found = _field_count()
-    return (
-        pl.when(line == "")
-        .then(pl.lit("empty line"))
-        .when(line.str.contains("\ufffd", literal=True))
-        .then(pl.lit("bytes that are not UTF-8"))
-        .when(found != expected)
-        .then(pl.format(f"expected {expected} fields, found {{}}", found))
-    )
+    commas = line.str.count_matches(",", literal=True)
+    suspect = (commas != len(names) - 1) | line.str.contains("\ufffd", literal=True)
+    if misfits:
+        suspect = suspect | pl.any_horizontal(misfits)
+    return lf.filter(suspect).select(pl.col(LINE).cast(pl.Int64), line)
 
 
 def _number(raw: pl.Expr) -> pl.Expr:
@@ -232,30 +295,10 @@ def _value(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce(raw.str.strip_chars().cast(dtype, strict=False), integral)
 
 
-def _value_reason(name: str, raw: pl.Expr, value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Why the column's value makes its row bad, or null."""
-    present = raw.is_not_null() & (raw.str.strip_chars() != "")
-    shown = raw.str.slice(0, 40)
+def _misfit(raw: pl.Expr, typed: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Whether a value may not fit its column: present as text, but null (or, for
+    floats, not finite) as the typed parser read it."""
     if dtype == pl.String or isinstance(dtype, pl.Enum | pl.Categorical):
-        return pl.lit(None, pl.String)
-    if dtype.is_numeric():
-        number = _number(raw)
-        nan = raw.str.strip_chars().str.to_lowercase() == "nan"
-        misfit = present & number.is_null() & ~nan
-        why = pl.when(misfit).then(pl.format(f"column '{name}': '{{}}' is not a number", shown))
-        bound = FLOAT32_MAX if dtype == pl.Float32 else None
-        if dtype.is_float():
-            out = ~number.is_finite() if bound is None else ~(number.abs() <= bound)
-            why = why.when(present & number.is_not_null() & out).then(
-                pl.format(f"column '{name}': {{}} is not a finite number", shown)
-            )
-        else:
-            fits = present & value.is_null() & number.is_not_null()
-            why = why.when(fits).then(
-                pl.format(f"column '{name}': {{}} does not fit {dtype}", shown)
-            )
-        return why
-    kind = "a date" if dtype.is_temporal() else "true or false"
-    return pl.when(present & value.is_null()).then(
-        pl.format(f"column '{name}': '{{}}' is not {kind}", shown)
-    )
+        return pl.lit(False)
+    unread = raw.is_not_null() & typed.is_null()
+    return unread | typed.is_infinite() if dtype.is_float() else unread

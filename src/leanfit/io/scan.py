@@ -16,7 +16,7 @@ import polars as pl
 
 from leanfit._env import START_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
-from leanfit.io.guard import Guard, lenient_types
+from leanfit.io.guard import Guard, lenient_sample, lenient_types
 from leanfit.io.source import is_parquet
 from leanfit.io.translate import translated
 from leanfit.options import DEFAULT_BATCH_ROWS
@@ -89,8 +89,10 @@ def read_sample(
     rows is slow).
     """
     with translated(paths):
-        if is_parquet(paths[0]) or paths[0].suffix == ".gz" or (guard and guard.active):
-            sample = scan(paths, overrides, guard=guard).head(INFER_ROWS).collect()
+        if guard is not None and guard.active and not is_parquet(paths[0]):
+            sample = lenient_sample(paths, overrides)
+        elif is_parquet(paths[0]) or paths[0].suffix == ".gz":
+            sample = scan(paths, overrides).head(INFER_ROWS).collect()
         else:
             sample = pl.read_csv(
                 paths[0],

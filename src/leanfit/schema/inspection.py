@@ -23,6 +23,7 @@ from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.schema.columns import Schema
+from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
     ROW,
     build_schema,
@@ -81,7 +82,10 @@ def _inspect(paths: list[Path], target: str | None, read_chunk: int, guard: Guar
         if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
             refuse_short_rows(paths)
         refuse_infinite(paths, [piece], plan)
-    return build_schema([str(p) for p in paths], [piece], plan)
+    schema = build_schema([str(p) for p in paths], [piece], plan)
+    if guard is not None and guard.active:
+        guard.vouch(paths, read_types(schema))  # its types were chosen from these rows
+    return schema
 
 
 def refuse_infinite(paths: list[Path], pieces: list[dict], plan) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from leanfit.encode.batches import RowCounts
 from leanfit.errors import InputError
+from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
@@ -27,12 +29,15 @@ def predict(
     keep: tuple[str, ...] = (),
     rows: int | None = None,
     memory: Monitor | None = None,
+    guard: Guard | None = None,
 ) -> dict:
     """Stream predictions for ``data`` into ``out`` (CSV or Parquet by suffix).
 
+    With an active ``guard`` bad rows get no prediction and are counted (``rows_bad``).
     Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
     """
     model = load(model_path, memory)
+    model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
     out = Path(out)
@@ -42,7 +47,7 @@ def predict(
     written = 0
     with memory.stage("predict"), atomic_path(out) as tmp, contextlib.ExitStack() as stack:
         write = None
-        for frame in model.batches(data, rows):
+        for frame in model.batches(data, rows, guard):
             memory.check()
             table = model.prediction_table(frame, proba, keep)
             if write is None:
@@ -53,18 +58,34 @@ def predict(
             written += table.num_rows
         if write is None:
             raise InputError(f"{data}: no rows to predict.")
-    return {**model.describe(model_path, data), "output": str(out), "rows": written, "format": fmt}
+    bad = guard.count if guard is not None else 0
+    accounting = {"rows": written + bad, "rows_predicted": written, "rows_bad": bad}
+    warnings = {"warnings": [guard.warning()]} if bad else {}
+    return {**model.describe(model_path, data), "output": str(out), "format": fmt} | (
+        accounting | warnings
+    )
 
 
-def evaluate(model_path, data, rows: int | None = None, memory: Monitor | None = None) -> dict:
-    """Metrics of the bundle on labelled ``data``, in one streaming pass."""
+def evaluate(
+    model_path,
+    data,
+    rows: int | None = None,
+    memory: Monitor | None = None,
+    guard: Guard | None = None,
+) -> dict:
+    """Metrics of the bundle on labelled ``data``, in one streaming pass; rows without a
+    label (and, with an active ``guard``, bad rows) are counted, not scored."""
     model = load(model_path, memory)
+    model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
-    metrics = StreamingMetrics(len(model.classes))
+    metrics, counts = StreamingMetrics(len(model.classes)), RowCounts()
     with memory.stage("evaluate"):
-        for frame in model.batches(data, rows):
+        for frame in model.batches(data, rows, guard):
             memory.check()
-            model.add_metrics(metrics, frame, str(data))
+            model.add_metrics(metrics, frame, str(data), counts)
+    if not metrics.n_rows:
+        raise InputError(f"{data}: no labelled rows to evaluate.")
     result = metrics.result(class_names=[str(c) for c in model.classes])
-    return {**model.describe(model_path, data), "rows": result["n_rows"], "metrics": result}
+    accounting = counts.summary(guard, f"'{model.schema.target}'")
+    return {**model.describe(model_path, data), **accounting, "metrics": result}

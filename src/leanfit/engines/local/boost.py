@@ -20,11 +20,12 @@ import polars as pl
 import xgboost as xgb
 
 from leanfit.costs import PARSER_BYTES, estimate_matrix_bytes, tree_row_bytes
-from leanfit.encode.batches import class_weights, tree_columns, tree_sides
+from leanfit.encode.batches import RowCounts, class_weights, tree_columns, tree_sides
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
-from leanfit.io.scan import iter_batches, scan
+from leanfit.io.guard import Guard
+from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.io.tempfiles import owned_tempdir
 from leanfit.memory import MAX_ROWS as MAX_PAGE_ROWS
@@ -40,6 +41,7 @@ from leanfit.models.booster import (
 )
 from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.schema.columns import Schema
+from leanfit.schema.rules import scan_with_schema
 
 Progress = Callable[[dict], None]
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -68,6 +70,7 @@ class BatchIter(xgb.DataIter):
         blocks: BlockCache | None = None,
         sibling: BatchIter | None = None,
         rows: int | None = None,
+        guard: Guard | None = None,
     ) -> None:
         if which not in ("train", "holdout"):
             raise ConfigError(f"BatchIter: which must be 'train' or 'holdout'. Got {which!r}.")
@@ -78,6 +81,7 @@ class BatchIter(xgb.DataIter):
         self.types = ["c" if f.kind == "category" else "q" for f in self.features]
         self.names = xgb_names(self.features)
         self.batch_rows = rows or Plan().rows(opts)
+        self.guard, self.counts = guard, RowCounts()
         self.paths, self.lf = self._scan(data)
         self.rows: int | None = None
         self._seen, self._pass = 0, None
@@ -88,7 +92,7 @@ class BatchIter(xgb.DataIter):
 
     def _scan(self, data) -> tuple[list[Path], pl.LazyFrame]:
         paths = resolve_paths(data)
-        lf = scan(paths, self.schema.read_overrides())
+        lf = scan_with_schema(paths, self.schema, self.guard)
         split = [self.opts.split_by] if self.opts.split_by else []
         needed = [f.name for f in self.features] + [self.schema.target, *split]
         missing = [n for n in needed if n not in lf.collect_schema().names()]
@@ -123,12 +127,14 @@ class BatchIter(xgb.DataIter):
 
     def _parse(self, both: bool = False) -> Iterator[tuple[str, Batch]]:
         """``(side, batch)`` for this side, and with ``both`` for the other side too."""
-        opts, start = self.opts, 0
+        opts, start, self.counts = self.opts, 0, RowCounts()
         if self.which == "holdout" and not opts.holdout and not both:
             return
         for frame in iter_batches(self.lf, self.paths, self.batch_rows):
             height = frame.height
-            sides = tree_sides(frame, start, self.schema, self.features, opts, self.weights)
+            sides = tree_sides(
+                frame, start, self.schema, self.features, opts, self.weights, self.counts
+            )
             del frame
             start += height
             for side, batch in sides:
@@ -209,6 +215,7 @@ def fit_booster(
     progress: Progress | None = None,
     *,
     plan: Plan | None = None,
+    guard: Guard | None = None,
 ) -> tuple[BoostedModel, dict]:
     """Train boosted trees on ``data`` in streaming passes.
 
@@ -257,7 +264,7 @@ def fit_booster(
             schema, features, bopts.max_bin, holdout=opts.holdout, external=True, batch_rows=rows
         )
     with owned_tempdir("leanfit-xgb-") as tmp:
-        iters = _iters(data, schema, opts, features, tmp, external, rows)
+        iters = _iters(data, schema, opts, features, tmp, external, rows, guard)
         booster = _boost(iters, len(schema.classes), opts.seed, bopts, external, progress)
         trained = booster.num_boosted_rounds()
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
@@ -275,7 +282,8 @@ def fit_booster(
         notes=notes,
         metrics=metrics,
     )
-    return model, {"input": [str(p) for p in iters[0].paths]} | summary | {
+    counts = iters[0].counts.summary(guard, f"'{schema.target}'")
+    return model, {"input": [str(p) for p in iters[0].paths]} | summary | counts | {
         "plan": plan.as_dict(),
         "matrix": "ExtMemQuantileDMatrix" if external else "QuantileDMatrix",
         "matrix_estimate_bytes": estimate,
@@ -303,7 +311,15 @@ def plan_booster(schema: Schema, opts: TrainOptions, memory: Monitor, libraries:
 
 
 def train_booster(
-    data, schema: Schema, opts: TrainOptions, boost, progress, memory: Monitor, out, libraries: int
+    data,
+    schema: Schema,
+    opts: TrainOptions,
+    boost,
+    progress,
+    memory: Monitor,
+    out,
+    libraries: int,
+    guard: Guard | None = None,
 ) -> dict:
     """``leanfit train --model xgboost``: plan, train with the limit checked after every
     round, save."""
@@ -316,7 +332,7 @@ def train_booster(
 
     with memory.stage("train"):
         model, summary = fit_booster(
-            data, schema, opts, boost or BoostOptions(), checked, plan=plan
+            data, schema, opts, boost or BoostOptions(), checked, plan=plan, guard=guard
         )
     if out is not None:
         with memory.stage("save"):
@@ -325,7 +341,9 @@ def train_booster(
     return summary
 
 
-def _iters(data, schema, opts, features, tmp: str, external: bool, rows: int) -> list[BatchIter]:
+def _iters(
+    data, schema, opts, features, tmp: str, external: bool, rows: int, guard: Guard | None
+) -> list[BatchIter]:
     """The train iterator (and the holdout one, filled by the same parse), caching their
     blocks in ``tmp``; with ``external``, XGBoost's pages go there too."""
     sides = ["holdout", "train"] if opts.holdout else ["train"]
@@ -341,6 +359,7 @@ def _iters(data, schema, opts, features, tmp: str, external: bool, rows: int) ->
             blocks=BlockCache(tmp),
             sibling=iters[0] if iters else None,
             rows=rows,
+            guard=guard,
         )
         iters.append(it)
     return iters[::-1]

@@ -13,20 +13,22 @@ import polars as pl
 
 from leanfit.costs import INSPECT_BYTES, bytes_per_row
 from leanfit.errors import SchemaMismatch
+from leanfit.io.guard import Guard
 from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
-from leanfit.io.scan import scan
 from leanfit.io.source import resolve_paths
-from leanfit.io.translate import translated
+from leanfit.io.translate import translated, verified_parquet
 from leanfit.memory import Monitor
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
-from leanfit.schema.rules import storage_expr
+from leanfit.schema.rules import scan_with_schema, storage_expr
 
 
-def typed_scan(data, schema: Schema) -> pl.LazyFrame:
-    """A lazy scan of ``data`` whose columns are cast to the schema's storage."""
+def typed_scan(data, schema: Schema, guard: Guard | None = None) -> pl.LazyFrame:
+    """A lazy scan of ``data`` whose columns are cast to the schema's storage (with an
+    active ``guard``, bad rows left out and recorded)."""
     paths = resolve_paths(data)
-    lf = scan(paths, schema.read_overrides())
+    schema.check_data(paths, "shrink")
+    lf = scan_with_schema(paths, schema, guard)
     present = lf.collect_schema().names()
     missing = [c.name for c in schema.columns if c.name not in present]
     if missing:
@@ -37,25 +39,35 @@ def typed_scan(data, schema: Schema) -> pl.LazyFrame:
 
 @checks_output("out", inputs=("data",), label="OUT")
 def shrink(
-    data, out: str | os.PathLike, schema: Schema | None = None, *, memory: Monitor | None = None
+    data,
+    out: str | os.PathLike,
+    schema: Schema | None = None,
+    *,
+    memory: Monitor | None = None,
+    guard: Guard | None = None,
 ) -> dict:
     """Write ``data`` to Parquet at ``out`` with the smallest exact types; report sizes."""
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    schema = schema or inspect(paths, memory=memory)
+    schema = schema or inspect(paths, memory=memory, guard=guard)
     memory.plan(fixed=INSPECT_BYTES)
-    with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths):
-        typed_scan(paths, schema).sink_parquet(
+    with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths, out=tmp):
+        typed_scan(paths, schema, guard).sink_parquet(
             tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP
         )
+        verified_parquet(tmp)  # a full disk can leave a truncated file without an error
+    written = pl.scan_parquet(out).select(pl.len()).collect().item()
+    bad = guard.count if guard is not None else 0
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
     return {
         "input": [str(p) for p in paths],
         "output": str(out),
-        "rows": schema.rows,
+        "rows": written + bad,
+        "rows_written": written,
+        "rows_bad": bad,
         "input_bytes": sum(p.stat().st_size for p in paths),
         "output_bytes": Path(out).stat().st_size,
-        "memory_bytes_pandas_default": round(pandas_row * schema.rows),
-        "memory_bytes_chosen": round(chosen_row * schema.rows),
-    }
+        "memory_bytes_pandas_default": round(pandas_row * written),
+        "memory_bytes_chosen": round(chosen_row * written),
+    } | ({"warnings": [guard.warning()]} if bad else {})

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
-from leanfit.encode.batches import class_weights, encode_part, encoded_columns
+from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
+from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
-from leanfit.io.scan import iter_batches, scan
+from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
 from leanfit.model import save_bundle
@@ -31,7 +32,7 @@ from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
-from leanfit.schema.rules import check_target
+from leanfit.schema.rules import check_target, scan_with_schema
 from leanfit.summary import linear_summary
 
 Progress = Callable[[dict], None]
@@ -47,21 +48,27 @@ def encoded_blocks(
     *,
     one_hot: bool = False,
     rows: int | None = None,
+    guard: Guard | None = None,
+    counts: RowCounts | None = None,
 ) -> Iterator[tuple]:
     """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label
     (``X`` a :class:`~leanfit.encode.onehot.OneHotBlock` if ``one_hot``).
 
     Chunks are ``rows`` rows (default: ``opts.batch_rows``); when the resident set
     nears the memory limit, later chunks are cut in half (down to ``MIN_ROWS``).
+    ``counts`` (if given) counts the rows read and those without a label; with an
+    active ``guard``, bad rows are left out (and recorded there).
     """
     memory = memory or Monitor.unbounded()
     rows = rows or Plan().rows(opts)
+    counts = counts if counts is not None else RowCounts()
     paths = resolve_paths(data)
-    lf = scan(paths, schema.read_overrides())
+    lf = scan_with_schema(paths, schema, guard)
     lf = lf.select(encoded_columns(lf.collect_schema(), schema, encoder, opts))
     start = 0
     for batch in iter_batches(lf, paths, rows):
         memory.check()
+        counts.add(batch)
         if memory.pressure > SHRINK_AT and rows > MIN_ROWS:
             rows //= 2
         for offset in range(0, batch.height, rows):
@@ -80,11 +87,14 @@ class Trainer:
         progress: Progress | None = None,
         memory: Monitor | None = None,
         plan: Plan | None = None,
+        guard: Guard | None = None,
     ):
         opts.check()
         self.schema, self.opts, self.progress = schema, opts, progress or (lambda event: None)
         self.memory = memory or Monitor.unbounded()
         self.plan = plan or Plan()
+        self.guard = guard
+        self.counts = RowCounts()
         self.encoder = Encoder.from_options(schema, opts)
         self.model = model_for(opts, sparse=self.encoder.sparse)
         self.classes = np.arange(len(schema.classes))
@@ -110,6 +120,8 @@ class Trainer:
             self.memory,
             one_hot=True,
             rows=self.plan.rows(self.opts),
+            guard=self.guard,
+            counts=self.counts,
         )
         for X, y, train in blocks:
             if not train.all():
@@ -196,10 +208,12 @@ def train(
     progress: Progress | None = None,
     memory: Monitor | None = None,
     boost: BoostOptions | None = None,
+    guard: Guard | None = None,
 ) -> dict:
     """Train a model on ``data``; save the bundle to ``out``; return the summary.
 
-    ``boost`` holds the :class:`~leanfit.options.BoostOptions` of ``--model xgboost``.
+    ``boost`` holds the :class:`~leanfit.options.BoostOptions` of ``--model xgboost``;
+    ``guard`` how bad rows are treated (:class:`~leanfit.io.guard.Guard`).
 
     Memory: chunks of ``options.batch_rows`` rows, or as many as ``memory``'s limit
     allows after the libraries, the parser's buffers and the model are counted.
@@ -213,13 +227,13 @@ def train(
     import_library(opts.model)
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
-    schema = schema or inspect(data, target=target, memory=memory)
+    schema = schema or inspect(data, target=target, memory=memory, guard=guard)
     check_target(schema, target)
     if opts.model == "xgboost":
         # after import_library: XGBoost is then loaded without the dataframe libraries
         from leanfit.engines.local.boost import train_booster
 
-        return train_booster(data, schema, opts, boost, progress, memory, out, libraries)
+        return train_booster(data, schema, opts, boost, progress, memory, out, libraries, guard)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
     fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
@@ -227,7 +241,7 @@ def train(
     plan = Plan(batch_rows=opts.batch_rows)
     if opts.batch_rows is None:
         plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
-    trainer = Trainer(schema, opts, progress, memory, plan)
+    trainer = Trainer(schema, opts, progress, memory, plan, guard)
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
         with memory.stage("train"):
             trainer.fit(data, train_cache, holdout_cache)
@@ -253,6 +267,7 @@ def train(
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
     summary = {"input": [str(p) for p in resolve_paths(data)], **summary}
+    summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
             save_bundle(out, schema, trainer.encoder, trainer.model, summary)
