@@ -378,7 +378,7 @@ def test_an_object_array_is_refused_without_unpickling_it(sgd, tmp_path):
     assert marker.exists()
     marker.unlink()
     edited = rewrite(sgd, tmp_path / "obj.leanfit", {"arrays/coef_.npy": raw})
-    refused(edited, "arrays/coef_.npy", "object")
+    refused(edited, "arrays/coef_.npy", "dtype object holds Python objects")
     assert not marker.exists()
 
 
