@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -276,3 +277,30 @@ def test_dask_summaries_speak_the_local_vocabulary(small_csv, schemas, client, t
         local = train(small_csv, schema=schemas[0], options=opts, boost=BoostOptions(rounds=3))
         assert set(local) - {"cache_bytes", "matrix_estimate_bytes"} <= set(trained)
         assert evaluated["bundle"] == str(model) == trained["output"]
+
+
+def test_bad_rows_are_the_local_engines(tmp_path, client):
+    """--bad-rows on Dask: the same bad lines (the same quarantine file) and the same
+    model as the local engine, with the file cut into byte-range partitions."""
+    from leanfit.io.guard import Guard
+
+    data = tmp_path / "d.csv"
+    write_data(data, rows=12_000, seed=21)
+    header, *rows = data.read_bytes().rstrip(b"\n").split(b"\n")
+    for i in (10, 3_333, 7_000, 11_990):
+        rows[i] += b",extra"
+    rows[5_000] = b"abc," + rows[5_000].split(b",", 1)[1]
+    data.write_bytes(header + b"\n" + b"\n".join(rows) + b"\n")
+    guards = {e: Guard("quarantine", tmp_path / f"{e}.q.csv") for e in ("local", "dask")}
+    opts = TrainOptions(model="nb")
+    local = train(data, "label", options=opts, guard=guards["local"])
+    remote = dask_engine.train(
+        data, "label", options=opts, client=client, block=400_000, guard=guards["dask"]
+    )
+    files = [guards[e].write() for e in ("local", "dask")]
+    texts = [Path(f).read_bytes() for f in files]
+    assert texts[0] == texts[1] and texts[0].count(b"\n") == 6
+    assert remote["partitions"] >= 4 and remote["rows_bad"] == local["rows_bad"] == 5
+    for key in ("rows", "rows_train", "rows_holdout", "rows_unlabelled"):
+        assert remote[key] == local[key], key
+    assert remote["metrics"]["confusion_matrix"] == local["metrics"]["confusion_matrix"]

@@ -217,8 +217,6 @@ def bad_row_options(fn: Callable) -> Callable:
         beside = kwargs.get("out") or kwargs["data"]
         path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
         guard = Guard(bad_rows, path)
-        if guard.active and kwargs.get("engine") == "dask":
-            raise ConfigError("--bad-rows skip or quarantine runs with --engine local for now.")
         summary, show = fn(guard=guard, **kwargs)
         written = guard.write()
         return summary | ({"quarantine": written} if written else {}), show
@@ -297,7 +295,7 @@ def inspect_(data, target, out, engine, scheduler, memory, guard):
     if _dask(engine, scheduler):
         from leanfit.engines.dask import inspect
 
-        where = {"scheduler": scheduler}
+        where |= {"scheduler": scheduler}
     schema = inspect(data, target=target, memory=memory, **where)
     if out:
         schema.to_json(out)
@@ -415,7 +413,7 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
     if _dask(engine, scheduler):
         from leanfit.engines.dask import train
 
-        where = {"scheduler": scheduler}
+        where |= {"scheduler": scheduler}
     else:
         from leanfit.engines.local.train import train
     schema = Schema.from_json(schema_path) if schema_path else None
@@ -453,7 +451,7 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     if _dask(engine, scheduler):
         from leanfit.engines.dask import evaluate as on_dask
 
-        return on_dask(model, data, scheduler=scheduler, memory=memory), show_evaluate
+        return on_dask(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 
@@ -486,7 +484,7 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     if _dask(engine, scheduler):
         from leanfit.engines.dask import predict
 
-        where = {"scheduler": scheduler}
+        where |= {"scheduler": scheduler}
     summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)
     from leanfit.report import show_predict
 

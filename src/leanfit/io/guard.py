@@ -95,6 +95,11 @@ class Guard:
             self._screened.add(key)
         return layout
 
+    def screened(self, path, types: Mapping[str, pl.DataType]) -> bool:
+        """Whether ``path`` was screened (or vouched for) for ``types``."""
+        layout = {n: types.get(n, pl.String) for n in header_names(Path(path))}
+        return (str(path), tuple(layout.items())) in self._screened
+
     def vouch(self, paths: list[Path], types: Mapping[str, pl.DataType]) -> None:
         """Count ``paths`` as screened for ``types``: every row already screened fits
         them (a schema made from those rows)."""

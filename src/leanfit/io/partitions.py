@@ -28,6 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
+from leanfit.io.guard import LINE, TEXT
 from leanfit.io.scan import INFER_ROWS, as_temporal, read_sample, scan
 from leanfit.io.source import is_url, local_path, open_bytes, size
 from leanfit.io.translate import translated
@@ -44,6 +45,8 @@ class Part:
     path: str
     start: int = 0  # CSV: first byte; Parquet: first row group
     end: int | None = None  # CSV: byte after the range; Parquet: row group after; None: all
+    first_line: int | None = None  # with bad rows left out: the line number of its first row
+    skip: tuple[int, ...] = ()  # ... and the line numbers of its bad rows
 
     @property
     def parquet(self) -> bool:
@@ -131,14 +134,50 @@ def scan_part(part: Part, types: dict | None) -> pl.LazyFrame:
             end = pf.metadata.num_row_groups if part.end is None else part.end
             table = pf.read_row_groups(list(range(part.start, end)))
         return pl.from_arrow(table).lazy()
+    if part.first_line is not None:
+        return _guarded_rows(part, types)
     if part.end is None and (not is_url(part.path) or part.path.startswith("file://")):
         return scan([Path(local_path(part.path))], types=types)
+    return pl.scan_csv(io.BytesIO(_part_bytes(part)), schema=types, raise_if_empty=False)
+
+
+def _part_bytes(part: Part) -> bytes:
+    """The header line and the partition's lines."""
     if part.end is None:
         with open_bytes(part.path) as f:
-            raw = f.read()
-    else:
-        raw = _range_bytes(part.path, part.start, part.end)
-    return pl.scan_csv(io.BytesIO(raw), schema=types, raise_if_empty=False)
+            return f.read()
+    return _range_bytes(part.path, part.start, part.end)
+
+
+def _guarded_rows(part: Part, types: dict) -> pl.LazyFrame:
+    """The partition's rows read leniently by the typed parser, its bad lines
+    (``part.skip``, found by :class:`~leanfit.io.guard.Guard`) left out by number."""
+    lf = pl.scan_csv(
+        io.BytesIO(_part_bytes(part)),
+        schema=types,
+        truncate_ragged_lines=True,
+        ignore_errors=True,
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+    ).with_row_index(LINE, offset=part.first_line)
+    if part.skip:
+        lf = lf.filter(~pl.col(LINE).is_in(pl.Series(part.skip, dtype=pl.UInt32).implode()))
+    return lf.drop(LINE)
+
+
+def count_lines(part: Part) -> int:
+    """The data lines of a CSV partition, bad ones included (header left out)."""
+    lines = pl.scan_csv(
+        io.BytesIO(_part_bytes(part)),
+        has_header=False,
+        skip_lines=1,
+        separator="\x1f",
+        quote_char=None,
+        schema={TEXT: pl.String},
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+    )
+    return int(lines.select(pl.len()).collect().item())
 
 
 def read_part(part: Part, types: dict | None) -> pl.DataFrame:
@@ -149,6 +188,8 @@ def read_part(part: Part, types: dict | None) -> pl.DataFrame:
 
 def count_rows(part: Part, types: dict | None) -> int:
     """Rows in the partition (a cheap pass: no column is parsed)."""
+    if part.first_line is not None:
+        return count_lines(part) - len(part.skip)
     if part.parquet:
         import pyarrow.parquet as pq
 
@@ -174,10 +215,11 @@ def parse_types(paths: list[str], overrides: dict | None) -> dict | None:
     return dict(_url_head(paths[0], overrides).schema)
 
 
-def sample(paths: list[str], overrides: dict | None) -> pl.DataFrame:
-    """The local engine's inspect sample (first rows, dates recognised)."""
+def sample(paths: list[str], overrides: dict | None, guard=None) -> pl.DataFrame:
+    """The local engine's inspect sample (first rows, dates recognised; read leniently
+    under an active ``guard``)."""
     if not is_url(paths[0]) or paths[0].startswith("file://"):
-        return read_sample([Path(local_path(p)) for p in paths], overrides)
+        return read_sample([Path(local_path(p)) for p in paths], overrides, guard)
     frame = _url_head(paths[0], overrides)
     dates = [as_temporal(frame.get_column(n)) for n in frame.columns if n not in (overrides or {})]
     return frame.with_columns([d for d in dates if d is not None])

@@ -38,6 +38,7 @@ def train(
     boost: BoostOptions | None = None,
     progress=None,
     memory: Monitor | None = None,
+    guard=None,
 ) -> dict:
     """Train on the cluster; save the same bundle as :func:`leanfit.train`.
 
@@ -52,10 +53,10 @@ def train(
     with cluster(scheduler, memory, client=client) as cl:
         if schema is None:
             with memory.stage("inspect"):
-                schema = inspect_on(cl, data, target, block)
+                schema = inspect_on(cl, data, target, block, guard)
         check_target(schema, target)
         with memory.stage("train"):
-            where = layout(cl, data, schema, block)
+            where = layout(cl, data, schema, block, guard)
             if opts.model == "xgboost":
                 from leanfit.engines.dask.boost import fit_booster  # XGBoost only when used
 
@@ -63,6 +64,9 @@ def train(
             else:
                 model, encoder, summary = fit(cl, where, schema, opts, progress)
         summary = {"input": where.paths, **summary, "cluster": cl.report()}
+    bad = guard.count if guard is not None else 0
+    used = summary["rows_train"] + summary["rows_holdout"]
+    summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}
     if out is not None:
         with memory.stage("save"):
             save_bundle(out, schema, encoder, model, summary)

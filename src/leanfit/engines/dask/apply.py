@@ -12,10 +12,16 @@ import os
 import uuid
 from pathlib import Path
 
-from leanfit.engines.dask.cluster import absolute, cluster, locate_on, merge_metrics, tree_reduce
+from leanfit.engines.dask.cluster import (
+    absolute,
+    cluster,
+    merge_metrics,
+    partitions_for,
+    tree_reduce,
+)
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
-from leanfit.io.partitions import Part, parse_types, read_part
+from leanfit.io.partitions import Part, read_part
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
@@ -30,14 +36,14 @@ def evaluate(
     memory: Monitor | None = None,
     client=None,
     block: int | None = None,
+    guard=None,
 ) -> dict:
     """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged."""
     model = load(model_path, memory)
     memory = memory or Monitor.unbounded()
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
-        paths, parts = locate_on(cl, data, block)
-        types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
+        paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
         shared = c.scatter(model, broadcast=True)
         futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
         metrics = tree_reduce(c, futures, merge_metrics).result()
@@ -47,7 +53,8 @@ def evaluate(
     result = metrics.result(class_names=[str(k) for k in model.classes])
     return {
         **model.describe(model_path, paths),
-        "rows": result["n_rows"],
+        "rows": result["n_rows"] + (guard.count if guard is not None else 0),
+        "rows_bad": guard.count if guard is not None else 0,
         "metrics": result,
         "engine": "dask",
         "partitions": len(parts),
@@ -79,6 +86,7 @@ def predict(
     proba: bool = False,
     keep: tuple[str, ...] = (),
     memory: Monitor | None = None,
+    guard=None,
 ) -> dict:
     """Predictions as a Parquet dataset at ``out``: a folder of ``part-NNNNN.parquet``
     files, one per partition in input order, written by the workers into a temporary
@@ -96,8 +104,7 @@ def predict(
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     with memory.stage("predict"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
-        paths, parts = locate_on(cl, data, block)
-        types = c.submit(parse_types, paths, model.schema.read_overrides(), pure=False).result()
+        paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
         shared = c.scatter(model, broadcast=True)
         args = {"types": types, "model": shared, "folder": str(tmp), "proba": proba, "keep": keep}
         try:
@@ -112,7 +119,9 @@ def predict(
     return {
         **model.describe(model_path, paths),
         "output": str(out),
-        "rows": int(sum(rows)),
+        "rows": int(sum(rows)) + (guard.count if guard is not None else 0),
+        "rows_predicted": int(sum(rows)),
+        "rows_bad": guard.count if guard is not None else 0,
         "format": "parquet",
         "files": sum(1 for r in rows if r),
         "engine": "dask",

@@ -26,14 +26,24 @@ import copy
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
-from leanfit.io.partitions import Part, block_size, count_rows, plan_parts
+from leanfit.io.guard import Guard
+from leanfit.io.partitions import (
+    Part,
+    block_size,
+    count_lines,
+    count_rows,
+    parse_types,
+    plan_parts,
+)
 from leanfit.io.source import is_url, resolve, size
 from leanfit.memory import Monitor, peak_rss
+from leanfit.schema.rules import read_types
 
 MIN_WORKER_BYTES = 500_000_000
 
@@ -198,6 +208,48 @@ def merge_metrics(a, b):
     if a is None or b is None:
         return a if b is None else b
     return copy.deepcopy(a).merge(b)
+
+
+def partitions_for(cl: Cluster, data, schema, block: int | None, guard=None):
+    """``(paths, parts, types)`` of ``data`` read with ``schema``: the parser's types,
+    or with an active ``guard`` the schema's own, every partition knowing its bad rows."""
+    paths, parts = locate_on(cl, data, block)
+    if guard is not None and guard.active:
+        types = read_types(schema)
+        return paths, guard_parts(cl, paths, parts, types, guard), types
+    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False).result()
+    return paths, parts, types
+
+
+def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, guard) -> list[Part]:
+    """``parts`` with their bad rows found: each file screened by a worker (as
+    :meth:`~leanfit.io.guard.Guard.screen` does locally, so the bad lines are the local
+    engine's), recorded in ``guard``, and each partition given the line number of its
+    first row and the line numbers of its bad ones."""
+    if guard is None or not guard.active:
+        return parts
+    if any(is_url(p) and not p.startswith("file://") for p in paths):
+        raise ConfigError("--bad-rows skip or quarantine needs files every worker sees, not URLs.")
+    c = cl.client
+    todo = [p for p in paths if not guard.screened(p, types)]
+    for found in c.gather(c.map(screen_file, todo, types=types, pure=False)):
+        guard.found.update(found)
+    guard.vouch([Path(p) for p in todo], types)
+    lines = c.gather(c.map(count_lines, parts, pure=False))
+    out, first = [], {}
+    for part, count in zip(parts, lines, strict=True):
+        start = first.get(part.path, 2)
+        first[part.path] = start + count
+        skip = tuple(n for (p, n) in sorted(guard.found) if p == part.path and start <= n < start + count)
+        out.append(replace(part, first_line=start, skip=skip))
+    return out
+
+
+def screen_file(path: str, types: dict) -> dict:
+    """On a worker: the bad lines of one file for ``types`` (see leanfit.io.guard)."""
+    guard = Guard("skip")
+    guard.screen(Path(path), types)
+    return guard.found
 
 
 def row_offsets(cl: Cluster, parts: list[Part], types) -> tuple[list[int], int]:

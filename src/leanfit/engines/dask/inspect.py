@@ -14,14 +14,16 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.engines.dask.cluster import Cluster, cluster, locate_on
+from leanfit.engines.dask.cluster import Cluster, cluster, guard_parts, locate_on
 from leanfit.errors import ColumnTypeError
 from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.guard import Guard
 from leanfit.io.partitions import Part, sample, scan_part
 from leanfit.io.source import is_url
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.schema.columns import Schema
+from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
     InspectPlan,
     build_schema,
@@ -39,32 +41,42 @@ def inspect(
     memory: Monitor | None = None,
     client=None,
     block: int | None = None,
+    guard: Guard | None = None,
 ) -> Schema:
     """The inspect pass on the cluster: the same Schema as :func:`leanfit.schema.inspect`."""
     memory = memory or Monitor.unbounded()
     with memory.stage("inspect"), cluster(scheduler, memory, client=client) as cl:
-        return inspect_on(cl, data, target, block)
+        return inspect_on(cl, data, target, block, guard)
 
 
-def inspect_on(cl: Cluster, data, target: str | None, block: int | None = None) -> Schema:
+def inspect_on(
+    cl: Cluster, data, target: str | None, block: int | None = None, guard: Guard | None = None
+) -> Schema:
     c = cl.client
     paths, parts = locate_on(cl, data, block)
+    lenient = guard if guard is not None and guard.active else None
     widened: list[str] = []
     while True:
-        plan = c.submit(plan_on_worker, paths, widened, target, pure=False).result()
-        pieces = c.gather(c.map(partition_stats, parts, plan=plan, pure=False))
+        plan = c.submit(plan_on_worker, paths, widened, target, lenient, pure=False).result()
+        guarded = guard_parts(cl, paths, parts, plan.types, guard)
+        pieces = c.gather(c.map(partition_stats, guarded, plan=plan, pure=False))
         widen = sorted({p["widen"] for p in pieces if "widen" in p} - set(widened))
         if not widen:
             break
         widened += widen
-    if last_column_has_nulls(pieces, plan):
+    if lenient is None and last_column_has_nulls(pieces, plan):
         c.submit(_refuse_short_rows, paths, pure=False).result()
-    return build_schema(paths, pieces, plan)
+    schema = build_schema(paths, pieces, plan)
+    if lenient is not None:
+        guard.vouch([Path(p) for p in paths], read_types(schema))
+    return schema
 
 
-def plan_on_worker(paths: list[str], widened: list[str], target: str | None) -> InspectPlan:
+def plan_on_worker(
+    paths: list[str], widened: list[str], target: str | None, guard: Guard | None = None
+) -> InspectPlan:
     """Read the sample (on a worker) and make the local engine's plan."""
-    frame = sample(paths, dict.fromkeys(widened, pl.String))
+    frame = sample(paths, dict.fromkeys(widened, pl.String), guard)
     return make_plan(frame, widened, target, paths[0])
 
 

@@ -28,10 +28,16 @@ import numpy as np
 
 from leanfit.encode.batches import SIDES, class_weights, encode_part, encoded_columns
 from leanfit.encode.encoder import Encoder
-from leanfit.engines.dask.cluster import Cluster, locate_on, merge_metrics, row_offsets, tree_reduce
+from leanfit.engines.dask.cluster import (
+    Cluster,
+    merge_metrics,
+    partitions_for,
+    row_offsets,
+    tree_reduce,
+)
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
-from leanfit.io.partitions import Part, parse_types, read_part
+from leanfit.io.partitions import Part, read_part
 from leanfit.models.merge import average_models, merge_naive_bayes
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_for
@@ -164,10 +170,10 @@ class Layout:
     types: dict | None
 
 
-def layout(cl: Cluster, data, schema: Schema, block: int | None) -> Layout:
-    """Locate the partitions and count their rows (a cheap pass)."""
-    paths, parts = locate_on(cl, data, block)
-    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False).result()
+def layout(cl: Cluster, data, schema: Schema, block: int | None, guard=None) -> Layout:
+    """Locate the partitions and count their rows (a cheap pass); with an active
+    ``guard`` the rows are the good ones, read with the schema's types."""
+    paths, parts, types = partitions_for(cl, data, schema, block, guard)
     offsets, rows = row_offsets(cl, parts, types)
     return Layout(paths, parts, offsets, rows, types)
 
