@@ -308,13 +308,14 @@ def command_scope(
     tmp_dir: str | os.PathLike | None = None,
     folder: str | None = None,
 ) -> Iterator[None]:
-    """What one command owns while it runs: signals recorded (:mod:`.interrupts`), its
-    temp root (swept), and every output checked and claimed. ``outputs`` maps each
-    option's name (``--out``) to its path; ``folder`` names the one that is a folder."""
+    """What one command owns while it runs: its temp root (swept) and every output,
+    checked and claimed. ``outputs`` maps each option's name (``--out``) to its path;
+    ``folder`` names the one that is a folder. (The caller records signals around it:
+    :func:`leanfit.io.interrupts.interruptible`.)"""
     inputs = list(_flat(inputs))
     given = {label: Path(path) for label, path in outputs.items() if path is not None}
     _refuse_twice(given)
-    with interrupts.interruptible(), using_temp_root(tmp_dir), contextlib.ExitStack() as stack:
+    with using_temp_root(tmp_dir), contextlib.ExitStack() as stack:
         for label, path in given.items():
             stack.enter_context(claimed_output(path, inputs, label=label, folder=label == folder))
         yield
