@@ -52,9 +52,12 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
     def wrapper(
         as_json: bool, memory_limit: str | None, memory_trace: str | None, tmp_dir, **kwargs
     ):
+        from leanfit.io.interrupts import interruptible
         from leanfit.io.outputs import command_scope
         from leanfit.memory import Monitor, default_limit, parse_limit
 
+        # signals are recorded until the command's context closes, after its report
+        click.get_current_context().with_resource(interruptible())
         start = time.perf_counter()
         try:
             limit = parse_limit(memory_limit) if memory_limit else default_limit()
@@ -91,6 +94,7 @@ def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, st
     folder = label if ctx.info_name == "predict" and kwargs.get("engine") == "dask" else None
     inputs = [kwargs.get(name) for name in ("data", "model", "schema_path")]
     outputs = {label: kwargs.get("out"), "--memory-trace": memory_trace}
+    outputs["--quarantine"] = kwargs.get("quarantine")
     return outputs, [i for i in inputs if i], folder
 
 
