@@ -17,6 +17,7 @@ from leanfit.engines.dask.cluster import (
     cluster,
     merge_metrics,
     partitions_for,
+    row_offsets,
     tree_reduce,
 )
 from leanfit.errors import ConfigError, InputError
@@ -44,6 +45,7 @@ def evaluate(
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
         paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
+        _, read = row_offsets(cl, parts, types)
         shared = c.scatter(model, broadcast=True)
         futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
         metrics = tree_reduce(c, futures, merge_metrics).result()
@@ -53,7 +55,8 @@ def evaluate(
     result = metrics.result(class_names=[str(k) for k in model.classes])
     return {
         **model.describe(model_path, paths),
-        "rows": result["n_rows"] + (guard.count if guard is not None else 0),
+        "rows": read + (guard.count if guard is not None else 0),
+        "rows_unlabelled": read - result["n_rows"],
         "rows_bad": guard.count if guard is not None else 0,
         "metrics": result,
         "engine": "dask",
