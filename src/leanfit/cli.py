@@ -12,13 +12,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
-from leanfit.errors import ConfigError, LeanfitError
-from leanfit.io.guard import POLICIES, Guard
-from leanfit.options import BoostOptions, Options, TrainOptions
+from leanfit.errors import LeanfitError
+from leanfit.flags import (
+    bad_row_options,
+    engine_options,
+    group_values,
+    on_dask,
+    table_options,
+)
+from leanfit.options import BoostOptions, TrainOptions
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -179,62 +184,6 @@ def main() -> None:
 DATA = click.argument("data")  # resolved by leanfit.io.source: files, folders, globs
 
 
-def engine_options(fn: Callable) -> Callable:
-    """``--engine`` and ``--scheduler``: run on this machine, or on Dask distributed."""
-    fn = click.option(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=None,
-        help="With --engine dask: a running Dask scheduler (tcp://host:8786); the workers "
-        "read DATA themselves. [default: start a local cluster for this command]",
-    )(fn)
-    return click.option(
-        "--engine",
-        type=click.Choice(["local", "dask"]),
-        default="local",
-        show_default=True,
-        help="local: this process; dask: partitions on Dask workers (docs/cluster.md).",
-    )(fn)
-
-
-def bad_row_options(fn: Callable) -> Callable:
-    """``--bad-rows`` and ``--quarantine``: the command gets a ``guard``
-    (:class:`~leanfit.io.guard.Guard`); the quarantine file is written when it is done."""
-
-    @click.option(
-        "--bad-rows",
-        type=click.Choice(POLICIES),
-        default="error",
-        show_default=True,
-        help="A row that cannot be parsed or holds a value its column cannot (ragged, not "
-        "UTF-8, text in a number column, inf): error stops at it, naming the line; skip "
-        "leaves it out; quarantine also writes it to --quarantine. Rows left out are counted.",
-    )
-    @click.option(
-        "--quarantine",
-        type=click.Path(dir_okay=False),
-        help="With --bad-rows quarantine: the file of bad rows (file, line, reason, then the "
-        "line as it was). [default: beside the output, else beside DATA: NAME.quarantine.csv]",
-    )
-    @functools.wraps(fn)
-    def wrapper(bad_rows: str, quarantine: str | None, **kwargs):
-        beside = kwargs.get("out") or kwargs["data"]
-        path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
-        guard = Guard(bad_rows, path)
-        summary, show = fn(guard=guard, **kwargs)
-        written = guard.write()
-        return summary | ({"quarantine": written} if written else {}), show
-
-    return wrapper
-
-
-def _dask(engine: str, scheduler: str | None) -> bool:
-    """Whether to run on Dask; --scheduler without --engine dask is a mistake."""
-    if scheduler and engine != "dask":
-        raise ConfigError("--scheduler needs --engine dask.")
-    return engine == "dask"
-
-
 @main.command("make-data")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--rows", type=click.IntRange(min=1), required=True, help="Number of rows.")
@@ -296,7 +245,7 @@ def inspect_(data, target, out, engine, scheduler, memory, guard):
     from leanfit.schema import inspect
 
     where = {"guard": guard}
-    if _dask(engine, scheduler):
+    if on_dask(engine, scheduler):
         from leanfit.engines.dask import inspect
 
         where |= {"scheduler": scheduler}
@@ -336,45 +285,6 @@ def shrink_(data, out, schema_path, memory, guard):
 MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle
 
 
-def table_options(group: type[Options]) -> Callable[[Callable], Callable]:
-    """The click options of an option group (leanfit.options), in declaration order."""
-
-    def decorate(fn: Callable) -> Callable:
-        for name, default, annotation, spec in reversed(group.table()):
-            names = [spec.flag_for(name), *([spec.short] if spec.short else []), name]
-            fn = click.option(*names, **_click_kind(default, str(annotation), spec))(fn)
-        return fn
-
-    return decorate
-
-
-def _click_kind(default, annotation: str, spec) -> dict:
-    """click's ``type``, ``default`` and help for one option of the table."""
-    kind: dict = {"default": default, "help": spec.help, "show_default": default is not None}
-    if annotation == "bool":
-        return kind | {"is_flag": True, "show_default": False}
-    if spec.multiple:
-        return kind | {"multiple": True, "show_default": False}
-    number = int if annotation.startswith("int") else float
-    if spec.choices is not None:
-        kind["type"] = click.Choice([str(c) for c in spec.choices])
-    elif spec.low is not None or spec.high is not None:
-        ranged = click.IntRange if number is int else click.FloatRange
-        kind["type"] = ranged(spec.low, spec.high, min_open=spec.low_open, max_open=spec.high_open)
-    elif annotation.startswith(("int", "float")):
-        kind["type"] = number
-    return kind
-
-
-def _group_values(group: type[Options], values: dict) -> Options:
-    """The option group made of its fields in ``values`` (removed from it)."""
-    return group(**{name: _plain(values.pop(name)) for name, *_ in group.table()})
-
-
-def _plain(value):
-    return tuple(value) if isinstance(value, list | tuple) else value
-
-
 @main.command("train")
 @DATA
 @click.option("--target", "-t", help="The label column (required unless --schema has one).")
@@ -407,14 +317,14 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
     from leanfit.report import progress_printer, show_train
     from leanfit.schema.columns import Schema, check_training_columns
 
-    options = _group_values(TrainOptions, values)
-    boost = _group_values(BoostOptions, values)
+    options = group_values(TrainOptions, values)
+    boost = group_values(BoostOptions, values)
     if options.model == "xgboost":
         from leanfit.models.registry import import_library
 
         import_library("xgboost")  # first, without the dataframe libraries (see there)
     where = {"guard": guard}
-    if _dask(engine, scheduler):
+    if on_dask(engine, scheduler):
         from leanfit.engines.dask import train
 
         where |= {"scheduler": scheduler}
@@ -452,10 +362,10 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import evaluate
     from leanfit.report import show_evaluate
 
-    if _dask(engine, scheduler):
-        from leanfit.engines.dask import evaluate as on_dask
+    if on_dask(engine, scheduler):
+        from leanfit.engines.dask import evaluate as dask_evaluate
 
-        return on_dask(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
+        return dask_evaluate(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 
@@ -485,7 +395,7 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import predict
 
     where = {"guard": guard}
-    if _dask(engine, scheduler):
+    if on_dask(engine, scheduler):
         from leanfit.engines.dask import predict
 
         where |= {"scheduler": scheduler}
