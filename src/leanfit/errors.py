@@ -25,6 +25,10 @@ class LeanfitError(Exception):
 
     exit_code = 1
 
+    def __reduce__(self):
+        # explicit, so that the built-in bases (MemoryError's own __new__) never decide
+        return type(self), self.args, self.__dict__ or None
+
 
 class InputError(LeanfitError, ValueError):
     """The input data is missing, empty, malformed or inconsistent."""
