@@ -22,7 +22,7 @@ from leanfit import bundle
 from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
-from leanfit.errors import BundleError, LeanfitError, SchemaMismatch
+from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
@@ -99,6 +99,46 @@ class Model:
         inputs = inputs or [str(p) for p in resolve_paths(items)]
         return {"input": inputs, "bundle": str(path), "model": self.meta["training"]["model"]}
 
+    def coefficients(self) -> pl.DataFrame:
+        """The linear model's coefficients by encoded feature (``Encoder.feature_names``),
+        the intercept last as ``(intercept)``: one ``coefficient`` column for two classes,
+        else one column per class. ConfigError for a model kind that is not linear."""
+        coef, intercept = self._linear_terms()
+        names = [*self.encoder.feature_names, "(intercept)"]
+        values = np.vstack([coef.T, intercept[None, :]])
+        labels = ["coefficient"] if values.shape[1] == 1 else [str(c) for c in self.classes]
+        columns = {label: values[:, i] for i, label in enumerate(labels)}
+        return pl.DataFrame({"feature": names, **columns})
+
+    def feature_importances(self) -> pl.DataFrame:
+        """Importance by input column, largest first: XGBoost's average split gain for boosted
+        trees, the absolute coefficients summed by column for linear models."""
+        booster = getattr(self.estimator, "booster", None)
+        if booster is not None:
+            from leanfit.encode.trees import xgb_names
+
+            gains = booster.get_score(importance_type="gain")
+            names = self.estimator.feature_names
+            values = [float(gains.get(x, 0.0)) for x in xgb_names(self.estimator.features)]
+        else:
+            coef, _ = self._linear_terms()
+            per_feature = np.abs(coef).sum(axis=0)
+            owners = np.asarray(feature_columns(self.encoder))
+            names = self.encoder.input_columns
+            values = [float(per_feature[owners == name].sum()) for name in names]
+        table = pl.DataFrame({"column": names, "importance": values}, strict=False)
+        return table.sort("importance", descending=True, maintain_order=True)
+
+    def _linear_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        coef = getattr(self.estimator, "coef_", None)
+        if coef is None:
+            kind = self.meta["training"]["model"]
+            raise ConfigError(
+                f"model {kind!r} has no coefficients: only linear models (sgd, hinge, "
+                "passive-aggressive, perceptron, logistic) do; use feature_importances()."
+            )
+        return np.atleast_2d(coef), np.atleast_1d(self.estimator.intercept_)
+
     @property
     def metrics(self) -> dict | None:
         return self.meta["training"].get("metrics")
@@ -171,6 +211,15 @@ def load(path: str | os.PathLike, memory: Monitor | None = None) -> Model:
     """Load a ``.leanfit`` bundle; it holds no pickle and runs no code. With ``memory``,
     a bundle whose arrays would not fit its limit is refused before it is read."""
     return Model.load(path, memory)
+
+
+def feature_columns(encoder: Encoder) -> list[str]:
+    """The input column of each encoded feature, in ``encoder.feature_names`` order."""
+    owners = [n["name"] for n in encoder.numeric]
+    owners += [d["name"] for d in encoder.dates for _ in range(3)]
+    owners += [n["name"] for n in encoder.numeric if n["indicator"]]
+    owners += [c["name"] for c in encoder.categorical for _ in range(c["width"])]
+    return owners
 
 
 def _restore(path, parts: dict, arrays: dict) -> tuple[Schema, Encoder, object]:
