@@ -372,6 +372,36 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             )
         return True
 
+    def _learned(self, name: str) -> Any:
+        value = getattr(getattr(self, "model_", None) and self.model_.estimator, name, None)
+        if value is None:
+            raise AttributeError(f"{name} is not available for model={self._model_name()!r} (fitted?).")
+        return value
+
+    @property
+    def coef_(self) -> NDArray[np.float64]:
+        """Linear models: coefficients by encoded feature (``get_feature_names_out``)."""
+        return self._learned("coef_")
+
+    @property
+    def intercept_(self) -> NDArray[np.float64]:
+        """Linear models: the intercept (one per class for three or more classes)."""
+        return self._learned("intercept_")
+
+    @property
+    def feature_importances_(self) -> NDArray[np.float64]:
+        """Boosted trees: XGBoost's average split gain by input column, summing to 1."""
+        self._learned("booster")
+        gains = dict(self.model_.feature_importances().iter_rows())
+        values = np.asarray([gains.get(name, 0.0) for name in self._columns()])
+        return values / values.sum() if values.sum() else values
+
+    def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
+        """The model's input features after encoding (boosted trees: the columns)."""
+        check_is_fitted(self)
+        booster_names = getattr(self.model_.estimator, "feature_names", None)
+        return np.asarray(booster_names or self.model_.encoder.feature_names, dtype=object)
+
     @available_if(_check_proba)
     def predict_proba(self, X: PredictInput) -> NDArray[np.float64]:
         """Class probabilities, one column per class in ``classes_`` order.
