@@ -405,5 +405,22 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     return summary, show_predict
 
 
+@main.command("export")
+@MODEL
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="The file.")
+@command
+def export_(model, fmt, out, memory):
+    """Write MODEL as one ONNX graph: the raw columns in, class probabilities out.
+
+    \b
+    Example:
+      leanfit export churn.leanfit --format onnx --out churn.onnx
+    """
+    from leanfit.export import export, show_export
+
+    return export(model, out, fmt=fmt, memory=memory), show_export
+
+
 if __name__ == "__main__":
     main()

@@ -43,16 +43,21 @@ def export(model, out: str | os.PathLike, *, fmt: str = "onnx", memory=None) -> 
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("leanfit export needs onnx: pip install 'leanfit[onnx]'.") from None
     loaded = Model.load(model, memory)
     graph = onnx_model(loaded)
     with atomic_path(out) as tmp:
         tmp.write_bytes(graph.SerializeToString())
     summary = {"bundle": str(model), "model": loaded.meta["training"]["model"]}
-    return summary | {"output": str(out), "format": fmt, "inputs": input_names(graph)}
+    return summary | {"output": str(out), "format": fmt}
 
 
-def input_names(graph) -> list[str]:
-    return [i.name for i in graph.graph.input]
+def show_export(summary: dict) -> None:
+    """The export summary for people (``leanfit export`` without ``--json``)."""
+    print(f"wrote the {summary['model']} model {summary['bundle']} as ONNX to {summary['output']}")
 
 
 def onnx_model(model: Model):
