@@ -136,19 +136,19 @@ class _Graph:
 def _linear(g: _Graph, model: Model) -> None:
     from onnx import TensorProto
 
-    enc = model.encoder
-    if enc.dates:
-        names = ", ".join(d["name"] for d in enc.dates)
-        raise ConfigError(
-            f"the model has date features ({names}) and ONNX cannot parse dates: train "
-            f"it with --drop {enc.dates[0]['name']} (or as numbers) to export it."
-        )
     estimator = model.estimator
     if getattr(estimator, "coef_", None) is None:
         kind = model.meta["training"]["model"]
         raise ConfigError(
             f"model {kind!r} has no ONNX export: export sgd, hinge, passive-aggressive, "
             "perceptron, logistic or xgboost models."
+        )
+    enc = model.encoder
+    if enc.dates:
+        names = ", ".join(d["name"] for d in enc.dates)
+        raise ConfigError(
+            f"the model has date features ({names}) and ONNX cannot parse dates: train "
+            f"it with --drop {enc.dates[0]['name']} to export it."
         )
     parts = _encoded_parts(g, enc)
     X = g.op("Cast", [g.op("Concat", parts, axis=1)], to=TensorProto.DOUBLE)
