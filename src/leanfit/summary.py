@@ -23,13 +23,16 @@ from leanfit.options import INCREMENTAL
 
 NUMBER = (int, float)
 VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
-    "command": ((str,), "the command: make-data, inspect, shrink, train, evaluate or predict"),
+    "command": (
+        (str,),
+        "the command: make-data, inspect, shrink, train, evaluate, predict or export",
+    ),
     "input": ((list,), "the data files read, in order"),
     "output": ((str, type(None)), "the file or folder written (null: nothing written)"),
     "bundle": ((str,), "the model bundle read (evaluate, predict)"),
     "model": ((str,), "the model kind (sgd, logistic, xgboost, ...)"),
     "engine": ((str,), "local or dask"),
-    "format": ((str,), "the output's format: csv or parquet"),
+    "format": ((str,), "the output's format: csv, parquet or onnx"),
     "rows": (
         (int,),
         "rows read (inspect, evaluate), written (make-data, shrink, predict) or in the input (train)",
