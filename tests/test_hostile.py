@@ -189,7 +189,7 @@ CSV_CASES = [
     works("nan-is-a-missing-value", {"data.csv": data(300, {150: "150,NaN,a,y"})}, TRAIN,
        made("m.leanfit")),
     works("1e308-in-a-float32-range-column", {"data.csv": data(300, {150: "150,1e308,a,y"})}, TRAIN,
-       made("m.leanfit"), waits_for="numbers: 1e308 beside float32-range values (lead, item 3)"),
+       made("m.leanfit")),
     fails("one-class", {"data.csv": data(50).replace(",n\n", ",y\n")}, "inspect data.csv -t label",
       r"target 'label' has 1 class"),
     fails("300k-classes", {"data.csv": lambda: "x,label\n" + "".join(f"{i},k{i}\n" for i in range(300_000))},
