@@ -154,3 +154,25 @@ def test_quoted_commas_are_not_bad_rows(tmp_path):
     data.write_text("addr,n,label\n" + "\n".join(rows) + "\n1,2\n")
     got = summary("inspect", data, "-t", "label", "--bad-rows", "skip")
     assert got["rows"] == 301 and got["rows_bad"] == 1
+
+
+def test_whole_numbers_written_otherwise_are_not_bad_rows(tmp_path):
+    """``-0`` and ``3.0`` in a column stored as uint8 are the numbers 0 and 3: with
+    --bad-rows skip they are neither bad rows nor read as missing, with or without
+    --schema, so the model is the one of the same file with ``0`` and ``3`` written."""
+    rng = random.Random(4)
+    rows = [(rng.randint(0, 9), rng.randint(0, 1)) for _ in range(400)]
+    plain = "a,b,y\n" + "".join(f"{a},{a % 3},{y}\n" for a, y in rows)
+    odd = "a,b,y\n" + "".join(f"{'-0' if a == 0 else f'{a}.0'},{a % 3},{y}\n" for a, y in rows)
+    (tmp_path / "plain.csv").write_text(plain)
+    (tmp_path / "odd.csv").write_text(odd)
+    schema = tmp_path / "schema.json"
+    assert leanfit("inspect", tmp_path / "plain.csv", "-t", "y", "--out", schema).returncode == 0
+    ref = summary("train", tmp_path / "plain.csv", "-t", "y", "--out", tmp_path / "p.leanfit")
+    for extra in ([], ["--schema", schema]):
+        got = summary(
+            *("train", tmp_path / "odd.csv", "-t", "y", "--bad-rows", "skip", *extra),
+            *("--out", tmp_path / f"o{len(extra)}.leanfit"),
+        )
+        assert got["rows_bad"] == 0 and got["rows_train"] == ref["rows_train"]
+        assert got["metrics"]["log_loss"] == pytest.approx(ref["metrics"]["log_loss"], rel=1e-12)

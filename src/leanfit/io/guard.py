@@ -69,14 +69,18 @@ class Guard:
         for path in paths:
             layout = self.screen(path, types)
             bad = sorted(line for source, line in self.found if source == str(path))
-            lf = pl.scan_csv(
-                path,
-                schema=layout,
-                truncate_ragged_lines=True,
-                ignore_errors=True,
-                encoding="utf8-lossy",
-                raise_if_empty=False,
-            ).with_row_index(LINE, offset=2)
+            lf = (
+                pl.scan_csv(
+                    path,
+                    schema=parse_layout(layout),
+                    truncate_ragged_lines=True,
+                    ignore_errors=True,
+                    encoding="utf8-lossy",
+                    raise_if_empty=False,
+                )
+                .with_columns(fitted(layout))
+                .with_row_index(LINE, offset=2)
+            )
             if bad:
                 lf = lf.filter(~pl.col(LINE).is_in(pl.Series(bad, dtype=pl.UInt32).implode()))
             frames.append(lf.drop(LINE))
@@ -159,8 +163,7 @@ def _field_reason(value: str, dtype: pl.DataType) -> str | None:
             return None
         if math.isinf(number) or (dtype == pl.Float32 and abs(number) > FLOAT32_MAX):
             return f"{shown} is not a finite number of {dtype}"
-        fits = pl.lit(value).cast(dtype, strict=False)  # as the typed parser reads it
-        if dtype.is_integer() and pl.select(fits).item() is None:
+        if dtype.is_integer() and pl.select(_value(pl.lit(value), dtype)).item() is None:
             return f"{shown} does not fit {dtype}"
         return None
     if dtype == pl.Boolean:
@@ -252,7 +255,8 @@ def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
     or not finite as typed; the caller re-reads each suspect line as CSV to decide."""
     names = list(types)
     common = {"encoding": "utf8-lossy", "raise_if_empty": False, "truncate_ragged_lines": True}
-    typed = pl.scan_csv(path, schema=dict(types), ignore_errors=True, **common)
+    typed = pl.scan_csv(path, schema=parse_layout(types), ignore_errors=True, **common)
+    typed = typed.with_columns(fitted(types))
     texts = pl.scan_csv(
         path, infer_schema=False, with_column_names=lambda cols: [RAW + c for c in cols], **common
     )
@@ -274,6 +278,27 @@ def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
     if misfits:
         suspect = suspect | pl.any_horizontal(misfits)
     return lf.filter(suspect).select(pl.col(LINE).cast(pl.Int64), line)
+
+
+def parse_layout(types: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """The types the CSV parser reads ``types`` as: integers narrower than 64 bits as
+    float64 (exact for them), so that ``-0`` or ``3.0`` parse; :func:`fitted` then casts
+    them to their own type."""
+    return {n: pl.Float64 if _narrow_integer(t) else t for n, t in types.items()}
+
+
+def fitted(types: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """Each column read by :func:`parse_layout` in its type of ``types``: null where the
+    number is not a whole one or out of the type's range."""
+    whole = [(pl.col(n), t) for n, t in types.items() if _narrow_integer(t)]
+    return [
+        pl.when(c == c.round()).then(c.cast(t, strict=False)).alias(c.meta.output_name())
+        for c, t in whole
+    ]
+
+
+def _narrow_integer(dtype: pl.DataType) -> bool:
+    return dtype.is_integer() and dtype not in (pl.Int64, pl.UInt64)
 
 
 def _number(raw: pl.Expr) -> pl.Expr:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.io.guard import LINE, TEXT
+from leanfit.io.guard import LINE, TEXT, fitted, parse_layout
 from leanfit.io.scan import INFER_ROWS, as_temporal, read_sample, scan
 from leanfit.io.source import is_url, local_path, open_bytes, size
 from leanfit.io.translate import translated
@@ -152,14 +152,18 @@ def _part_bytes(part: Part) -> bytes:
 def _guarded_rows(part: Part, types: dict) -> pl.LazyFrame:
     """The partition's rows read leniently by the typed parser, its bad lines
     (``part.skip``, found by :class:`~leanfit.io.guard.Guard`) left out by number."""
-    lf = pl.scan_csv(
-        io.BytesIO(_part_bytes(part)),
-        schema=types,
-        truncate_ragged_lines=True,
-        ignore_errors=True,
-        encoding="utf8-lossy",
-        raise_if_empty=False,
-    ).with_row_index(LINE, offset=part.first_line)
+    lf = (
+        pl.scan_csv(
+            io.BytesIO(_part_bytes(part)),
+            schema=parse_layout(types),
+            truncate_ragged_lines=True,
+            ignore_errors=True,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+        )
+        .with_columns(fitted(types))
+        .with_row_index(LINE, offset=part.first_line)
+    )
     if part.skip:
         lf = lf.filter(~pl.col(LINE).is_in(pl.Series(part.skip, dtype=pl.UInt32).implode()))
     return lf.drop(LINE)
