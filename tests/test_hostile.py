@@ -66,6 +66,14 @@ def parquet(n: int = 200, columns: list[str] | None = None) -> bytes:
     return sink.getvalue()
 
 
+def nested_parquet() -> bytes:
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"x": [[1, 2], [3]] * 10, "label": ["y", "n"] * 10}), sink)
+    return sink.getvalue()
+
+
 def damaged_parquet() -> bytes:
     raw = bytearray(parquet(2000))
     raw[8 : len(raw) // 2] = b"\x07" * (len(raw) // 2 - 8)  # pages garbage, footer intact
@@ -216,11 +224,17 @@ CSV_CASES = [
     works("csv-gz", {"t.csv.gz": gz(data(500))}, "inspect t.csv.gz --json", json_rows("t.csv.gz"), slow=True),
     fails("target-missing-from-the-data", GOOD, "inspect data.csv -t churn",
       r"data\.csv: target column 'churn' not found"),
+    fails("only-the-target-column", {"y.csv": "label\n" + "y\nn\n" * 20}, "train y.csv -t label --out m.leanfit",
+      r"no feature to learn from: besides the target 'label' the data has no column", out="m.leanfit"),
+    works("nan-label-is-a-missing-label", {"data.csv": "x,label\n" + "".join(f"{i},{('0', '1', 'NaN')[i % 3]}\n" for i in range(60))},
+       TRAIN + " --json", both(json_is("rows_unlabelled", 20), lambda d, r: json.loads(r.stdout)["rows"] == 60)),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]
 
 PARQUET_CASES = [
+    fails("parquet-with-a-list-column", {"l.parquet": lambda: nested_parquet()}, "inspect l.parquet",
+      r"l\.parquet: column 'x' holds List\(Int64\) values; leanfit reads flat columns"),
     fails("parquet-that-is-csv", {"x.parquet": data()}, "inspect x.parquet", r"x\.parquet is not a Parquet file"),
     fails("csv-that-is-parquet", {"x.csv": parquet}, "inspect x.csv",
       r"x\.csv is a Parquet file; give it a \.parquet name"),

@@ -30,15 +30,16 @@ SIDES = ("train", "holdout")
 
 
 def label_expr(schema: Schema) -> pl.Expr:
-    """Class codes 0..k-1 of the target; -1 where it is missing, -2 for an unknown label.
+    """Class codes 0..k-1 of the target; -1 where it is missing (null or NaN: see
+    :func:`~leanfit.schema.rules.is_missing_label`), -2 for an unknown label.
 
     Matched through an Enum of the classes' text (``replace_strict`` would take Polars
     out of streaming and gather the whole column first)."""
     classes = pl.Series(schema.classes).cast(pl.String)
-    target = pl.col(schema.target)
-    code = target.cast(pl.String).cast(pl.Enum(classes), strict=False).to_physical()
+    text = pl.col(schema.target).cast(pl.String)
+    code = text.cast(pl.Enum(classes), strict=False).to_physical()
     return (
-        pl.when(target.is_null())
+        pl.when(text.is_null() | (text.str.to_lowercase() == "nan"))
         .then(pl.lit(-1, pl.Int32))
         .when(code.is_null())
         .then(pl.lit(UNKNOWN_LABEL, pl.Int32))

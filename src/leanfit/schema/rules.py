@@ -155,6 +155,11 @@ def _choose_temporal(col: Column, dtype, stats: dict, plan: Any, counts: Any) ->
     col.distinct = stats[f"{col.name}:hll"]
 
 
+def is_missing_label(label: Any) -> bool:
+    """A NaN label (the number, or the text ``NaN`` in any case) is a missing one."""
+    return str(label).lower() == "nan"
+
+
 def describe_target(schema: Schema, counter: Any) -> None:
     """Classes, class counts and warnings about the target (sorted labels, missing)."""
     counts = counter.counts(schema.target)
@@ -163,7 +168,7 @@ def describe_target(schema: Schema, counter: Any) -> None:
             f"target '{schema.target}' has more than {CATEGORY_CAP:,} distinct values; "
             "a classifier needs a label column with few classes."
         )
-    counts = sorted(counts)
+    counts = sorted((label, n) for label, n in counts if not is_missing_label(label))
     schema.classes = [label for label, _ in counts]
     schema.class_counts = [n for _, n in counts]
     if len(counts) < 2:
@@ -263,7 +268,8 @@ def storage_expr(col: Column, read: pl.DataType | None = None) -> pl.Expr:
 
 
 def check_target(schema: Schema, target: str | None) -> None:
-    """Refuse a schema without a target, or with another one than ``--target``."""
+    """Refuse a schema without a target, with another one than ``--target``, or with no
+    feature column."""
     if target and schema.target != target:
         if schema.target:
             raise ConfigError(
@@ -272,3 +278,10 @@ def check_target(schema: Schema, target: str | None) -> None:
         raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
     if schema.target is None:
         raise ConfigError("give --target: the label column to learn.")
+    if not schema.features:
+        others = [f"{c.name} ({c.kind})" for c in schema.columns if c.name != schema.target]
+        raise ConfigError(
+            f"no feature to learn from: besides the target '{schema.target}' the data has "
+            f"{', '.join(others) if others else 'no column'}. Give data with at least one "
+            "column that varies and is not an id."
+        )

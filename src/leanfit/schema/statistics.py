@@ -71,6 +71,7 @@ def make_plan(
         raise InputError(
             f"{source}: target column '{target}' not found. Columns: {', '.join(sample.columns)}."
         )
+    refuse_nested(sample.schema, source)
     decimals, counted = {}, []
     for name, dtype in sample.schema.items():
         if name in widened:
@@ -85,6 +86,16 @@ def make_plan(
     if target is not None and target not in counted:
         counted.append(target)
     return InspectPlan(dict(sample.schema), decimals, counted, list(widened), target)
+
+
+def refuse_nested(schema: pl.Schema, source: str) -> None:
+    """Lists, structs and binary values are not table cells leanfit can learn from."""
+    for name, dtype in schema.items():
+        if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+            raise InputError(
+                f"{source}: column '{name}' holds {dtype} values; leanfit reads flat columns "
+                "(numbers, text, dates, booleans). Flatten it or write the data without it."
+            )
 
 
 def piece_stats(lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool) -> dict:
