@@ -336,6 +336,10 @@ SCHEMA_CASES = [
 
 OPTION_CASES = [
     fails("memory-limit-abc", GOOD, TRAIN + " --memory-limit abc", r"--memory-limit 'abc' is not a size"),
+    fails("memory-limit-200-percent", GOOD, TRAIN + " --memory-limit 200%",
+      r"--memory-limit '200%': a share of memory is above 0% and at most 100%", out="m.leanfit"),
+    fails("quarantine-without-bad-rows-quarantine", GOOD, TRAIN + " --quarantine q.csv",
+      r"--quarantine q\.csv is written only with --bad-rows quarantine", out=("m.leanfit", "q.csv")),
     fails("memory-limit-1KB", GOOD, TRAIN + " --memory-limit 1KB",
       r"--memory-limit .* is below the .* this run needs", code=2, out="m.leanfit"),
     fails("holdout-1.5", GOOD, TRAIN + " --holdout 1.5", r"'--holdout': 1\.5 is not in the range"),

@@ -54,6 +54,11 @@ def bad_row_options(fn: Callable) -> Callable:
     )
     @functools.wraps(fn)
     def wrapper(bad_rows: str, quarantine: str | None, **kwargs):
+        if quarantine and bad_rows != "quarantine":
+            raise ConfigError(
+                f"--quarantine {quarantine} is written only with --bad-rows quarantine "
+                f"(this run has --bad-rows {bad_rows}); add --bad-rows quarantine."
+            )
         beside = kwargs.get("out") or kwargs["data"]
         path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
         guard = Guard(bad_rows, path)

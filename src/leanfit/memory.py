@@ -56,6 +56,10 @@ def parse_limit(text: str) -> int:
     if match is None or (unit not in UNITS and unit != "%"):
         raise ConfigError(f"--memory-limit {text!r} is not a size. Use e.g. 512MB, 2GiB or 25%.")
     if unit == "%":
+        if not 0 < float(match[1]) <= 100:
+            raise ConfigError(
+                f"--memory-limit {text!r}: a share of memory is above 0% and at most 100%."
+            )
         return int(psutil.virtual_memory().total * float(match[1]) / 100)
     return int(float(match[1]) * UNITS[unit])
 
