@@ -201,15 +201,21 @@ def memory_style(rss: int, limit: int) -> str:
 
 
 @contextlib.contextmanager
-def shown(progress: Progress, *, quiet: bool = False, stream=None) -> Iterator[None]:
+def shown(
+    progress: Progress, *, quiet: bool = False, stream=None, every: float = PLAIN_EVERY
+) -> Iterator[None]:
     """Show ``progress`` on ``stream`` (stderr) while the block runs: live when it is a
-    terminal, plain lines otherwise, nothing when ``quiet``. The display is stopped
-    (and its last state drawn) before the block's exception goes on."""
+    terminal, plain lines (at most one each ``every`` seconds) otherwise, nothing when
+    ``quiet``. The display is stopped (and its last state drawn) before the block's
+    exception goes on."""
     stream = stream or sys.stderr
     if quiet:
         yield
         return
-    display = LiveDisplay(progress, stream) if stream.isatty() else PlainDisplay(progress, stream)
+    if stream.isatty():
+        display = LiveDisplay(progress, stream)
+    else:
+        display = PlainDisplay(progress, stream, every)
     display.start()
     try:
         yield

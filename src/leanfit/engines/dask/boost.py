@@ -68,8 +68,9 @@ def send_round(event: dict) -> None:
     from distributed import get_worker
     from xgboost import collective
 
-    if collective.get_rank() == 0:
-        get_worker().log_event(ROUNDS_TOPIC, event)
+    if collective.get_rank() == 0:  # numpy numbers as Python's: events are msgpack'd
+        plain = {k: v.item() if hasattr(v, "item") else v for k, v in event.items()}
+        get_worker().log_event(ROUNDS_TOPIC, plain)
 
 
 def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=None):
@@ -135,7 +136,7 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=
         evals = [(dheld, "holdout")]
 
     def each_round(event: tuple) -> None:  # on the client, from send_round
-        progress.note(event[1])
+        progress.note({k: v for k, v in event[1].items() if k != "worker"})
         progress.advance()
 
     with progress.stage("boost"):
