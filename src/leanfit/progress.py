@@ -344,9 +344,8 @@ class LiveDisplay:
             self.bars.update(task_id, total=max(stage.done, 1), completed=max(stage.done, 1))
         else:
             self.bars.update(task_id, total=stage.total, completed=stage.done)
-        task = self.bars.tasks[task_id]
-        rate = task.finished_speed if stage.ended is not None else task.speed
-        rate = rate or stage.done / max(time.perf_counter() - stage.planned, 1e-9)
+        average = stage.done / max((stage.ended or time.perf_counter()) - stage.planned, 1e-9)
+        rate = average if stage.ended is not None else self.bars.tasks[task_id].speed or average
         fraction = stage.fraction
         self.bars.update(
             task_id,

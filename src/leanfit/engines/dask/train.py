@@ -207,6 +207,7 @@ def fit(
         raise InputError("no training rows: every labelled row fell in the holdout.")
     k = len(schema.classes)
     history: list[dict] = []
+    epochs = 0  # of the sgd family
     if opts.model not in (*INCREMENTAL, "logistic"):
         raise ConfigError(f"--model {opts.model} is not available with --engine dask.")
     with progress.stage("L-BFGS" if opts.model == "logistic" else "fit"):
@@ -218,18 +219,24 @@ def fit(
         elif opts.model == "logistic":
             model = _fit_logistic(c, train, counts[:, 0], opts, k, encoder.n_features, progress)
         else:
-            model = _fit_sgd(c, train, holdout, counts, opts, k, encoder.sparse, history, progress)
+            model, epochs = _fit_sgd(
+                c, train, holdout, counts, opts, k, encoder.sparse, history, progress
+            )
     del train
     with progress.stage("holdout"):
         progress.plan(n_holdout)
         metrics = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
+        metrics = metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None
+        if metrics and epochs:  # the last epoch's holdout loss, shown too
+            last = {"epoch": epochs, "holdout_log_loss": metrics["log_loss"]}
+            progress.note({"stage": "epoch", **last})
     summary = linear_summary(
         opts,
         Plan(),
         encoder,
         rows=(n_train, n_holdout),
         history=history,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
+        metrics=metrics,
         seconds=time.perf_counter() - started,
     )
     return (
@@ -319,7 +326,7 @@ def _fit_sgd(
 ):
     """Per-epoch model averaging (see the module docstring), with the local engine's
     holdout-loss early stopping between epochs (``counts``: each partition's train and
-    holdout rows)."""
+    holdout rows); return the model and the epochs it was trained."""
     model = model_for(opts, sparse=sparse)
     classes = np.arange(k)
     stopper = EarlyStopping(opts.patience)
@@ -343,4 +350,4 @@ def _fit_sgd(
         ]
         follow(futures, progress, counts[:, 0].tolist())
         model = average_models(c.gather(futures), model)
-    return model
+    return model, epoch

@@ -103,6 +103,7 @@ class Trainer:
         self.history: list[dict] = []
         self.rows_seen = 0
         self.train_rows = 0
+        self.epoch = 0  # epochs begun
 
     def weights(self, y: np.ndarray) -> np.ndarray | None:
         return None if self.class_weights is None else self.class_weights[y]
@@ -113,7 +114,7 @@ class Trainer:
         rows = self.schema.rows_in(resolve_paths(data))
         self.progress.plan(rows, passes=self.opts.epochs if incremental else 1)
         if incremental:
-            self.progress.note({"stage": "train", "epoch": 1})
+            self._begin(1)
         # rows are selected on the compact one-hot block, then expanded for the learner
         blocks = encoded_blocks(
             data,
@@ -152,6 +153,10 @@ class Trainer:
         else:
             with self.progress.stage("L-BFGS"):
                 self._fit_exact(train_cache)
+
+    def _begin(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.progress.note({"stage": "train", "epoch": epoch})
 
     def _fit_exact(self, train_cache: BlockCache) -> None:
         """L-BFGS over the cached blocks; progress shows each pass (their number is not
@@ -193,7 +198,7 @@ class Trainer:
                 loss = holdout_loss(self.model, self.progress.counted(holdout_cache.blocks()))
                 if stopper.stop(epoch - 1, loss, self.history, self.progress.note):
                     break
-            self.progress.note({"stage": "train", "epoch": epoch})
+            self._begin(epoch)
             for X, y, w in train_cache.blocks(self.rng.permutation(train_cache.count)):
                 self.progress.advance(len(y))
                 order = self.rng.permutation(len(y))
@@ -270,6 +275,9 @@ def train(
                 if holdout_cache.rows
                 else None
             )
+        if metrics and trainer.epoch:  # the last epoch's holdout loss, shown too
+            last = {"epoch": trainer.epoch, "holdout_log_loss": metrics["log_loss"]}
+            memory.progress.note({"stage": "epoch", **last})
         summary = linear_summary(
             opts,
             plan,
