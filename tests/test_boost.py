@@ -20,8 +20,10 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import MISSING, boost_features, feature_matrix
 from leanfit.engines.local.boost import BatchIter, fit_booster
 from leanfit.errors import ConfigError, SchemaMismatch
+from leanfit.memory import Monitor
 from leanfit.models.booster import BoostedModel
 from leanfit.options import BoostOptions, Plan, TrainOptions
+from leanfit.progress import Progress
 from leanfit.schema import inspect
 from leanfit.synth import write_data
 
@@ -65,7 +67,8 @@ def tagged(tmp_path_factory, small_csv):
 def small_model(small_csv):
     schema = inspect(small_csv, target="label")
     events: list[dict] = []
-    model, summary = fit_booster(small_csv, schema, TrainOptions(), FAST, progress=events.append)
+    memory = Monitor(Monitor.unbounded().limit, progress=Progress(events.append))
+    model, summary = fit_booster(small_csv, schema, TrainOptions(), FAST, memory)
     return model, summary, schema, events
 
 

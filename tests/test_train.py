@@ -254,7 +254,8 @@ def test_logistic_passes_do_not_grow_the_heap(tmp_path):
 
     from leanfit.encode.cache import BlockCache
     from leanfit.engines.local.train import Trainer
-    from leanfit.memory import current_rss
+    from leanfit.memory import Monitor, current_rss
+    from leanfit.progress import Progress
 
     data = tmp_path / "d.csv"
     leanfit.write_data(data, rows=600_000, seed=1)
@@ -263,7 +264,12 @@ def test_logistic_passes_do_not_grow_the_heap(tmp_path):
     trainer = Trainer(
         inspect(data, target="label"),
         opts,
-        progress=lambda e: rss.append(current_rss()) if e["stage"] == "lbfgs" else None,
+        memory=Monitor(
+            Monitor.unbounded().limit,
+            progress=Progress(
+                lambda e: rss.append(current_rss()) if e["stage"] == "lbfgs" else None
+            ),
+        ),
     )
     trainer.model.max_iter = 10
     with warnings.catch_warnings(), BlockCache() as cache, BlockCache() as held:

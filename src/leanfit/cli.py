@@ -27,14 +27,18 @@ from leanfit.options import BoostOptions, TrainOptions
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
-    """Shared shell of every command: the memory budget, ``--json``, timing, errors.
+    """Shared shell of every command: the memory budget, progress, ``--json``, timing,
+    errors.
 
-    The wrapped function takes ``memory`` (a running :class:`~leanfit.memory.Monitor`)
-    and returns ``(summary, show)``: the JSON summary and a function that prints it
+    The wrapped function takes ``memory`` (a running :class:`~leanfit.memory.Monitor`,
+    whose ``progress`` is shown on stderr unless ``--quiet``) and returns ``(summary, show)``: the JSON summary and a function that prints it
     for people. Every summary ends with the memory report.
     """
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+    @click.option(
+        "--quiet", "-q", is_flag=True, help="No progress on stderr (warnings and errors still)."
+    )
     @click.option(
         "--memory-limit",
         metavar="SIZE",
@@ -55,11 +59,17 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
     )
     @functools.wraps(fn)
     def wrapper(
-        as_json: bool, memory_limit: str | None, memory_trace: str | None, tmp_dir, **kwargs
+        as_json: bool,
+        quiet: bool,
+        memory_limit: str | None,
+        memory_trace: str | None,
+        tmp_dir,
+        **kwargs,
     ):
         from leanfit.io.interrupts import interruptible
         from leanfit.io.outputs import command_scope
         from leanfit.memory import Monitor, default_limit, parse_limit
+        from leanfit.progress import Progress, shown
 
         # signals are recorded until the command's context closes, after its report
         click.get_current_context().with_resource(interruptible())
@@ -69,7 +79,8 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             outputs, inputs, folder = _owned_paths(kwargs, memory_trace)
             with (
                 command_scope(outputs, inputs, tmp_dir=tmp_dir, folder=folder),
-                Monitor(limit) as monitor,
+                Monitor(limit, progress=Progress()) as monitor,
+                shown(monitor.progress, quiet=quiet),  # stopped before an error is printed
             ):
                 try:
                     summary, show = fn(memory=monitor, **kwargs)
@@ -216,7 +227,13 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
     memory.plan(fixed=GENERATOR_BYTES)
     with memory.stage("make-data"):
         summary = write_data(
-            out, rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, fmt=fmt
+            out,
+            rows=rows,
+            seed=seed,
+            classes=classes,
+            positive_rate=positive_rate,
+            fmt=fmt,
+            progress=memory.progress,
         )
 
     def show(s):
@@ -314,7 +331,7 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
     Example:
       leanfit train data/train.csv --target label --model sgd --epochs 3 --out churn.leanfit
     """
-    from leanfit.report import progress_printer, show_train
+    from leanfit.report import show_train
     from leanfit.schema.columns import Schema, check_training_columns
 
     options = group_values(TrainOptions, values)
@@ -338,7 +355,6 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
         schema=schema,
         out=out,
         options=options,
-        progress=progress_printer(),
         memory=memory,
         boost=boost,
         **where,
@@ -365,7 +381,9 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     if on_dask(engine, scheduler):
         from leanfit.engines.dask import evaluate as dask_evaluate
 
-        return dask_evaluate(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
+        return dask_evaluate(
+            model, data, scheduler=scheduler, memory=memory, guard=guard
+        ), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
 from leanfit.io import interrupts
 from leanfit.io.outputs import atomic_path
+from leanfit.progress import Progress
 
 UNITS = {
     "": 1,
@@ -118,7 +119,8 @@ def _mb(n: float, up: bool = False) -> str:
 class Monitor:
     """Samples RSS in a background thread; knows the peak per stage.
 
-    Use as a context manager around a run; ``stage(name)`` labels what follows.
+    Use as a context manager around a run; ``stage(name)`` labels what follows, and
+    opens a stage of ``progress`` (:mod:`leanfit.progress`), which every sample reaches.
     """
 
     limit: int
@@ -126,6 +128,7 @@ class Monitor:
     samples: list[tuple[float, int, str]] = field(default_factory=list)
     stage_peaks: dict[str, int] = field(default_factory=dict)
     baseline: int = 0
+    progress: Progress = field(default_factory=Progress)
     _stage: str = "setup"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -159,13 +162,15 @@ class Monitor:
         rss = current_rss()
         self.samples.append((time.perf_counter() - self._t0, rss, self._stage))
         self.stage_peaks[self._stage] = max(self.stage_peaks.get(self._stage, 0), rss)
+        self.progress.measure(rss, self.limit)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         previous, self._stage = self._stage, name
         self._sample()
         try:
-            yield
+            with self.progress.stage(name):
+                yield
         finally:
             self._sample()
             self._stage = previous

@@ -104,32 +104,6 @@ def show_shrink(s: dict) -> None:
     )
 
 
-def progress_printer(every: float = 2.0):
-    """A progress callback that prints to stderr at most every ``every`` seconds."""
-    import time
-
-    err = Console(stderr=True, highlight=False)
-    last = [0.0]
-
-    def show(event: dict) -> None:
-        now = time.perf_counter()
-        if event["stage"] == "epoch":
-            err.print(f"epoch {event['epoch']}: holdout log loss {event['holdout_log_loss']:.5f}")
-        elif now - last[0] >= every:
-            last[0] = now
-            if event["stage"] == "lbfgs":
-                err.print(f"L-BFGS pass {event['iteration']}: loss {event['loss']:.6f}")
-            elif event["stage"] == "boost":
-                losses = ", ".join(f"{k} {v:.5f}" for k, v in event.items() if "_" in k)
-                err.print(f"round {event['round']}: {losses}")
-            else:
-                err.print(
-                    f"epoch {event['epoch']}: {event['rows']:,} rows, {event['rows_per_s']:,.0f} rows/s"
-                )
-
-    return show
-
-
 METRIC_LINES = (
     "accuracy",
     "balanced_accuracy",

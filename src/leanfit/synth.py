@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from leanfit.errors import ConfigError
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
+from leanfit.progress import Progress
 
 CHUNK_ROWS = 100_000
 MODEL_SEED = 2026  # the hidden model behind the label: the same population for every seed
@@ -219,11 +220,15 @@ def write_data(
     classes: int = 2,
     positive_rate: float = 0.3,
     fmt: str | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Write generated rows to ``out`` (CSV, CSV.gz or Parquet); return a summary.
 
-    The file appears under its name only when complete.
+    The file appears under its name only when complete; ``progress`` (if given) counts
+    the rows written.
     """
+    progress = progress or Progress()
+    progress.plan(rows)
     out = Path(out)
     fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
     batches = generate_batches(rows=rows, seed=seed, classes=classes, positive_rate=positive_rate)
@@ -234,4 +239,5 @@ def write_data(
             for batch in itertools.chain([first], batches):
                 write(batch)
                 written += batch.num_rows
+                progress.advance(batch.num_rows)
     return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}

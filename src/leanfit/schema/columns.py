@@ -21,6 +21,7 @@ descending frequency; every level when at most ``CATEGORY_CAP``), ``decimals``
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,6 +30,7 @@ import polars as pl
 
 from leanfit.errors import ConfigError, InputError, SchemaMismatch
 from leanfit.io.outputs import atomic_path
+from leanfit.io.source import estimate_rows
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +84,16 @@ class Schema:
     @property
     def features(self) -> list[Column]:
         return [c for c in self.columns if c.feature]
+
+    def rows_in(self, paths: list) -> int | None:
+        """The rows of ``paths`` as progress expects them: the inspected count when this
+        schema was made from them, else an estimate (``leanfit.io.source.estimate_rows``)."""
+        given = [os.path.abspath(str(p)) for p in paths]
+        return (
+            self.rows
+            if given == [os.path.abspath(s) for s in self.sources]
+            else estimate_rows(paths)
+        )
 
     def read_overrides(self) -> dict[str, pl.DataType]:
         """Parser types for the columns the inspect pass had to widen."""

@@ -19,6 +19,7 @@ are not seen: a few per morsel of about 10,000 rows).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import polars as pl
 
@@ -27,10 +28,18 @@ COUNT_ROWS = 65_536  # morsels are a few thousand rows: counting them in groups 
 
 
 class ValueCounter:
-    """Counts the values of ``columns`` in every morsel that passes through."""
+    """Counts the values of ``columns`` in every morsel that passes through (and tells
+    ``on_rows`` how many rows each morsel had)."""
 
-    def __init__(self, columns: list[str], *, target: str | None = None, cap: int = 200_000):
-        self.cap = cap
+    def __init__(
+        self,
+        columns: list[str],
+        *,
+        target: str | None = None,
+        cap: int = 200_000,
+        on_rows: Callable[[int], None] | None = None,
+    ):
+        self.cap, self.on_rows = cap, on_rows
         self.target = target
         self.label_changes = 0
         self.overflowed: set[str] = set()
@@ -54,6 +63,8 @@ class ValueCounter:
             self._pending_rows += frame.height
             if self._pending_rows >= COUNT_ROWS:
                 self._count_pending()
+        if self.on_rows is not None:
+            self.on_rows(frame.height)
         return frame
 
     def _count_pending(self) -> None:

@@ -19,9 +19,10 @@ from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
 from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
-from leanfit.io.source import resolve_paths
+from leanfit.io.source import estimate_rows, resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
+from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
@@ -50,7 +51,7 @@ def inspect(
     read_chunk = _read_chunk(memory)
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
-        return _inspect(paths, target, read_chunk, guard)
+        return _inspect(paths, target, read_chunk, guard, memory.progress)
 
 
 def _read_chunk(memory: Monitor) -> int:
@@ -63,15 +64,19 @@ def _read_chunk(memory: Monitor) -> int:
         return READ_CHUNK
 
 
-def _inspect(paths: list[Path], target: str | None, read_chunk: int, guard: Guard | None) -> Schema:
+def _inspect(
+    paths: list[Path], target: str | None, read_chunk: int, guard: Guard | None, progress: Progress
+) -> Schema:
     widened: list[str] = []
+    expected = estimate_rows(paths)
     while True:
+        progress.plan(expected)
         sample = read_sample(paths, dict.fromkeys(widened, pl.String), guard)
         plan = make_plan(sample, widened, target, str(paths[0]))
         lf = scan(paths, types=sample.schema, read_chunk=read_chunk, guard=guard)
         try:
             with translated(paths):
-                piece = piece_stats(lf, plan, mergeable=False)
+                piece = piece_stats(lf, plan, mergeable=False, on_rows=progress.advance)
         except ColumnTypeError as error:
             if error.column in widened:
                 raise

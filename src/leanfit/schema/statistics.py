@@ -17,6 +17,7 @@ HyperLogLog sketches of :mod:`leanfit.schema.sketches`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,17 +99,19 @@ def refuse_nested(schema: pl.Schema, source: str) -> None:
             )
 
 
-def piece_stats(lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool) -> dict:
+def piece_stats(
+    lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool, on_rows: Callable | None = None
+) -> dict:
     """Statistics of one piece of the input, read from ``lf``.
 
     With ``mergeable``, distinct counts are HyperLogLog registers (``sketches``) that
     merge across pieces; without, Polars' own estimates inside ``stats``. A value that
     does not fit its parser type raises :class:`~leanfit.errors.ColumnTypeError` (once
-    translated by the caller).
+    translated by the caller). ``on_rows`` is told the rows of each morsel read.
     """
     if plan.widened:
         lf = lf.with_row_index(ROW)
-    counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP)
+    counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP, on_rows=on_rows)
     lf = counter.attach(lf)
     sketches = Sketches(plan.sketched if mergeable else [])
     if mergeable:

@@ -36,7 +36,6 @@ def train(
     out=None,
     options: TrainOptions | None = None,
     boost: BoostOptions | None = None,
-    progress=None,
     memory: Monitor | None = None,
     guard=None,
 ) -> dict:
@@ -44,7 +43,8 @@ def train(
 
     ``nb`` and ``logistic`` give the local engine's model (see
     :mod:`leanfit.engines.dask.train`); ``xgboost`` trains through ``xgboost.dask``;
-    the SGD family averages per-partition models after every epoch.
+    the SGD family averages per-partition models after every epoch. Progress goes to
+    ``memory.progress`` as partitions' results arrive on the client.
     """
     opts = options or TrainOptions()
     opts.check()
@@ -53,16 +53,16 @@ def train(
     with cluster(scheduler, memory, client=client) as cl:
         if schema is None:
             with memory.stage("inspect"):
-                schema = inspect_on(cl, data, target, block, guard)
+                schema = inspect_on(cl, data, target, block, guard, memory.progress)
         check_target(schema, target)
         with memory.stage("train"):
-            where = layout(cl, data, schema, block, guard)
+            where = layout(cl, data, schema, block, guard, memory.progress)
             if opts.model == "xgboost":
                 from leanfit.engines.dask.boost import fit_booster  # XGBoost only when used
 
-                model, encoder, summary = fit_booster(cl, where, schema, opts, boost)
+                model, encoder, summary = fit_booster(cl, where, schema, opts, boost, memory)
             else:
-                model, encoder, summary = fit(cl, where, schema, opts, progress)
+                model, encoder, summary = fit(cl, where, schema, opts, memory.progress)
         summary = {"input": where.paths, **summary, "cluster": cl.report()}
     bad = guard.count if guard is not None else 0
     used = summary["rows_train"] + summary["rows_holdout"]

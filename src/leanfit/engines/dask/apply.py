@@ -12,9 +12,13 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from leanfit.engines.dask.cluster import (
     absolute,
     cluster,
+    follow,
+    gather_following,
     merge_metrics,
     partitions_for,
     row_offsets,
@@ -23,6 +27,7 @@ from leanfit.engines.dask.cluster import (
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
 from leanfit.io.partitions import Part, read_part
+from leanfit.io.source import estimate_rows
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
@@ -45,10 +50,13 @@ def evaluate(
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
         paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
-        _, read = row_offsets(cl, parts, types)
+        offsets, read = row_offsets(cl, parts, types, memory.progress)
+        memory.progress.plan(read)
         shared = c.scatter(model, broadcast=True)
         futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
-        metrics = tree_reduce(c, futures, merge_metrics).result()
+        metrics = tree_reduce(c, futures, merge_metrics)
+        follow(futures, memory.progress, np.diff([*offsets, read]).tolist())
+        metrics = metrics.result()
         report = cl.report()
     if metrics is None:
         raise InputError(f"{data}: no labelled rows to evaluate.")
@@ -110,8 +118,10 @@ def predict(
         paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
         shared = c.scatter(model, broadcast=True)
         args = {"types": types, "model": shared, "folder": str(tmp), "proba": proba, "keep": keep}
+        memory.progress.plan(estimate_rows(paths))
         try:
-            rows = c.gather(c.map(predict_part, parts, **args, pure=False))
+            futures = c.map(predict_part, parts, **args, pure=False)
+            rows = gather_following(c, futures, memory.progress, int)
             if not sum(rows):
                 raise InputError(f"{data}: no rows to predict.")
             c.submit(_publish, str(tmp), str(out), pure=False).result()

@@ -18,11 +18,24 @@ import numpy as np
 
 from leanfit.encode.batches import SIDES, tree_columns, tree_sides
 from leanfit.encode.trees import boost_features, xgb_names
-from leanfit.engines.dask.cluster import Cluster, merge_metrics, tree_reduce
+from leanfit.engines.dask.cluster import (
+    Cluster,
+    follow,
+    gather_following,
+    merge_metrics,
+    tree_reduce,
+)
 from leanfit.engines.dask.train import Job, Layout, metrics_part
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
-from leanfit.models.booster import BoostedModel, best_rounds, booster_params, booster_summary
+from leanfit.memory import Monitor
+from leanfit.models.booster import (
+    BoostedModel,
+    RoundReport,
+    best_rounds,
+    booster_params,
+    booster_summary,
+)
 from leanfit.options import BoostOptions, Plan
 from leanfit.schema.columns import Schema
 
@@ -46,15 +59,30 @@ def _pick(blocks: dict, which: str, item: int):
     return blocks[which][item]
 
 
-def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
+ROUNDS_TOPIC = "leanfit-boost-round"
+
+
+def send_round(event: dict) -> None:
+    """On a worker, after a round (:class:`~leanfit.models.booster.RoundReport`): the
+    first worker sends the round's event to the client, as a Dask event."""
+    from distributed import get_worker
+    from xgboost import collective
+
+    if collective.get_rank() == 0:  # numpy numbers as Python's: events are msgpack'd
+        plain = {k: v.item() if hasattr(v, "item") else v for k, v in event.items()}
+        get_worker().log_event(ROUNDS_TOPIC, plain)
+
+
+def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=None):
     """XGBoost through ``xgboost.dask`` on blocks resident on the workers; return
-    (model, None, summary)."""
+    (model, None, summary). ``memory.progress`` hears of every round."""
     import dask
     import dask.array as da
     import xgboost.dask as xgb_dask
 
     started = time.perf_counter()
     c, parts = cl.client, where.parts
+    progress = (memory or Monitor.unbounded()).progress
     bopts = boost or BoostOptions()
     bopts.check()
     if bopts.early_stopping_rounds and not opts.holdout:
@@ -64,7 +92,10 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
         raise ConfigError("no feature columns left to train on.")
     job = c.scatter(Job(schema, opts, where.types, features=features), broadcast=True)
     blocks = c.map(boost_part, parts, where.offsets, job=job, pure=False)
-    shapes = c.gather(c.map(lambda b: {s: len(b[s][1]) for s in SIDES}, blocks, pure=False))
+    with progress.stage("encode"):
+        progress.plan(where.rows)
+        futures = c.map(lambda b: {s: len(b[s][1]) for s in SIDES}, blocks, pure=False)
+        shapes = gather_following(c, futures, progress, lambda shape: sum(shape.values()))
     weighted = opts.class_weight is not None
 
     def collection(which: str):
@@ -103,15 +134,27 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
             c, held[0], held[1], weight=held[2], ref=dtrain, **common
         )
         evals = [(dheld, "holdout")]
-    result = xgb_dask.train(
-        c,
-        booster_params(len(schema.classes), opts.seed, bopts),
-        dtrain,
-        num_boost_round=bopts.rounds,
-        evals=evals,
-        early_stopping_rounds=bopts.early_stopping_rounds,
-        verbose_eval=False,
-    )
+
+    def each_round(event: tuple) -> None:  # on the client, from send_round
+        progress.note({k: v for k, v in event[1].items() if k != "worker"})
+        progress.advance()
+
+    with progress.stage("boost"):
+        progress.plan(bopts.rounds, unit="rounds")
+        c.subscribe_topic(ROUNDS_TOPIC, each_round)
+        try:
+            result = xgb_dask.train(
+                c,
+                booster_params(len(schema.classes), opts.seed, bopts),
+                dtrain,
+                num_boost_round=bopts.rounds,
+                evals=evals,
+                early_stopping_rounds=bopts.early_stopping_rounds,
+                verbose_eval=False,
+                callbacks=[RoundReport(send_round)],
+            )
+        finally:
+            c.unsubscribe_topic(ROUNDS_TOPIC)
     booster = result["booster"]
     model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
     metrics = None
@@ -120,7 +163,11 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
         holdout = c.map(boost_blocks, blocks, which="holdout", pure=False)
         k = len(schema.classes)
         per_part = c.map(metrics_part, holdout, model=shared, encoder=None, n_classes=k, pure=False)
-        metrics = tree_reduce(c, per_part, merge_metrics).result()
+        whole = tree_reduce(c, per_part, merge_metrics)
+        with progress.stage("holdout"):
+            progress.plan(sum(s["holdout"] for s in shapes))
+            follow(per_part, progress, [s["holdout"] for s in shapes])
+        metrics = whole.result()
     summary = booster_summary(
         model,
         schema,

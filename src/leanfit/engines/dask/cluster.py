@@ -41,8 +41,9 @@ from leanfit.io.partitions import (
     parse_types,
     plan_parts,
 )
-from leanfit.io.source import is_url, resolve, size
+from leanfit.io.source import estimate_rows, is_url, resolve, size
 from leanfit.memory import Monitor, peak_rss
+from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
 
 MIN_WORKER_BYTES = 500_000_000
@@ -240,7 +241,9 @@ def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, g
     for part, count in zip(parts, lines, strict=True):
         start = first.get(part.path, 2)
         first[part.path] = start + count
-        skip = tuple(n for (p, n) in sorted(guard.found) if p == part.path and start <= n < start + count)
+        skip = tuple(
+            n for (p, n) in sorted(guard.found) if p == part.path and start <= n < start + count
+        )
         out.append(replace(part, first_line=start, skip=skip))
     return out
 
@@ -252,8 +255,37 @@ def screen_file(path: str, types: dict) -> dict:
     return guard.found
 
 
-def row_offsets(cl: Cluster, parts: list[Part], types) -> tuple[list[int], int]:
+def follow(futures: list, progress: Progress, rows: list[int]) -> None:
+    """Wait for ``futures``, advancing ``progress`` by ``rows[i]`` as the i-th completes
+    (a failed one raises when its result is asked for)."""
+    from distributed import as_completed
+
+    by_key = {f.key: n for f, n in zip(futures, rows, strict=True)}
+    for future in as_completed(futures):
+        progress.advance(by_key[future.key])
+
+
+def gather_following(c, futures: list, progress: Progress, rows_of) -> list:
+    """The results of ``futures`` in their order, advancing ``progress`` by
+    ``rows_of(result)`` as each arrives."""
+    from distributed import as_completed
+
+    order = {f.key: i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    for future, result in as_completed(futures, with_results=True):
+        results[order[future.key]] = result
+        progress.advance(rows_of(result))
+    return results
+
+
+def row_offsets(
+    cl: Cluster, parts: list[Part], types, progress: Progress | None = None
+) -> tuple[list[int], int]:
     """Each partition's first global row number (a cheap counting pass), and the total."""
-    counts = cl.client.gather(cl.client.map(count_rows, parts, types=types, pure=False))
+    progress = progress or Progress()
+    with progress.stage("count"):
+        progress.plan(estimate_rows(sorted({p.path for p in parts})))
+        futures = cl.client.map(count_rows, parts, types=types, pure=False)
+        counts = gather_following(cl.client, futures, progress, int)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
     return offsets, int(sum(counts))

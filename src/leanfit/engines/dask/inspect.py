@@ -14,14 +14,21 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.engines.dask.cluster import Cluster, cluster, guard_parts, locate_on
+from leanfit.engines.dask.cluster import (
+    Cluster,
+    cluster,
+    gather_following,
+    guard_parts,
+    locate_on,
+)
 from leanfit.errors import ColumnTypeError
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import Part, sample, scan_part
-from leanfit.io.source import is_url
+from leanfit.io.source import estimate_rows, is_url
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
+from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
@@ -46,20 +53,29 @@ def inspect(
     """The inspect pass on the cluster: the same Schema as :func:`leanfit.schema.inspect`."""
     memory = memory or Monitor.unbounded()
     with memory.stage("inspect"), cluster(scheduler, memory, client=client) as cl:
-        return inspect_on(cl, data, target, block, guard)
+        return inspect_on(cl, data, target, block, guard, memory.progress)
 
 
 def inspect_on(
-    cl: Cluster, data, target: str | None, block: int | None = None, guard: Guard | None = None
+    cl: Cluster,
+    data,
+    target: str | None,
+    block: int | None = None,
+    guard: Guard | None = None,
+    progress: Progress | None = None,
 ) -> Schema:
-    c = cl.client
+    """The inspect pass on ``cl``; ``progress`` advances as partitions' statistics arrive."""
+    c, progress = cl.client, progress or Progress()
     paths, parts = locate_on(cl, data, block)
+    expected = estimate_rows(paths)
     lenient = guard if guard is not None and guard.active else None
     widened: list[str] = []
     while True:
         plan = c.submit(plan_on_worker, paths, widened, target, lenient, pure=False).result()
         guarded = guard_parts(cl, paths, parts, plan.types, guard)
-        pieces = c.gather(c.map(partition_stats, guarded, plan=plan, pure=False))
+        progress.plan(expected)
+        futures = c.map(partition_stats, guarded, plan=plan, pure=False)
+        pieces = gather_following(c, futures, progress, piece_rows)
         widen = sorted({p["widen"] for p in pieces if "widen" in p} - set(widened))
         if not widen:
             break
@@ -89,6 +105,10 @@ def partition_stats(part: Part, plan: InspectPlan) -> dict:
             return piece_stats(lf, plan, mergeable=True)
     except ColumnTypeError as error:
         return {"widen": error.column}
+
+
+def piece_rows(piece: dict) -> int:
+    return piece["stats"]["__rows__"] if "stats" in piece else 0
 
 
 def _refuse_short_rows(paths: list[str]) -> None:

@@ -30,6 +30,8 @@ from leanfit.encode.batches import SIDES, class_weights, encode_part, encoded_co
 from leanfit.encode.encoder import Encoder
 from leanfit.engines.dask.cluster import (
     Cluster,
+    follow,
+    gather_following,
     merge_metrics,
     partitions_for,
     row_offsets,
@@ -42,6 +44,7 @@ from leanfit.models.merge import average_models, merge_naive_bayes
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_for
 from leanfit.options import INCREMENTAL, Plan, TrainOptions
+from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.summary import linear_summary
 
@@ -170,18 +173,22 @@ class Layout:
     types: dict | None
 
 
-def layout(cl: Cluster, data, schema: Schema, block: int | None, guard=None) -> Layout:
+def layout(
+    cl: Cluster, data, schema: Schema, block: int | None, guard=None, progress=None
+) -> Layout:
     """Locate the partitions and count their rows (a cheap pass); with an active
     ``guard`` the rows are the good ones, read with the schema's types."""
     paths, parts, types = partitions_for(cl, data, schema, block, guard)
-    offsets, rows = row_offsets(cl, parts, types)
+    offsets, rows = row_offsets(cl, parts, types, progress)
     return Layout(paths, parts, offsets, rows, types)
 
 
-def fit(cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress):
+def fit(
+    cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress: Progress | None = None
+):
     """Train a linear or incremental ``opts.model``; return (model, encoder, summary)."""
     check_model(opts)
-    progress = progress or (lambda event: None)
+    progress = progress or Progress()
     started = time.perf_counter()
     c = cl.client
     parts, offsets, types = where.parts, where.offsets, where.types
@@ -190,30 +197,46 @@ def fit(cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress
     encoded = c.map(encoded_partition, parts, offsets, job=job, pure=False)
     train = c.map(side, encoded, which="train", pure=False)
     holdout = c.map(side, encoded, which="holdout", pure=False)
-    counts = np.array(c.gather(c.map(side_rows, encoded, pure=False)))
-    del encoded
+    with progress.stage("encode"):
+        progress.plan(where.rows)
+        futures = c.map(side_rows, encoded, pure=False)
+        counts = np.array(gather_following(c, futures, progress, sum))
+    del encoded, futures
     n_train, n_holdout = (int(x) for x in counts.sum(axis=0))
     if n_train == 0:
         raise InputError("no training rows: every labelled row fell in the holdout.")
     k = len(schema.classes)
     history: list[dict] = []
-    if opts.model == "nb":
-        model = merge_naive_bayes(c.gather(c.map(nb_part, train, job=job, pure=False)))
-    elif opts.model == "logistic":
-        model = _fit_logistic(c, train, opts, k, encoder.n_features, progress)
-    elif opts.model in INCREMENTAL:
-        model = _fit_sgd(c, train, holdout, opts, k, encoder.sparse, history, progress)
-    else:
+    epochs = 0  # of the sgd family
+    if opts.model not in (*INCREMENTAL, "logistic"):
         raise ConfigError(f"--model {opts.model} is not available with --engine dask.")
+    with progress.stage("L-BFGS" if opts.model == "logistic" else "fit"):
+        if opts.model == "nb":
+            progress.plan(n_train)
+            futures = c.map(nb_part, train, job=job, pure=False)
+            follow(futures, progress, counts[:, 0].tolist())
+            model = merge_naive_bayes(c.gather(futures))
+        elif opts.model == "logistic":
+            model = _fit_logistic(c, train, counts[:, 0], opts, k, encoder.n_features, progress)
+        else:
+            model, epochs = _fit_sgd(
+                c, train, holdout, counts, opts, k, encoder.sparse, history, progress
+            )
     del train
-    metrics = holdout_metrics(c, holdout, model, encoder, k)
+    with progress.stage("holdout"):
+        progress.plan(n_holdout)
+        metrics = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
+        metrics = metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None
+        if metrics and epochs:  # the last epoch's holdout loss, shown too
+            last = {"epoch": epochs, "holdout_log_loss": metrics["log_loss"]}
+            progress.note({"stage": "epoch", **last})
     summary = linear_summary(
         opts,
         Plan(),
         encoder,
         rows=(n_train, n_holdout),
         history=history,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
+        metrics=metrics,
         seconds=time.perf_counter() - started,
     )
     return (
@@ -228,50 +251,61 @@ def fit(cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress
     )
 
 
-def holdout_metrics(c, holdout: list, model, encoder, k: int):
-    """The holdout blocks' StreamingMetrics, merged on the workers (None without rows)."""
+def holdout_metrics(c, holdout: list, model, encoder, k: int, progress: Progress, rows: list):
+    """The holdout blocks' StreamingMetrics, merged on the workers (None without rows);
+    ``progress`` advances by ``rows[i]`` as partition ``i`` is scored."""
     shared = c.scatter(model, broadcast=True)
     per_part = c.map(metrics_part, holdout, model=shared, encoder=encoder, n_classes=k, pure=False)
-    return tree_reduce(c, per_part, merge_metrics).result()
+    whole = tree_reduce(c, per_part, merge_metrics)
+    follow(per_part, progress, rows)
+    return whole.result()
 
 
-def _fit_logistic(c, train: list, opts: TrainOptions, k: int, n_features: int, progress):
+def _fit_logistic(
+    c, train: list, rows: np.ndarray, opts: TrainOptions, k: int, n_features: int, progress
+):
     """The exact logistic, each loss/gradient evaluation summed by one task per worker
-    on the blocks it holds."""
+    on the blocks it holds (``rows``: the train rows of each partition)."""
     model = model_for(opts)
     groups = _by_worker(c, train)
+    of_part = {f.key: int(n) for f, n in zip(train, rows, strict=True)}
+    group_rows = [sum(of_part[f.key] for f in futures) for _, futures in groups]
+    n_train = int(sum(rows))
 
     def terms(coef: np.ndarray):
-        parts = c.gather(
-            [
-                c.submit(
-                    terms_part,
-                    futures,
-                    coef,
-                    model.fit_intercept,
-                    workers=[w],
-                    allow_other_workers=True,
-                    pure=False,
-                )
-                for w, futures in groups
-            ]
-        )
+        tasks = [
+            c.submit(
+                terms_part,
+                futures,
+                coef,
+                model.fit_intercept,
+                workers=[w],
+                allow_other_workers=True,
+                pure=False,
+            )
+            for w, futures in groups
+        ]
+        follow(tasks, progress, group_rows)
+        parts = c.gather(tasks)
         return (
             sum(p[0] for p in parts),
             np.sum([p[1] for p in parts], axis=0),
             sum(p[2] for p in parts),
         )
 
-    squares = sum(c.gather(c.map(squares_part, train, n_features=n_features, pure=False)))
+    progress.plan(n_train, passes=2)  # column squares, first evaluation
+    futures = c.map(squares_part, train, n_features=n_features, pure=False)
+    follow(futures, progress, rows.tolist())
+    squares = sum(c.gather(futures))
     if squares[-1] <= 0:
         raise InputError("the training rows hold no samples (or only zero sample weights).")
-    return model.fit_terms(
-        terms,
-        squares,
-        np.arange(k),
-        n_features,
-        progress=lambda it, loss: progress({"stage": "lbfgs", "iteration": it, "loss": loss}),
-    )
+
+    def passed(iteration: int, loss: float) -> None:
+        event = {"stage": "lbfgs", "iteration": iteration, "loss": loss}
+        progress.note(event | {"max_iter": model.max_iter})
+        progress.plan(n_train)
+
+    return model.fit_terms(terms, squares, np.arange(k), n_features, progress=passed)
 
 
 def _by_worker(c, futures: list) -> list[tuple[str, list]]:
@@ -287,29 +321,33 @@ def _by_worker(c, futures: list) -> list[tuple[str, list]]:
     return sorted(groups.items())
 
 
-def _fit_sgd(c, train, holdout, opts: TrainOptions, k: int, sparse: bool, history, progress):
+def _fit_sgd(
+    c, train, holdout, counts, opts: TrainOptions, k: int, sparse: bool, history, progress
+):
     """Per-epoch model averaging (see the module docstring), with the local engine's
-    holdout-loss early stopping between epochs."""
+    holdout-loss early stopping between epochs (``counts``: each partition's train and
+    holdout rows); return the model and the epochs it was trained."""
     model = model_for(opts, sparse=sparse)
     classes = np.arange(k)
     stopper = EarlyStopping(opts.patience)
-    started = time.perf_counter()
+    progress.plan(int(counts.sum()), passes=opts.epochs)
     for epoch in range(1, opts.epochs + 1):
         if epoch > 1 and holdout:
             shared = c.scatter(model, broadcast=True)
-            sums = c.gather(c.map(loss_part, holdout, model=shared, pure=False))
+            losses = c.map(loss_part, holdout, model=shared, pure=False)
+            follow(losses, progress, counts[:, 1].tolist())
+            sums = c.gather(losses)
             count = sum(n for _, n in sums)
             if count and stopper.stop(
-                epoch - 1, sum(t for t, _ in sums) / count, history, progress
+                epoch - 1, sum(t for t, _ in sums) / count, history, progress.note
             ):
                 break
+        progress.note({"stage": "train", "epoch": epoch})
         shared = c.scatter(model, broadcast=True)
         futures = [
             c.submit(sgd_part, blocks, shared, classes, opts.seed, epoch, i, pure=False)
             for i, blocks in enumerate(train)
         ]
+        follow(futures, progress, counts[:, 0].tolist())
         model = average_models(c.gather(futures), model)
-        seen = int(model.t_ - 1)
-        rate = seen / max(time.perf_counter() - started, 1e-9)
-        progress({"stage": "train", "epoch": epoch, "rows": seen, "rows_per_s": rate})
-    return model
+    return model, epoch

@@ -14,6 +14,7 @@ from leanfit.encode.batches import RowCounts
 from leanfit.errors import InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
+from leanfit.io.source import estimate_rows, resolve_paths
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
@@ -46,9 +47,11 @@ def predict(
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
     written = 0
     with memory.stage("predict"), atomic_path(out) as tmp, contextlib.ExitStack() as stack:
+        memory.progress.plan(estimate_rows(resolve_paths(data)))
         write = None
         for frame in model.batches(data, rows, guard):
             memory.check()
+            memory.progress.advance(frame.height)
             table = model.prediction_table(frame, proba, keep)
             if write is None:
                 write = stack.enter_context(
@@ -81,8 +84,10 @@ def evaluate(
     rows = rows or model.plan_rows(memory)
     metrics, counts = StreamingMetrics(len(model.classes)), RowCounts()
     with memory.stage("evaluate"):
+        memory.progress.plan(estimate_rows(resolve_paths(data)))
         for frame in model.batches(data, rows, guard):
             memory.check()
+            memory.progress.advance(frame.height)
             model.add_metrics(metrics, frame, str(data), counts)
     if not metrics.n_rows:
         raise InputError(f"{data}: no labelled rows to evaluate.")

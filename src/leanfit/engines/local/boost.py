@@ -40,10 +40,11 @@ from leanfit.models.booster import (
     booster_summary,
 )
 from leanfit.options import BoostOptions, Plan, TrainOptions
+from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import scan_with_schema
 
-Progress = Callable[[dict], None]
+QUANTIZE_PASSES = {"train": 4, "holdout": 3}  # XGBoost's reads of each side's iterator
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
@@ -71,6 +72,7 @@ class BatchIter(xgb.DataIter):
         sibling: BatchIter | None = None,
         rows: int | None = None,
         guard: Guard | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if which not in ("train", "holdout"):
             raise ConfigError(f"BatchIter: which must be 'train' or 'holdout'. Got {which!r}.")
@@ -82,6 +84,7 @@ class BatchIter(xgb.DataIter):
         self.names = xgb_names(self.features)
         self.batch_rows = rows or Plan().rows(opts)
         self.guard, self.counts = guard, RowCounts()
+        self.progress = progress or Progress()
         self.paths, self.lf = self._scan(data)
         self.rows: int | None = None
         self._seen, self._pass = 0, None
@@ -155,32 +158,54 @@ class BatchIter(xgb.DataIter):
             return False
         X, y, w = item
         self._seen += len(y)
+        self.progress.advance(len(y))
         input_data(data=X, label=y, weight=w, feature_types=self.types, feature_names=self.names)
         return True
 
 
 def _boost(
-    iters: list[BatchIter], n_classes: int, seed: int, bopts: BoostOptions, external: bool, progress
+    iters: list[BatchIter],
+    schema: Schema,
+    opts: TrainOptions,
+    bopts: BoostOptions,
+    external: bool,
+    memory: Monitor,
 ) -> xgb.Booster:
-    """Quantize train (then holdout, with the train bins) and boost; matrices die on return."""
+    """Quantize train (then holdout, with the train bins) and boost; matrices die on return.
+    The memory limit is checked after every round."""
     kind = xgb.ExtMemQuantileDMatrix if external else xgb.QuantileDMatrix
     common = {"max_bin": bopts.max_bin, "enable_categorical": True, "nthread": bopts.nthread}
-    train = _quantize(kind, iters[0], **common)
-    if train is None:
-        raise InputError("no training rows: every labelled row fell in the holdout.")
-    evals = [(m, "holdout") for it in iters[1:] if (m := _quantize(kind, it, ref=train, **common))]
+    progress = memory.progress
+    with progress.stage("quantize"):
+        shares = {"train": 1 - opts.holdout, "holdout": opts.holdout}
+        rows = schema.rows_in(iters[0].paths) or 0
+        progress.plan(rows * sum(QUANTIZE_PASSES[s] * shares[s] for s in shares))
+        train = _quantize(kind, iters[0], **common)
+        if train is None:
+            raise InputError("no training rows: every labelled row fell in the holdout.")
+        evals = [
+            (m, "holdout") for it in iters[1:] if (m := _quantize(kind, it, ref=train, **common))
+        ]
     _release_free_heap()  # what the parse freed, before XGBoost allocates its per-row state
     if bopts.early_stopping_rounds and not evals:
         raise InputError("no holdout rows to watch for early stopping; raise --holdout.")
-    return xgb.train(
-        booster_params(n_classes, seed, bopts),
-        train,
-        num_boost_round=bopts.rounds,
-        evals=evals,
-        early_stopping_rounds=bopts.early_stopping_rounds,
-        verbose_eval=False,
-        callbacks=[RoundReport(progress)] if progress else None,
-    )
+
+    def each_round(event: dict) -> None:
+        memory.check()
+        progress.note(event)
+        progress.advance()
+
+    with progress.stage("boost"):
+        progress.plan(bopts.rounds, unit="rounds")
+        return xgb.train(
+            booster_params(len(schema.classes), opts.seed, bopts),
+            train,
+            num_boost_round=bopts.rounds,
+            evals=evals,
+            early_stopping_rounds=bopts.early_stopping_rounds,
+            verbose_eval=False,
+            callbacks=[RoundReport(each_round)],
+        )
 
 
 def _release_free_heap() -> None:
@@ -199,10 +224,12 @@ def _quantize(kind: type, it: BatchIter, **kwargs) -> xgb.DMatrix | None:
         raise
 
 
-def holdout_metrics(model: BoostedModel, holdout: BatchIter, class_names: list[str]) -> dict:
+def holdout_metrics(
+    model: BoostedModel, holdout: BatchIter, class_names: list[str], progress: Progress
+) -> dict:
     """:class:`StreamingMetrics` of ``model`` on the holdout rows, batch by batch."""
     metrics = StreamingMetrics(model.n_classes)
-    for X, y, _ in holdout.batches():
+    for X, y, _ in progress.counted(holdout.batches()):
         metrics.update(y.astype(np.int64), model.proba(X))
     return metrics.result(class_names=class_names)
 
@@ -212,7 +239,7 @@ def fit_booster(
     schema: Schema,
     train_options: TrainOptions,
     boost_options: BoostOptions,
-    progress: Progress | None = None,
+    memory: Monitor | None = None,
     *,
     plan: Plan | None = None,
     guard: Guard | None = None,
@@ -229,8 +256,8 @@ def fit_booster(
         Uses ``holdout``, ``seed``, ``split_by``, ``drop``, ``class_weight``, ``batch_rows``.
     boost_options : BoostOptions
         XGBoost settings.
-    progress : callable, optional
-        Called with a dict after each boosting round.
+    memory : Monitor, optional
+        Checked after each boosting round; its ``progress`` hears of every round.
     plan : Plan, optional
         Rows per batch and the memory limit under which the matrix may go to disk (in
         pages of ``plan.page_rows`` rows).
@@ -244,6 +271,7 @@ def fit_booster(
         holdout ``metrics`` (None without a holdout).
     """
     opts, bopts, plan = train_options, boost_options, plan or Plan()
+    memory = memory or Monitor.unbounded()
     opts.check()
     bopts.check()
     if schema.target is None:
@@ -264,13 +292,15 @@ def fit_booster(
             schema, features, bopts.max_bin, holdout=opts.holdout, external=True, batch_rows=rows
         )
     with owned_tempdir("leanfit-xgb-") as tmp:
-        iters = _iters(data, schema, opts, features, tmp, external, rows, guard)
-        booster = _boost(iters, len(schema.classes), opts.seed, bopts, external, progress)
+        iters = _iters(data, schema, opts, features, tmp, external, rows, guard, memory.progress)
+        booster = _boost(iters, schema, opts, bopts, external, memory)
         trained = booster.num_boosted_rounds()
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
         names = [str(c) for c in schema.classes]
         held = iters[1].rows if opts.holdout else 0
-        metrics = holdout_metrics(model, iters[1], names) if held else None
+        with memory.progress.stage("holdout"):
+            memory.progress.plan(held)
+            metrics = holdout_metrics(model, iters[1], names, memory.progress) if held else None
         cache_bytes = sum(it.blocks.nbytes for it in iters if it.blocks)
     summary = booster_summary(
         model,
@@ -315,7 +345,6 @@ def train_booster(
     schema: Schema,
     opts: TrainOptions,
     boost,
-    progress,
     memory: Monitor,
     out,
     libraries: int,
@@ -324,15 +353,9 @@ def train_booster(
     """``leanfit train --model xgboost``: plan, train with the limit checked after every
     round, save."""
     plan = plan_booster(schema, opts, memory, libraries)
-
-    def checked(event: dict) -> None:
-        memory.check()
-        if progress is not None:
-            progress(event)
-
     with memory.stage("train"):
         model, summary = fit_booster(
-            data, schema, opts, boost or BoostOptions(), checked, plan=plan, guard=guard
+            data, schema, opts, boost or BoostOptions(), memory, plan=plan, guard=guard
         )
     if out is not None:
         with memory.stage("save"):
@@ -342,7 +365,7 @@ def train_booster(
 
 
 def _iters(
-    data, schema, opts, features, tmp: str, external: bool, rows: int, guard: Guard | None
+    data, schema, opts, features, tmp: str, external: bool, rows: int, guard: Guard | None, progress
 ) -> list[BatchIter]:
     """The train iterator (and the holdout one, filled by the same parse), caching their
     blocks in ``tmp``; with ``external``, XGBoost's pages go there too."""
@@ -360,6 +383,7 @@ def _iters(
             sibling=iters[0] if iters else None,
             rows=rows,
             guard=guard,
+            progress=progress,
         )
         iters.append(it)
     return iters[::-1]

@@ -18,6 +18,7 @@ from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
 from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated, verified_parquet
 from leanfit.memory import Monitor
+from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
 from leanfit.schema.rules import scan_with_schema, storage_expr
@@ -52,7 +53,8 @@ def shrink(
     schema = schema or inspect(paths, memory=memory, guard=guard)
     memory.plan(fixed=INSPECT_BYTES)
     with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths, out=tmp):
-        typed_scan(paths, schema, guard).sink_parquet(
+        memory.progress.plan(schema.rows_in(paths))
+        counted(typed_scan(paths, schema, guard), memory.progress).sink_parquet(
             tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP
         )
         verified_parquet(tmp)  # a full disk can leave a truncated file without an error
@@ -71,3 +73,13 @@ def shrink(
         "memory_bytes_pandas_default": round(pandas_row * written),
         "memory_bytes_chosen": round(chosen_row * written),
     } | ({"warnings": [guard.warning()]} if bad else {})
+
+
+def counted(lf: pl.LazyFrame, progress: Progress) -> pl.LazyFrame:
+    """``lf`` telling ``progress`` the rows of each morsel as the stream passes them."""
+
+    def advance(frame: pl.DataFrame) -> pl.DataFrame:
+        progress.advance(frame.height)
+        return frame
+
+    return lf.map_batches(advance, streamable=True, schema=lf.collect_schema())

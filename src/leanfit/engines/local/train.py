@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -35,7 +35,6 @@ from leanfit.schema.inspection import inspect
 from leanfit.schema.rules import check_target, scan_with_schema
 from leanfit.summary import linear_summary
 
-Progress = Callable[[dict], None]
 SHRINK_AT = 0.9  # share of the memory limit past which chunks are halved
 
 
@@ -68,6 +67,7 @@ def encoded_blocks(
     start = 0
     for batch in iter_batches(lf, paths, rows):
         memory.check()
+        memory.progress.advance(batch.height)
         counts.add(batch)
         if memory.pressure > SHRINK_AT and rows > MIN_ROWS:
             rows //= 2
@@ -84,14 +84,14 @@ class Trainer:
         self,
         schema: Schema,
         opts: TrainOptions,
-        progress: Progress | None = None,
         memory: Monitor | None = None,
         plan: Plan | None = None,
         guard: Guard | None = None,
     ):
         opts.check()
-        self.schema, self.opts, self.progress = schema, opts, progress or (lambda event: None)
+        self.schema, self.opts = schema, opts
         self.memory = memory or Monitor.unbounded()
+        self.progress = self.memory.progress
         self.plan = plan or Plan()
         self.guard = guard
         self.counts = RowCounts()
@@ -103,7 +103,7 @@ class Trainer:
         self.history: list[dict] = []
         self.rows_seen = 0
         self.train_rows = 0
-        self.started = time.perf_counter()
+        self.epoch = 0  # epochs begun
 
     def weights(self, y: np.ndarray) -> np.ndarray | None:
         return None if self.class_weights is None else self.class_weights[y]
@@ -111,6 +111,10 @@ class Trainer:
     def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
+        rows = self.schema.rows_in(resolve_paths(data))
+        self.progress.plan(rows, passes=self.opts.epochs if incremental else 1)
+        if incremental:
+            self._begin(1)
         # rows are selected on the compact one-hot block, then expanded for the learner
         blocks = encoded_blocks(
             data,
@@ -147,19 +151,35 @@ class Trainer:
         if incremental:
             self._later_epochs(train_cache, holdout_cache)
         else:
-            self.model.fit_blocks(
-                lambda: self._checked(train_cache.blocks()),
-                self.classes,
-                self.encoder.n_features,
-                progress=lambda it, loss: self.progress(
-                    {"stage": "lbfgs", "iteration": it, "loss": loss}
-                ),
-            )
+            with self.progress.stage("L-BFGS"):
+                self._fit_exact(train_cache)
+
+    def _begin(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.progress.note({"stage": "train", "epoch": epoch})
+
+    def _fit_exact(self, train_cache: BlockCache) -> None:
+        """L-BFGS over the cached blocks; progress shows each pass (their number is not
+        known ahead: at most ``max_iter``)."""
+        self.progress.plan(self.train_rows, passes=2)  # column squares, first evaluation
+
+        def passed(iteration: int, loss: float) -> None:
+            event = {"stage": "lbfgs", "iteration": iteration, "loss": loss}
+            self.progress.note(event | {"max_iter": self.model.max_iter})
+            self.progress.plan(self.train_rows)
+
+        self.model.fit_blocks(
+            lambda: self._checked(train_cache.blocks()),
+            self.classes,
+            self.encoder.n_features,
+            progress=passed,
+        )
 
     def _checked(self, blocks: Iterator) -> Iterator:
         """The blocks, with the memory limit checked before each."""
         for block in blocks:
             self.memory.check()
+            self.progress.advance(len(block[1]))
             yield block
 
     def _learn(self, X, y, w, *, epoch: int) -> None:
@@ -170,19 +190,17 @@ class Trainer:
             kwargs["sample_weight"] = w
         self.model.partial_fit(X, y, **kwargs)
         self.rows_seen += len(y)
-        rate = self.rows_seen / max(time.perf_counter() - self.started, 1e-9)
-        self.progress(
-            {"stage": "train", "epoch": epoch, "rows": self.rows_seen, "rows_per_s": rate}
-        )
 
     def _later_epochs(self, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         stopper = EarlyStopping(self.opts.patience)
         for epoch in range(2, self.opts.epochs + 1):
             if holdout_cache.rows:
-                loss = holdout_loss(self.model, holdout_cache.blocks())
-                if stopper.stop(epoch - 1, loss, self.history, self.progress):
+                loss = holdout_loss(self.model, self.progress.counted(holdout_cache.blocks()))
+                if stopper.stop(epoch - 1, loss, self.history, self.progress.note):
                     break
+            self._begin(epoch)
             for X, y, w in train_cache.blocks(self.rng.permutation(train_cache.count)):
+                self.progress.advance(len(y))
                 order = self.rng.permutation(len(y))
                 self._learn(X[order], y[order], None if w is None else w[order], epoch=epoch)
 
@@ -205,7 +223,6 @@ def train(
     schema: Schema | None = None,
     out=None,
     options: TrainOptions | None = None,
-    progress: Progress | None = None,
     memory: Monitor | None = None,
     boost: BoostOptions | None = None,
     guard: Guard | None = None,
@@ -213,7 +230,8 @@ def train(
     """Train a model on ``data``; save the bundle to ``out``; return the summary.
 
     ``boost`` holds the :class:`~leanfit.options.BoostOptions` of ``--model xgboost``;
-    ``guard`` how bad rows are treated (:class:`~leanfit.io.guard.Guard`).
+    ``guard`` how bad rows are treated (:class:`~leanfit.io.guard.Guard`); progress is
+    reported to ``memory.progress`` (:mod:`leanfit.progress`).
 
     Memory: chunks of ``options.batch_rows`` rows, or as many as ``memory``'s limit
     allows after the libraries, the parser's buffers and the model are counted.
@@ -233,7 +251,7 @@ def train(
         # after import_library: XGBoost is then loaded without the dataframe libraries
         from leanfit.engines.local.boost import train_booster
 
-        return train_booster(data, schema, opts, boost, progress, memory, out, libraries, guard)
+        return train_booster(data, schema, opts, boost, memory, out, libraries, guard)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
     fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
@@ -241,21 +259,25 @@ def train(
     plan = Plan(batch_rows=opts.batch_rows)
     if opts.batch_rows is None:
         plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
-    trainer = Trainer(schema, opts, progress, memory, plan, guard)
+    trainer = Trainer(schema, opts, memory, plan, guard)
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
         with memory.stage("train"):
             trainer.fit(data, train_cache, holdout_cache)
         with memory.stage("evaluate"):
+            memory.progress.plan(holdout_cache.rows)
             metrics = (
                 evaluate_blocks(
                     trainer.model,
-                    holdout_cache.blocks(),
+                    memory.progress.counted(holdout_cache.blocks()),
                     len(schema.classes),
                     [str(c) for c in schema.classes],
                 )
                 if holdout_cache.rows
                 else None
             )
+        if metrics and trainer.epoch:  # the last epoch's holdout loss, shown too
+            last = {"epoch": trainer.epoch, "holdout_log_loss": metrics["log_loss"]}
+            memory.progress.note({"stage": "epoch", **last})
         summary = linear_summary(
             opts,
             plan,
