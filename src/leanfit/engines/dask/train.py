@@ -213,7 +213,9 @@ def fit(cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress
         encoder,
         rows=(n_train, n_holdout),
         history=history,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
+        metrics=metrics.result(class_names=[str(x) for x in schema.classes], curves=True)
+        if metrics
+        else None,
         seconds=time.perf_counter() - started,
     )
     return (

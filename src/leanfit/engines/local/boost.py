@@ -40,6 +40,7 @@ from leanfit.models.booster import (
     booster_summary,
 )
 from leanfit.options import BoostOptions, Plan, TrainOptions
+from leanfit.runrecord import run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import scan_with_schema
 
@@ -204,7 +205,7 @@ def holdout_metrics(model: BoostedModel, holdout: BatchIter, class_names: list[s
     metrics = StreamingMetrics(model.n_classes)
     for X, y, _ in holdout.batches():
         metrics.update(y.astype(np.int64), model.proba(X))
-    return metrics.result(class_names=class_names)
+    return metrics.result(class_names=class_names, curves=True)
 
 
 def fit_booster(
@@ -336,7 +337,8 @@ def train_booster(
         )
     if out is not None:
         with memory.stage("save"):
-            save_bundle(out, schema, None, model, summary)
+            record = {"report": run_record(memory, progress)}
+            save_bundle(out, schema, None, model, summary | record)
         summary["output"] = str(out)
     return summary
 
