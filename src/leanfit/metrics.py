@@ -316,8 +316,9 @@ def _class_curves(hist: Floats, calibration: Floats) -> dict[str, Any]:
     fps, tps = np.cumsum(neg[::-1])[seen], np.cumsum(pos[::-1])[seen]
     n_neg, n_pos = max(float(neg.sum()), 1e-300), max(float(pos.sum()), 1e-300)
     fpr, tpr = np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
-    precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=tps + fps > 0)
-    recall = np.r_[0.0, tps / n_pos]
+    hit = tps > 0  # precision-recall from the first threshold with a row of the class
+    precision = tps[hit] / (tps[hit] + fps[hit]) if hit.any() else np.zeros(1)
+    recall = np.r_[0.0, tps[hit] / n_pos]
     precision = np.r_[precision[0], precision]
     rows, scores, hits = calibration
     edges = (np.arange(HISTOGRAM_BINS + 1) * len(pos)) // min(HISTOGRAM_BINS, len(pos))

@@ -1,6 +1,6 @@
 """What a training run keeps for its report, bounded whatever the run's length.
 
-The bundle's training summary holds it as ``report`` (see :func:`run_record`):
+The bundle's training summary holds it as ``run_record`` (see :func:`run_record`):
 
 - the learning curve: the loss after each epoch (holdout log loss), L-BFGS pass
   (the training objective) or boosting round (holdout log loss), recorded from the
@@ -124,7 +124,7 @@ def _bands(t: np.ndarray, stages: list[str]) -> list[list]:
 
 
 def run_record(memory, curve: object = None) -> dict[str, Any]:
-    """The ``report`` part of a training summary: ``learning_curve`` (None when the run
+    """The ``run_record`` of a training summary: ``learning_curve`` (None when the run
     recorded none: ``curve`` is not a LearningCurve or saw no step), ``memory_trace`` (with ``limit_bytes`` and ``baseline_bytes``) and
     ``stage_seconds``, from ``memory`` (a Monitor) as the run stands now."""
     samples = list(memory.samples)  # the sampling thread appends meanwhile
