@@ -185,8 +185,8 @@ class StreamingMetrics:
             "recall": _divide(tp, true_sum),
             "f1": _divide(2.0 * tp, true_sum + pred_sum),
         }
-        curves = [_curves(self._hist[c, 0], self._hist[c, 1]) for c in range(k)]
-        curve = curves[1] if k == 2 else _macro(curves)
+        areas = [_curves(self._hist[c, 0], self._hist[c, 1]) for c in range(k)]
+        curve = areas[1] if k == 2 else _macro(areas)
         as_count = float if self._weighted else int
         return {
             "n_rows": self.n_rows,
@@ -317,9 +317,9 @@ def _class_curves(hist: Floats, calibration: Floats) -> dict[str, Any]:
     n_neg, n_pos = max(float(neg.sum()), 1e-300), max(float(pos.sum()), 1e-300)
     fpr, tpr = np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
     hit = tps > 0  # precision-recall from the first threshold with a row of the class
-    precision = tps[hit] / (tps[hit] + fps[hit]) if hit.any() else np.zeros(1)
-    recall = np.r_[0.0, tps[hit] / n_pos]
-    precision = np.r_[precision[0], precision]
+    recall, precision = tps[hit] / n_pos, tps[hit] / (tps[hit] + fps[hit])
+    if hit.any():
+        recall, precision = np.r_[0.0, recall], np.r_[precision[0], precision]
     rows, scores, hits = calibration
     edges = (np.arange(HISTOGRAM_BINS + 1) * len(pos)) // min(HISTOGRAM_BINS, len(pos))
     edges = np.unique(np.minimum(edges, len(pos)))
@@ -342,7 +342,7 @@ def _class_curves(hist: Floats, calibration: Floats) -> dict[str, Any]:
 def _thin(x: Floats, y: Floats, points: int = CURVE_POINTS) -> tuple[list, list]:
     """At most ``points`` vertices of the polyline ``(x, y)``: its ends, and the first
     vertex past each of evenly spaced distances along it."""
-    keep = np.r_[True, (np.diff(x) != 0) | (np.diff(y) != 0)]
+    keep = np.r_[True, (np.diff(x) != 0) | (np.diff(y) != 0)][: len(x)]
     x, y = x[keep], y[keep]
     if len(x) > points:
         along = np.r_[0.0, np.cumsum(np.hypot(np.diff(x), np.diff(y)))]
