@@ -59,24 +59,27 @@ def figures(data: dict) -> list[Figure]:
     """Every figure of the report, in page order."""
     metrics = data["metrics"]
     curves = (metrics or {}).get("curves")
+    why = "" if metrics else data["missing_metrics"]  # no metrics: no curves either
     run = data.get("run") or {}
     return [
-        _figure("metrics", "Metrics", metrics, _metrics_table, data["missing_metrics"]),
-        _figure("confusion", "Confusion matrix", metrics, _confusion, data["missing_metrics"]),
-        _figure("roc", _titled("ROC curve", "AUC", data, "roc_auc"), curves, _roc),
+        _figure("metrics", "Metrics", metrics, _metrics_table, why),
+        _figure("confusion", "Confusion matrix", metrics, _confusion, why),
+        _figure("roc", _titled("ROC curve", "AUC", data, "roc_auc"), curves, _roc, why),
         _figure(
             "pr",
             _titled("Precision-recall curve", "AP", data, "average_precision"),
             curves,
             _precision_recall,
+            why,
         ),
         _figure(
             "calibration",
             _titled("Calibration (reliability)", "ECE", data, "expected_calibration_error"),
             curves,
             _calibration,
+            why,
         ),
-        _figure("scores", "Score histograms by class", curves, _score_histograms),
+        _figure("scores", "Score histograms by class", curves, _score_histograms, why),
         _figure(
             "weights",
             (data.get("weights") or {}).get("title", "Feature weights"),
@@ -98,7 +101,7 @@ def figures(data: dict) -> list[Figure]:
     ]
 
 
-def _figure(id: str, title: str, value, draw: Callable, missing: str = "", *args) -> Figure:
+def _figure(id: str, title: str, value, draw: Callable, missing: str = "") -> Figure:
     if not value:
         why = missing or "this bundle does not hold it (trained before reports were recorded)"
         return Figure(id, title, f'<p class="missing">Not available: {escape(why)}.</p>')
