@@ -62,7 +62,7 @@ def train(
             if opts.model == "xgboost":
                 from leanfit.engines.dask.boost import fit_booster  # XGBoost only when used
 
-                model, encoder, summary = fit_booster(cl, where, schema, opts, boost)
+                model, encoder, summary = fit_booster(cl, where, schema, opts, boost, progress)
             else:
                 model, encoder, summary = fit(cl, where, schema, opts, progress)
         summary = {"input": where.paths, **summary, "cluster": cl.report()}

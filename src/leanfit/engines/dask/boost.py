@@ -46,9 +46,10 @@ def _pick(blocks: dict, which: str, item: int):
     return blocks[which][item]
 
 
-def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
+def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, progress=None):
     """XGBoost through ``xgboost.dask`` on blocks resident on the workers; return
-    (model, None, summary)."""
+    (model, None, summary). ``progress`` gets each round's holdout loss when training
+    is done (callbacks run on the workers)."""
     import dask
     import dask.array as da
     import xgboost.dask as xgb_dask
@@ -113,6 +114,10 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
         verbose_eval=False,
     )
     booster = result["booster"]
+    for name, losses in result["history"].get("holdout", {}).items():
+        for n, loss in enumerate(losses, 1):
+            if progress is not None:
+                progress({"stage": "boost", "round": n, f"holdout_{name}": loss})
     model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
     metrics = None
     if held is not None:
