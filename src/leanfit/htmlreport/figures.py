@@ -19,7 +19,6 @@ from leanfit.htmlreport.svg import (
     bar_chart,
     heatmap,
     line_chart,
-    number,
 )
 
 MIB = 2**20
@@ -288,6 +287,3 @@ def _schema(schema: dict) -> str:
 def _range(values: list[float]) -> tuple[float, float]:
     present = [v for v in values if v is not None]
     return (min(present), max(present)) if present else (0.0, 1.0)
-
-
-__all__ = ["Figure", "figures", "number"]
