@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +37,10 @@ BOXES = """JSON.stringify([...document.querySelectorAll('figure.figure')].map(f 
   return {id: f.id, title: caption.textContent, box: box(f), caption: box(caption),
           svgs: [...f.querySelectorAll('svg')].map(box)};
 }))"""
+TRAMPOLINE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 SIZE = (
     "JSON.stringify([document.documentElement.scrollWidth, document.documentElement.scrollHeight])"
 )
@@ -48,14 +53,20 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="leanfit-chromium-")
         to_chrome_r, self.to_chrome = os.pipe()
         self.from_chrome, from_chrome_w = os.pipe()
-        # the DevTools pipe is fds 3 (commands in) and 4 (answers out) of the browser
+        # the DevTools pipe is fds 3 (commands in) and 4 (answers out) of the browser: a
+        # small exec trampoline puts the pipe's ends there (no preexec_fn in a threaded process)
+        browser = [
+            BINARY,
+            *FLAGS,
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+        ]
         self.proc = subprocess.Popen(
-            [BINARY, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"],
+            [sys.executable, "-c", TRAMPOLINE, str(to_chrome_r), str(from_chrome_w), *browser],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            pass_fds=(3, 4),
-            preexec_fn=lambda: (os.dup2(to_chrome_r, 3), os.dup2(from_chrome_w, 4)),
+            pass_fds=(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
