@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint format clean mutate
+.PHONY: demo test test-all bench lint format clean mutate chromium
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -14,11 +14,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m leanfit.demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) chromium
 	$(BIN)/pytest -q -m ''
+
+# Headless Chromium (Debian's package) for the report's browser test; where it is
+# missing and this is not root, say so: that test then skips.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q --no-install-recommends chromium && chromium --version; \
+	  else \
+	    echo "chromium: not installed, and installing needs root (apt-get install chromium);" \
+	      "the browser test of the HTML report will skip"; \
+	  fi; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/inspect_speed.py

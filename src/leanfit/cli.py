@@ -111,6 +111,7 @@ def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, st
     inputs = [kwargs.get(name) for name in ("data", "model", "schema_path")]
     outputs = {label: kwargs.get("out"), "--memory-trace": memory_trace}
     outputs["--quarantine"] = kwargs.get("quarantine")
+    outputs["--report"] = kwargs.get("report")
     return outputs, [i for i in inputs if i], folder
 
 
@@ -122,7 +123,7 @@ def _report_error(exc: Exception, kwargs: dict, outputs: dict) -> None:
     if not isinstance(exc, LeanfitError) and os.environ.get("LEANFIT_DEBUG") == "1":
         raise exc
     for param in click.get_current_context().command.params:
-        if param.name in ("out", "quarantine"):  # named as the user gave them: --out or OUT
+        if param.name in ("out", "quarantine", "report"):  # as the user gave them: --out, OUT
             flag = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
             outputs[flag] = kwargs.get(param.name)
     error = as_leanfit_error(exc, kwargs.get("data"), outputs)
@@ -320,11 +321,16 @@ MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle
     show_default=True,
     help="Where to save the model bundle.",
 )
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Also write the HTML report of the model (as `leanfit report`) to this file.",
+)
 @table_options(BoostOptions)
 @engine_options
 @command
 @bad_row_options
-def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **values):
+def train_(data, target, schema_path, out, report, engine, scheduler, memory, guard, **values):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
 
     \b
@@ -359,6 +365,10 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
         boost=boost,
         **where,
     )
+    if report:
+        from leanfit.htmlreport import write_report
+
+        summary["report"] = write_report(out, None, report, memory=memory)["output"]
     return summary, show_train
 
 
@@ -385,6 +395,41 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
             model, data, scheduler=scheduler, memory=memory, guard=guard
         ), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
+
+
+@main.command("report")
+@MODEL
+@click.argument("data", required=False)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML file: self-contained (inline SVG, no script), opens offline.",
+)
+@engine_options
+@command
+@bad_row_options
+def report_(model, data, out, engine, scheduler, memory, guard):
+    """An HTML report of MODEL: metrics, confusion matrix, ROC, precision-recall and
+    calibration curves, score histograms, feature weights, learning curve, memory and
+    time by stage, row accounting, schema.
+
+    Curves are on labelled DATA (one streaming pass, as evaluate), or without DATA on
+    the training holdout stored in the bundle.
+
+    \b
+    Example:
+      leanfit report churn.leanfit data/test.csv --out report.html
+    """
+    from leanfit.htmlreport import show_report, write_report
+
+    dask = on_dask(engine, scheduler)
+    summary = write_report(
+        model, data, out, memory=memory, guard=guard, scheduler=scheduler, dask=dask
+    )
+    return summary, show_report
 
 
 @main.command("predict")

@@ -4,7 +4,12 @@
 confusion matrix, two running sums (log loss, Brier score) and, per class, two
 histograms of that class's probability over ``bins`` equal bins of [0, 1] (one for
 rows of the class, one for the others): ``n_classes**2 + 2 * n_classes * bins``
-numbers, 1 MiB per class with the default 65,536 bins. Accumulators merge exactly.
+numbers, 1 MiB per class with the default 65,536 bins, plus, per class and for each
+of ``CALIBRATION_BINS`` equal bins of that class's probability, the weight of its
+rows, the sum of their probability and the weight of those of the class (the
+reliability curve and the expected calibration error, exactly). Accumulators merge
+exactly. :meth:`StreamingMetrics.curves` reads ROC, precision-recall, reliability
+and score-histogram points from these sums, a few thousand numbers whatever the rows.
 
 Names and definitions follow scikit-learn (with ``labels`` = all declared classes
 and ``zero_division=0``, but without warnings). Counts are exact; log loss and Brier
@@ -16,13 +21,19 @@ mean of the per-class bounds) of the exact value.
 Measured against scikit-learn with 4096 bins on uniform and logistic-like scores
 (AUC 0.5 to 0.99): AUC error <= 8e-6 (bound <= 1.6e-4), average precision error
 <= 1e-4; scores with at most one distinct value per bin give both exactly.
+The expected calibration error is scikit-learn's ``calibration_curve`` (uniform
+bins) made one number: ``sum over bins |rows of the class - sum of probability|``
+over all rows (binary: of class 1; else the mean over the classes, "classwise").
 
 >>> import numpy as np
 >>> m = StreamingMetrics(2)
 >>> m.update(np.array([0, 1, 1, 0]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]))
 >>> r = m.result()
->>> r["accuracy"], r["confusion_matrix"], r["roc_auc"]
-(0.5, [[1, 1], [1, 1]], 0.75)
+>>> r["accuracy"], r["confusion_matrix"], r["roc_auc"], round(r["expected_calibration_error"], 6)
+(0.5, [[1, 1], [1, 1]], 0.75, 0.4)
+>>> c = m.curves()["classes"][0]
+>>> c["class"], c["roc"]["fpr"], c["roc"]["tpr"]
+(1, [0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
 """
 
 from __future__ import annotations
@@ -36,6 +47,10 @@ from leanfit.errors import ConfigError, InputError
 
 Floats = NDArray[np.float64]
 DEFAULT_BINS = 65_536
+CALIBRATION_BINS = 10
+CURVE_POINTS = 200  # points kept per ROC or precision-recall curve
+HISTOGRAM_BINS = 64  # bins of a score histogram in curves(): edges exact in decimal
+CURVE_CLASSES = 10  # multiclass curves: the classes with most rows
 
 
 class StreamingMetrics:
@@ -67,6 +82,9 @@ class StreamingMetrics:
         # _hist[c, 1, b]: weight of rows of class c whose proba[:, c] falls in bin b;
         # _hist[c, 0, b]: the same for rows of other classes.
         self._hist: Floats = np.zeros((self.n_classes, 2, self.bins))
+        # _calibration[c, :, b]: weight, probability sum and class-c weight of the rows
+        # whose proba[:, c] falls in calibration bin b
+        self._calibration: Floats = np.zeros((self.n_classes, 3, CALIBRATION_BINS))
 
     def update(
         self, y_true: np.ndarray, proba: np.ndarray, sample_weight: np.ndarray | None = None
@@ -108,6 +126,7 @@ class StreamingMetrics:
         weights = None if w is None else np.repeat(w, k)
         counts = np.bincount(flat.ravel(), weights=weights, minlength=2 * k * self.bins)
         self._hist += counts.reshape(k, 2, self.bins)
+        self._calibration += _calibration_sums(p, onehot, w)
 
     def merge(self, other: StreamingMetrics) -> StreamingMetrics:
         """Add the rows accumulated by ``other`` (same ``n_classes`` and ``bins``); return self."""
@@ -124,15 +143,20 @@ class StreamingMetrics:
         self._log_loss_sum += other._log_loss_sum
         self._brier_sum += other._brier_sum
         self._hist += other._hist
+        self._calibration += other._calibration
         return self
 
-    def result(self, class_names: list[str] | None = None) -> dict[str, Any]:
+    def result(
+        self, class_names: list[str] | None = None, *, curves: bool = False
+    ) -> dict[str, Any]:
         """Return the metrics as a JSON-serialisable dict of plain Python values.
 
         Parameters
         ----------
         class_names : list of str, optional
             Names for the ``class`` field of ``per_class``; the codes if omitted.
+        curves : bool, default=False
+            Add ``curves``: the points of :meth:`curves`.
 
         Returns
         -------
@@ -141,8 +165,9 @@ class StreamingMetrics:
             ``f1`` (binary: of class 1; else macro), ``f1_macro``, ``per_class``,
             ``log_loss``, ``brier_score``, ``roc_auc`` and ``average_precision``
             (binary: of class 1; else one-vs-rest macro over the classes where they
-            are defined; None if none is), ``confusion_matrix`` (rows = true) and
-            ``auc_error_bound`` (bound on the ROC AUC's histogram error).
+            are defined; None if none is), ``confusion_matrix`` (rows = true),
+            ``auc_error_bound`` (bound on the ROC AUC's histogram error) and
+            ``expected_calibration_error`` (binary: of class 1; else classwise).
 
         Raises
         ------
@@ -150,16 +175,9 @@ class StreamingMetrics:
             If no rows (or only rows of weight 0) were given, or ``class_names``
             does not have ``n_classes`` entries.
         """
-        total = float(self._confusion.sum())
-        if self.n_rows == 0 or total <= 0:
-            raise InputError(
-                f"StreamingMetrics.result: no rows with positive weight were given "
-                f"(n_rows={self.n_rows}); call update() with data first"
-            )
+        total = self._total("result")
         k = self.n_classes
-        names: list[Any] = list(range(k)) if class_names is None else list(class_names)
-        if len(names) != k:
-            raise InputError(f"StreamingMetrics.result: class_names must have {k} entries")
+        names = self._names(class_names, "result")
         cm = self._confusion
         tp, pred_sum, true_sum = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
         scores = {
@@ -167,8 +185,8 @@ class StreamingMetrics:
             "recall": _divide(tp, true_sum),
             "f1": _divide(2.0 * tp, true_sum + pred_sum),
         }
-        curves = [_curves(self._hist[c, 0], self._hist[c, 1]) for c in range(k)]
-        curve = curves[1] if k == 2 else _macro(curves)
+        areas = [_curves(self._hist[c, 0], self._hist[c, 1]) for c in range(k)]
+        curve = areas[1] if k == 2 else _macro(areas)
         as_count = float if self._weighted else int
         return {
             "n_rows": self.n_rows,
@@ -183,7 +201,58 @@ class StreamingMetrics:
             "average_precision": curve["ap"],
             "confusion_matrix": [[as_count(v) for v in row] for row in cm],
             "auc_error_bound": curve["bound"],
+            "expected_calibration_error": self._calibration_error(total),
+        } | ({"curves": self.curves(names)} if curves else {})
+
+    def curves(self, class_names: list[str] | None = None) -> dict[str, Any]:
+        """The points of the curves a report draws, a bounded number whatever the rows.
+
+        Returns
+        -------
+        dict
+            ``calibration_bins`` and ``classes``: for class 1 of two (else one-vs-rest
+            for each of the ``CURVE_CLASSES`` classes with most rows) a dict of
+            ``class``, ``roc`` (``fpr``, ``tpr``), ``precision_recall`` (``recall``,
+            ``precision``), each at most ``CURVE_POINTS`` vertices of the histogram's
+            curve spread along its length; ``calibration`` (per bin of the class's
+            probability: ``rows``, ``mean_predicted``, ``observed``: the share of the
+            class, null for empty bins) and ``scores`` (``edges`` of ``HISTOGRAM_BINS``
+            bins of the class's probability and the weight of the class's rows,
+            ``positive``, and of the others, ``negative``, in each).
+        """
+        self._total("curves")
+        names = self._names(class_names, "curves")
+        k = self.n_classes
+        support = self._confusion.sum(axis=1)
+        chosen = [1] if k == 2 else sorted(np.argsort(-support, kind="stable")[:CURVE_CLASSES])
+        return {
+            "calibration_bins": CALIBRATION_BINS,
+            "classes": [
+                {"class": names[c], **_class_curves(self._hist[c], self._calibration[c])}
+                for c in chosen
+            ],
         }
+
+    def _total(self, where: str) -> float:
+        total = float(self._confusion.sum())
+        if self.n_rows == 0 or total <= 0:
+            raise InputError(
+                f"StreamingMetrics.{where}: no rows with positive weight were given "
+                f"(n_rows={self.n_rows}); call update() with data first"
+            )
+        return total
+
+    def _names(self, class_names: list[str] | None, where: str) -> list[Any]:
+        k = self.n_classes
+        names: list[Any] = list(range(k)) if class_names is None else list(class_names)
+        if len(names) != k:
+            raise InputError(f"StreamingMetrics.{where}: class_names must have {k} entries")
+        return names
+
+    def _calibration_error(self, total: float) -> float:
+        """|weight of the class - probability sum| summed over bins, over all rows."""
+        gaps = np.abs(self._calibration[:, 2] - self._calibration[:, 1]).sum(axis=1) / total
+        return float(gaps[1] if self.n_classes == 2 else gaps.mean())
 
 
 def _check_chunk(
@@ -220,6 +289,82 @@ def _check_chunk(
     if not np.all(np.isfinite(w) & (w >= 0)):
         raise InputError(f"{where}: sample_weight must be finite and >= 0")
     return y.astype(np.int64, copy=False), p, eps, w
+
+
+def _calibration_sums(p: Floats, onehot: np.ndarray, w: Floats | None) -> Floats:
+    """Per class and calibration bin of its probability: weight, probability sum and
+    weight of the class's rows, shape ``(n_classes, 3, CALIBRATION_BINS)``."""
+    n, k = p.shape
+    w = np.ones(n) if w is None else w
+    cells = (
+        np.arange(k) * CALIBRATION_BINS
+        + np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    ).ravel()
+    size = k * CALIBRATION_BINS
+    sums = [
+        np.bincount(cells, weights=values.ravel(), minlength=size)
+        for values in (np.broadcast_to(w[:, None], (n, k)), p * w[:, None], onehot * w[:, None])
+    ]
+    return np.stack(sums).reshape(3, k, CALIBRATION_BINS).transpose(1, 0, 2)
+
+
+def _class_curves(hist: Floats, calibration: Floats) -> dict[str, Any]:
+    """ROC, precision-recall, reliability and score-histogram points of one class
+    from its histograms ``hist[0]`` (other rows) and ``hist[1]`` (its rows)."""
+    neg, pos = hist
+    seen = (neg + pos)[::-1] > 0  # thresholds from the highest bin down, where rows are
+    fps, tps = np.cumsum(neg[::-1])[seen], np.cumsum(pos[::-1])[seen]
+    n_neg, n_pos = max(float(neg.sum()), 1e-300), max(float(pos.sum()), 1e-300)
+    fpr, tpr = np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
+    hit = tps > 0  # precision-recall from the first threshold with a row of the class
+    recall, precision = tps[hit] / n_pos, tps[hit] / (tps[hit] + fps[hit])
+    if hit.any():
+        recall, precision = np.r_[0.0, recall], np.r_[precision[0], precision]
+    rows, scores, hits = calibration
+    edges = (np.arange(HISTOGRAM_BINS + 1) * len(pos)) // min(HISTOGRAM_BINS, len(pos))
+    edges = np.unique(np.minimum(edges, len(pos)))
+    return {
+        "roc": dict(zip(("fpr", "tpr"), _thin(fpr, tpr))),
+        "precision_recall": dict(zip(("recall", "precision"), _thin(recall, precision))),
+        "calibration": {
+            "rows": _counts(rows),
+            "mean_predicted": _rounded(_ratio(scores, rows)),
+            "observed": _rounded(_ratio(hits, rows)),
+        },
+        "scores": {
+            "edges": _rounded(edges / len(pos)),
+            "positive": _counts(np.add.reduceat(pos, edges[:-1])),
+            "negative": _counts(np.add.reduceat(neg, edges[:-1])),
+        },
+    }
+
+
+def _thin(x: Floats, y: Floats, points: int = CURVE_POINTS) -> tuple[list, list]:
+    """At most ``points`` vertices of the polyline ``(x, y)``: its ends, and the first
+    vertex past each of evenly spaced distances along it."""
+    keep = np.r_[True, (np.diff(x) != 0) | (np.diff(y) != 0)][: len(x)]
+    x, y = x[keep], y[keep]
+    if len(x) > points:
+        along = np.r_[0.0, np.cumsum(np.hypot(np.diff(x), np.diff(y)))]
+        picked = np.searchsorted(along, np.linspace(0.0, along[-1], points - 1))
+        picked = np.unique(np.r_[0, np.minimum(picked, len(x) - 1), len(x) - 1])
+        x, y = x[picked], y[picked]
+    return _rounded(x), _rounded(y)
+
+
+def _ratio(num: Floats, den: Floats) -> list[float | None]:
+    """``num / den`` per bin; None where ``den`` is 0."""
+    return [float(a / b) if b > 0 else None for a, b in zip(num, den)]
+
+
+def _rounded(values) -> list:
+    """Plain floats with 7 significant digits (None kept): compact JSON."""
+    return [None if v is None else float(f"{v:.7g}") for v in values]
+
+
+def _counts(values: Floats) -> list:
+    """Row counts (weights) as plain numbers: whole ones as int."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
 
 
 def _per_class(

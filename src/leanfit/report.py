@@ -172,6 +172,8 @@ def show_train(s: dict) -> None:
     show_accounting(s)
     if s.get("output"):
         console.print(f"model saved to {s['output']}")
+    if s.get("report"):
+        console.print(f"report written to {s['report']}")
 
 
 def show_evaluate(s: dict) -> None:

@@ -25,11 +25,11 @@ NUMBER = (int, float)
 VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "command": (
         (str,),
-        "the command: make-data, inspect, shrink, train, evaluate, predict or export",
+        "the command: make-data, inspect, shrink, train, evaluate, predict, report or export",
     ),
     "input": ((list,), "the data files read, in order"),
     "output": ((str, type(None)), "the file or folder written (null: nothing written)"),
-    "bundle": ((str,), "the model bundle read (evaluate, predict)"),
+    "bundle": ((str,), "the model bundle read (evaluate, predict, report)"),
     "model": ((str,), "the model kind (sgd, logistic, xgboost, ...)"),
     "engine": ((str,), "local or dask"),
     "format": ((str,), "the output's format: csv, parquet or onnx"),
@@ -75,6 +75,8 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "cache_bytes": ((int,), "bytes of the on-disk block caches"),
     "train_seconds": (NUMBER, "seconds spent training (inspect excluded)"),
     "metrics": ((dict, type(None)), "streaming metrics (null without holdout rows)"),
+    "report": ((str,), "the HTML report written (train --report)"),
+    "figures": ((list,), "the titles of the report's figures, in page order"),
     "partitions": ((int,), "input partitions (dask)"),
     "files": ((int,), "files written (dask predict)"),
     "cluster": ((dict,), "the Dask cluster: scheduler, workers, their memory and peaks"),

@@ -19,6 +19,7 @@ from leanfit.engines.dask.train import check_model, fit, layout
 from leanfit.memory import Monitor
 from leanfit.model import save_bundle
 from leanfit.options import BoostOptions, TrainOptions
+from leanfit.runrecord import LearningCurve, run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import check_target
 
@@ -50,6 +51,7 @@ def train(
     opts.check()
     check_model(opts)
     memory = memory or Monitor.unbounded()
+    LearningCurve.of(memory.progress)
     with cluster(scheduler, memory, client=client) as cl:
         if schema is None:
             with memory.stage("inspect"):
@@ -69,6 +71,7 @@ def train(
     summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}
     if out is not None:
         with memory.stage("save"):
-            save_bundle(out, schema, encoder, model, summary)
+            record = {"run_record": run_record(memory)}
+            save_bundle(out, schema, encoder, model, summary | record)
         summary["output"] = str(out)
     return summary

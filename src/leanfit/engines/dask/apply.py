@@ -43,8 +43,10 @@ def evaluate(
     client=None,
     block: int | None = None,
     guard=None,
+    curves: bool = False,
 ) -> dict:
-    """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged."""
+    """Metrics of a bundle on labelled data: per-partition StreamingMetrics, merged
+    (with ``curves``, the points of the curves too: StreamingMetrics.curves)."""
     model = load(model_path, memory)
     memory = memory or Monitor.unbounded()
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
@@ -60,7 +62,7 @@ def evaluate(
         report = cl.report()
     if metrics is None:
         raise InputError(f"{data}: no labelled rows to evaluate.")
-    result = metrics.result(class_names=[str(k) for k in model.classes])
+    result = metrics.result(class_names=[str(k) for k in model.classes], curves=curves)
     return {
         **model.describe(model_path, paths),
         "rows": read + (guard.count if guard is not None else 0),

@@ -176,7 +176,9 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=
         rows=(sum(s["train"] for s in shapes), sum(s["holdout"] for s in shapes)),
         rounds_trained=booster.num_boosted_rounds(),
         notes=notes,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
+        metrics=metrics.result(class_names=[str(x) for x in schema.classes], curves=True)
+        if metrics
+        else None,
     )
     return (
         model,

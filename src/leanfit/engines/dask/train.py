@@ -226,7 +226,8 @@ def fit(
     with progress.stage("holdout"):
         progress.plan(n_holdout)
         metrics = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
-        metrics = metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None
+        classes = [str(x) for x in schema.classes]
+        metrics = metrics.result(class_names=classes, curves=True) if metrics else None
         if metrics and epochs:  # the last epoch's holdout loss, shown too
             last = {"epoch": epochs, "holdout_log_loss": metrics["log_loss"]}
             progress.note({"stage": "epoch", **last})

@@ -75,9 +75,11 @@ def evaluate(
     rows: int | None = None,
     memory: Monitor | None = None,
     guard: Guard | None = None,
+    curves: bool = False,
 ) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass; rows without a
-    label (and, with an active ``guard``, bad rows) are counted, not scored."""
+    label (and, with an active ``guard``, bad rows) are counted, not scored. With
+    ``curves``, the metrics hold the points of the curves (StreamingMetrics.curves)."""
     model = load(model_path, memory)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
@@ -91,6 +93,6 @@ def evaluate(
             model.add_metrics(metrics, frame, str(data), counts)
     if not metrics.n_rows:
         raise InputError(f"{data}: no labelled rows to evaluate.")
-    result = metrics.result(class_names=[str(c) for c in model.classes])
+    result = metrics.result(class_names=[str(c) for c in model.classes], curves=curves)
     accounting = counts.summary(guard, f"'{model.schema.target}'")
     return {**model.describe(model_path, data), **accounting, "metrics": result}

@@ -41,6 +41,7 @@ from leanfit.models.booster import (
 )
 from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.progress import Progress
+from leanfit.runrecord import run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import scan_with_schema
 
@@ -231,7 +232,7 @@ def holdout_metrics(
     metrics = StreamingMetrics(model.n_classes)
     for X, y, _ in progress.counted(holdout.batches()):
         metrics.update(y.astype(np.int64), model.proba(X))
-    return metrics.result(class_names=class_names)
+    return metrics.result(class_names=class_names, curves=True)
 
 
 def fit_booster(
@@ -359,7 +360,8 @@ def train_booster(
         )
     if out is not None:
         with memory.stage("save"):
-            save_bundle(out, schema, None, model, summary)
+            record = {"run_record": run_record(memory)}
+            save_bundle(out, schema, None, model, summary | record)
         summary["output"] = str(out)
     return summary
 

@@ -30,6 +30,7 @@ from leanfit.memory import MIN_ROWS, Monitor, current_rss
 from leanfit.model import save_bundle
 from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions
+from leanfit.runrecord import LearningCurve, run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
 from leanfit.schema.rules import check_target, scan_with_schema
@@ -212,7 +213,7 @@ def holdout_loss(model, blocks) -> float:
 
 def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str]) -> dict:
     metrics = block_metrics(lambda X: scores(model, X), blocks, n_classes)
-    return metrics.result(class_names=class_names)
+    return metrics.result(class_names=class_names, curves=True)
 
 
 @checks_output("out", inputs=("data",))
@@ -239,6 +240,7 @@ def train(
     opts = options or TrainOptions()
     opts.check()
     memory = memory or Monitor.unbounded()
+    LearningCurve.of(memory.progress)
     # Import the model's library first: the baseline is then interpreter and libraries,
     # and a hopeless limit is refused before any data is read. Memory an inspect pass
     # below leaves to the allocator is reused by the training pass, not added to it.
@@ -292,6 +294,7 @@ def train(
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
-            save_bundle(out, schema, trainer.encoder, trainer.model, summary)
+            record = {"run_record": run_record(memory)}
+            save_bundle(out, schema, trainer.encoder, trainer.model, summary | record)
         summary["output"] = str(out)
     return summary
