@@ -198,6 +198,12 @@ def show_train(s: dict) -> None:
     show_accounting(s)
     if s.get("output"):
         console.print(f"model saved to {s['output']}")
+    if s.get("checkpoint"):
+        c = s["checkpoint"]
+        console.print(
+            f"{'resumed; ' if c['resumed'] else ''}{c['saves']} checkpoints saved "
+            f"({c['save_seconds']:.1f} s), then removed"
+        )
 
 
 def show_evaluate(s: dict) -> None:

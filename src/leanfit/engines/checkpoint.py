@@ -152,6 +152,7 @@ class Checkpoint:
             self.release(remove=created or os.listdir(self.folder) == [OWNER])
             raise
         self._last = time.monotonic()
+        self.saves, self.save_seconds = 0, 0.0
 
     def _take(self) -> int:
         """Create the folder and lock its owner file; refuse when a live run holds it."""
@@ -240,8 +241,20 @@ class Checkpoint:
             "model": settings,
         }
         named = {f"model.{k}": v for k, v in learned.items()} | (arrays or {}) | trace
+        started = time.monotonic()
         bundle.save(self.folder / STATE, parts, named, durable=True)
         self._last = time.monotonic()
+        self.saves, self.save_seconds = self.saves + 1, self.save_seconds + self._last - started
+
+    def report(self) -> dict:
+        """The summary's ``checkpoint``: the folder (removed by now), whether this run
+        resumed, how many saves it made and the seconds they took."""
+        return {
+            "folder": str(self.folder),
+            "resumed": self.saved is not None,
+            "saves": self.saves,
+            "save_seconds": round(self.save_seconds, 3),
+        }
 
     def saved_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """The saved arrays whose names start with ``prefix`` (without it)."""

@@ -302,9 +302,10 @@ def train(
     boost = boost or BoostOptions()
     saved = open_checkpoint(data, target, out, opts, boost, memory, checkpoint)
     with checkpointing(saved):
-        return _train(
+        summary = _train(
             data, target, schema, out, opts, progress, memory, boost, guard, saved, libraries
         )
+    return summary | ({"checkpoint": saved.report()} if saved else {})
 
 
 def _train(data, target, schema, out, opts, progress, memory, boost, guard, saved, libraries):
