@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,10 +45,12 @@ from leanfit.encode.encoder import Encoder
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
-from leanfit.models.logistic import Terms
 from leanfit.models.registry import model_state, restore_model
 from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, TrainOptions
 from leanfit.schema.columns import Schema
+
+if TYPE_CHECKING:
+    from leanfit.models.logistic import Terms
 
 STATE = "state.leanfit"
 OWNER = ".owner"

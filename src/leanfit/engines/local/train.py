@@ -37,7 +37,6 @@ from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
 from leanfit.model import save_bundle
-from leanfit.models.logistic import blocks_terms, squares_pass
 from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, TrainOptions
 from leanfit.schema.columns import Schema
@@ -202,6 +201,8 @@ class Trainer:
 
     def _fit_exact(self, train_cache: BlockCache) -> None:
         """L-BFGS over the cached blocks, every pass recorded (:class:`Evaluations`)."""
+        from leanfit.models.logistic import blocks_terms, squares_pass  # loads scikit-learn
+
         n_features = self.encoder.n_features
         blocks = lambda: self._checked(train_cache.blocks())  # noqa: E731
         if self.passes is None:
