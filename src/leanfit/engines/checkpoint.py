@@ -180,7 +180,8 @@ class Checkpoint:
         path = self.folder / STATE
         if not path.exists():
             raise ConfigError(
-                f"--resume: there is no checkpoint in {self.folder}; run without --resume."
+                f"--resume: there is no checkpoint in {self.folder} (none was saved yet, or "
+                "the run finished); run without --resume."
             )
         parts, arrays = bundle.load(path)
         change = identity_change(parts["meta"]["identity"], self.identity)
@@ -420,10 +421,11 @@ def open_checkpoint(
     memory: Monitor,
     settings: CheckpointOptions | None,
 ) -> Checkpoint | None:
-    """The run's checkpoint: ``--checkpoint``'s folder, else the default one beside
-    ``out`` when the run is planned to take over ``AUTO_SECONDS`` (or resumes); None
-    when there is none."""
-    settings = settings or CheckpointOptions()
+    """The run's checkpoint (None: there is none; so without ``settings``, as library
+    calls have it): ``--checkpoint``'s folder, else the default one beside ``out`` when
+    the run is planned to take over ``AUTO_SECONDS`` (or resumes)."""
+    if settings is None:
+        return None
     settings.check()
     paths = resolve_paths(data)
     folder = settings.checkpoint

@@ -34,6 +34,8 @@ class BoostCheckpoint:
             for it, rows in zip(iters, saved["rows"]):
                 it.reuse_blocks(rows)
             iters[0].counts = RowCounts(**saved["counts"])
+        else:  # the schema and plan: a resumed run never inspects again
+            checkpoint.save({"stage": "parse", "plan": plan.as_dict()}, schema)
 
     def after_parse(self) -> None:
         """Save once both matrices are made: later runs never parse again."""

@@ -138,6 +138,8 @@ class Trainer:
         self.checkpoint, self.caches = checkpoint, {}
         if checkpoint is not None and checkpoint.saved:
             restore_trainer(checkpoint, self)
+        else:  # the schema and plan: a resumed run never inspects again
+            self._save(force=True)
 
     def weights(self, y: np.ndarray) -> np.ndarray | None:
         return None if self.class_weights is None else self.class_weights[y]
