@@ -22,8 +22,10 @@ from click.testing import CliRunner, Result
 
 from leanfit import bundle
 from leanfit.cli import main
-from leanfit.engines.checkpoint import STATE
+from leanfit.engines.checkpoint import AUTO_SECONDS, STATE, default_folder, planned_seconds
 from leanfit.model import load
+from leanfit.options import BoostOptions, TrainOptions
+from leanfit.summary import check as check_summary
 from leanfit.synth import write_data
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -138,7 +140,9 @@ def test_resume_after_kill_gives_the_same_model(kind, data, tmp_path):
     resumed = run(*resumable, "--resume", "--json")
     assert resumed.exit_code == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    assert summary["checkpoint"]["resumed"] is True
+    check_summary(summary)
+    assert summary["checkpoint"]["resumed"] is True and summary["checkpoint"]["saves"] >= 1
+    assert summary["rows"] == 8_000 == summary["rows_train"] + summary["rows_holdout"]
     same_model(tmp_path / "ref.leanfit", tmp_path / "m.leanfit")
     assert leftovers(tmp_path) == []
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -213,3 +217,15 @@ def test_random_kills_resume_to_the_same_model(data, tmp_path):
             assert resumed.exit_code == 0, (trial, kind, resumed.stderr)
         same_model(ref, where / "m.leanfit")
         assert leftovers(where) == [], trial
+
+
+def test_the_default_checkpoint_follows_the_planned_length():
+    """A minute is planned from the input size and the passes the options ask for."""
+    sgd, boost = TrainOptions(), BoostOptions()
+    assert planned_seconds(100_000_000, sgd, boost) < AUTO_SECONDS
+    assert planned_seconds(100_000_000, TrainOptions(epochs=100), boost) > AUTO_SECONDS
+    assert planned_seconds(1_000_000_000, TrainOptions(model="logistic"), boost) > AUTO_SECONDS
+    xgb = TrainOptions(model="xgboost")
+    assert planned_seconds(100_000_000, xgb, BoostOptions(rounds=10)) < AUTO_SECONDS
+    assert planned_seconds(1_000_000_000, xgb, boost) > AUTO_SECONDS
+    assert default_folder("models/churn.leanfit") == Path("models/.churn.leanfit.checkpoint")
