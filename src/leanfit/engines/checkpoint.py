@@ -441,6 +441,8 @@ def open_checkpoint(
             "--checkpoint: --model mlp cannot be checkpointed (its optimizer's state is not "
             "saved); train it without --checkpoint and --resume."
         )
+    if out is not None and Path(folder).resolve() == Path(out).resolve():
+        raise ConfigError(f"--checkpoint {folder} is --out; give the checkpoint its own folder.")
     identity = run_identity(paths, target, opts, boost)
     return Checkpoint(
         folder, identity, memory, every=settings.checkpoint_every, resume=settings.resume
