@@ -108,7 +108,8 @@ def kill_when(args: list, folder: Path, ready, delay: float = 0.0) -> dict:
         if proc.returncode == 0:
             return {}  # it finished first: nothing to resume
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-    return saved_state(folder)[0]
+    state = saved_state(folder)
+    return state[0] if state else {"stage": "done"}  # killed after the model was saved
 
 
 def same_model(a: Path, b: Path) -> None:
@@ -211,14 +212,18 @@ def test_random_kills_resume_to_the_same_model(data, tmp_path):
         resumable += ["--checkpoint-every", str(rng.choice([0.001, 0.2, 1.0]))]
         targets = sorted(rng.uniform(0, LAST[kind]) for _ in range(1 + (rng.random() < 0.3)))
         for attempt, target in enumerate(targets):
+            if attempt and not folder.exists():
+                break  # the run finished
             extra = ["--resume"] if attempt else []
             ready = lambda p, a, target=target: done(p, a) >= target  # noqa: E731
             killed += bool(kill_when([*resumable, *extra], folder, ready, rng.uniform(0, 0.3)))
-        if not (where / "m.leanfit").exists():  # else it finished before a kill
+        if folder.exists():  # (also when killed after saving the model, before cleaning up)
             resumed = run(*resumable, "--resume")
             assert resumed.exit_code == 0, (trial, kind, resumed.stderr)
         same_model(ref, where / "m.leanfit")
-        assert leftovers(where) == [], trial
+        # a kill between removing the checkpoint and letting --out go leaves its lock
+        # file, which the next run writing --out takes over
+        assert leftovers(where) in ([], [".m.leanfit.lock"]), trial
     assert killed >= 20
 
 
