@@ -67,8 +67,11 @@ class Budget:
 # --------------------------------------------------------------------------- writing
 
 
-def save(path: str | Path, parts: dict[str, dict], arrays: dict[str, np.ndarray]) -> None:
-    """Write the bundle at ``path`` atomically, with a manifest of every member."""
+def save(
+    path: str | Path, parts: dict[str, dict], arrays: dict[str, np.ndarray], durable: bool = False
+) -> None:
+    """Write the bundle at ``path`` atomically, with a manifest of every member
+    (``durable``: fsynced before it is renamed into place, see ``atomic_path``)."""
     members = {name: _json_bytes(parts[name.removesuffix(".json")]) for name in JSON_MEMBERS[1:]}
     manifest = {name: {"sha256": _sha(raw), "bytes": len(raw)} for name, raw in members.items()}
     for name, array in arrays.items():
@@ -79,7 +82,10 @@ def save(path: str | Path, parts: dict[str, dict], arrays: dict[str, np.ndarray]
         members[member] = raw = buffer.getvalue()
         manifest[member] = {"sha256": _sha(raw), "bytes": len(raw)} | _array_entry(array)
     meta = parts["meta"] | {"bundle_version": BUNDLE_VERSION, "manifest": manifest}
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_path(path, durable=durable) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
         zf.writestr(META, _json_bytes(meta))
         for name, raw in members.items():
             zf.writestr(name, raw)

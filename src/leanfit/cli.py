@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import click
 
-from leanfit.errors import LeanfitError
+from leanfit.errors import ConfigError, LeanfitError
 from leanfit.flags import (
     bad_row_options,
     engine_options,
@@ -23,7 +23,7 @@ from leanfit.flags import (
     on_dask,
     table_options,
 )
-from leanfit.options import BoostOptions, TrainOptions
+from leanfit.options import BoostOptions, CheckpointOptions, TrainOptions
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -327,6 +327,7 @@ MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle
     help="Also write the HTML report of the model (as `leanfit report`) to this file.",
 )
 @table_options(BoostOptions)
+@table_options(CheckpointOptions)
 @engine_options
 @command
 @bad_row_options
@@ -342,6 +343,7 @@ def train_(data, target, schema_path, out, report, engine, scheduler, memory, gu
 
     options = group_values(TrainOptions, values)
     boost = group_values(BoostOptions, values)
+    checkpoint = group_values(CheckpointOptions, values)
     if options.model == "xgboost":
         from leanfit.models.registry import import_library
 
@@ -351,8 +353,12 @@ def train_(data, target, schema_path, out, report, engine, scheduler, memory, gu
         from leanfit.engines.dask import train
 
         where |= {"scheduler": scheduler}
+        if checkpoint.checkpoint or checkpoint.resume:
+            raise ConfigError("--checkpoint and --resume work with --engine local only.")
     else:
         from leanfit.engines.local.train import train
+
+        where |= {"checkpoint": checkpoint}
     schema = Schema.from_json(schema_path) if schema_path else None
     check_training_columns(data, target, options, schema)
     summary = train(

@@ -208,6 +208,18 @@ class Monitor:
             "within_limit": peak_rss() <= self.limit,
         }
 
+    def continue_trace(self, samples: list[tuple[float, int, str]]) -> None:
+        """Put an earlier run's samples (a checkpoint's) before this one's, which then
+        follow them in time; their stage peaks count too."""
+        shift = samples[-1][0] if samples else 0.0
+        self._t0 -= shift
+        self.samples[:0] = samples
+        for _, rss, stage in samples:
+            self.stage_peaks[stage] = max(self.stage_peaks.get(stage, 0), rss)
+        self.samples[len(samples) :] = [
+            (t + shift, r, s) for t, r, s in self.samples[len(samples) :]
+        ]
+
     def write_trace(self, path: str | Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write("seconds,rss_bytes,stage\n")

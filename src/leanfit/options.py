@@ -166,6 +166,30 @@ class BoostOptions(Options):
 
 
 @dataclass(frozen=True)
+class CheckpointOptions(Options):
+    """Checkpoints of ``leanfit train`` (leanfit.engines.checkpoint)."""
+
+    checkpoint: str | None = option(
+        None,
+        "Save the run's state in this folder as it trains, so that --resume can continue "
+        "it after a crash. [default: .OUT.checkpoint beside --out when the run is planned "
+        "to take over a minute]",
+    )
+    checkpoint_every: float = option(
+        30.0,
+        "Seconds between checkpoints (one is also saved after the first pass, every epoch, "
+        "L-BFGS pass and 10 boosting rounds).",
+        low=0,
+        low_open=True,
+    )
+    resume: bool = option(
+        False,
+        "Continue the interrupted run of this same command from its checkpoint.",
+        choices=(False, True),
+    )
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a run planned from its memory budget, beside the user's options.
 

@@ -172,6 +172,12 @@ def show_train(s: dict) -> None:
     show_accounting(s)
     if s.get("output"):
         console.print(f"model saved to {s['output']}")
+    if s.get("checkpoint"):
+        c = s["checkpoint"]
+        console.print(
+            f"{'resumed; ' if c['resumed'] else ''}{c['saves']} checkpoints saved "
+            f"({c['save_seconds']:.1f} s), then removed"
+        )
     if s.get("report"):
         console.print(f"report written to {s['report']}")
 

@@ -73,6 +73,7 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "best_iteration": ((int,), "the last round kept (early stopping)"),
     "feature_importance": ((dict,), "average split gain by column, largest first"),
     "cache_bytes": ((int,), "bytes of the on-disk block caches"),
+    "checkpoint": ((dict,), "train's checkpoint: folder, resumed, saves, save_seconds"),
     "train_seconds": (NUMBER, "seconds spent training (inspect excluded)"),
     "metrics": ((dict, type(None)), "streaming metrics (null without holdout rows)"),
     "report": ((str,), "the HTML report written (train --report)"),

@@ -235,12 +235,13 @@ def _remove_partials(final: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success.
 
     ``final`` is claimed meanwhile (if the command has not claimed it already). On
     any error, and when SIGINT or SIGTERM arrived before the rename, the temporary
-    file is removed and ``final`` is left untouched.
+    file is removed and ``final`` is left untouched. ``durable`` also survives a power
+    loss: the file is fsynced before the rename, and its folder after.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -255,14 +256,27 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         interrupts.on_exit(tmp, functools.partial(_unlink, tmp))
         try:
             yield tmp
+            if durable:
+                fsync(tmp)
             with interrupts.publishing:
                 interrupts.check()
                 os.replace(tmp, final)
+            if durable:
+                fsync(final.parent)
         except BaseException:
             _unlink(tmp)
             raise
         finally:
             interrupts.forget(tmp)
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ from leanfit.costs import PARSER_BYTES, estimate_matrix_bytes, tree_row_bytes
 from leanfit.encode.batches import RowCounts, class_weights, tree_columns, tree_sides
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
+from leanfit.engines.checkpoint import Checkpoint
+from leanfit.engines.local.boost_checkpoint import BoostCheckpoint
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.scan import iter_batches
@@ -145,6 +147,11 @@ class BatchIter(xgb.DataIter):
                 if side == self.which or both:
                     yield side, batch
 
+    def reuse_blocks(self, rows: int) -> None:
+        """Read the ``rows`` rows of ``blocks`` (a checkpoint's, filled by an earlier
+        run's first pass) instead of parsing."""
+        self._cached, self.rows = np.arange(self.blocks.count), rows
+
     def reset(self) -> None:
         """Restart the scan at the first row."""
         self._pass, self._seen = None, 0
@@ -171,9 +178,11 @@ def _boost(
     bopts: BoostOptions,
     external: bool,
     memory: Monitor,
+    saver: BoostCheckpoint | None = None,
 ) -> xgb.Booster:
-    """Quantize train (then holdout, with the train bins) and boost; matrices die on return.
-    The memory limit is checked after every round."""
+    """Quantize train (then holdout, with the train bins) and boost; matrices die on
+    return. The memory limit is checked after every round. A ``saver`` saves the run
+    after the parse and as rounds go, and continues the rounds it saved."""
     kind = xgb.ExtMemQuantileDMatrix if external else xgb.QuantileDMatrix
     common = {"max_bin": bopts.max_bin, "enable_categorical": True, "nthread": bopts.nthread}
     progress = memory.progress
@@ -196,16 +205,24 @@ def _boost(
         progress.note(event)
         progress.advance()
 
+    start, callbacks = None, [RoundReport(each_round)]
+    if saver is not None:
+        saver.after_parse()
+        start = saver.booster()
+        callbacks += saver.callbacks(bopts, start)
+    done = start.num_boosted_rounds() if start is not None else 0
     with progress.stage("boost"):
         progress.plan(bopts.rounds, unit="rounds")
+        progress.advance(done)
         return xgb.train(
             booster_params(len(schema.classes), opts.seed, bopts),
             train,
-            num_boost_round=bopts.rounds,
+            num_boost_round=bopts.rounds - done,
             evals=evals,
-            early_stopping_rounds=bopts.early_stopping_rounds,
+            early_stopping_rounds=None if saver else bopts.early_stopping_rounds,
             verbose_eval=False,
-            callbacks=[RoundReport(each_round)],
+            callbacks=callbacks,
+            xgb_model=start,
         )
 
 
@@ -244,6 +261,7 @@ def fit_booster(
     *,
     plan: Plan | None = None,
     guard: Guard | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[BoostedModel, dict]:
     """Train boosted trees on ``data`` in streaming passes.
 
@@ -262,6 +280,11 @@ def fit_booster(
     plan : Plan, optional
         Rows per batch and the memory limit under which the matrix may go to disk (in
         pages of ``plan.page_rows`` rows).
+    guard : Guard, optional
+        How bad rows are treated.
+    checkpoint : Checkpoint, optional
+        Where the run is saved as it goes (the first pass's blocks, the rounds), and
+        what it resumes from (:mod:`leanfit.engines.checkpoint`).
 
     Returns
     -------
@@ -293,8 +316,12 @@ def fit_booster(
             schema, features, bopts.max_bin, holdout=opts.holdout, external=True, batch_rows=rows
         )
     with owned_tempdir("leanfit-xgb-") as tmp:
-        iters = _iters(data, schema, opts, features, tmp, external, rows, guard, memory.progress)
-        booster = _boost(iters, schema, opts, bopts, external, memory)
+        kept = checkpoint.cache if checkpoint else lambda side: BlockCache(tmp)
+        iters = _iters(
+            data, schema, opts, features, tmp, external, rows, guard, memory.progress, kept
+        )
+        saver = checkpoint and BoostCheckpoint(checkpoint, schema, plan, iters)
+        booster = _boost(iters, schema, opts, bopts, external, memory, saver)
         trained = booster.num_boosted_rounds()
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
         names = [str(c) for c in schema.classes]
@@ -350,13 +377,24 @@ def train_booster(
     out,
     libraries: int,
     guard: Guard | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict:
     """``leanfit train --model xgboost``: plan, train with the limit checked after every
-    round, save."""
-    plan = plan_booster(schema, opts, memory, libraries)
+    round, save (``checkpoint``: saved as it goes, or resumed)."""
+    if checkpoint and checkpoint.saved:
+        plan = Plan(**checkpoint.progress["plan"])
+    else:
+        plan = plan_booster(schema, opts, memory, libraries)
     with memory.stage("train"):
         model, summary = fit_booster(
-            data, schema, opts, boost or BoostOptions(), memory, plan=plan, guard=guard
+            data,
+            schema,
+            opts,
+            boost or BoostOptions(),
+            memory,
+            plan=plan,
+            guard=guard,
+            checkpoint=checkpoint,
         )
     if out is not None:
         with memory.stage("save"):
@@ -367,10 +405,19 @@ def train_booster(
 
 
 def _iters(
-    data, schema, opts, features, tmp: str, external: bool, rows: int, guard: Guard | None, progress
+    data,
+    schema,
+    opts,
+    features,
+    tmp: str,
+    external: bool,
+    rows: int,
+    guard: Guard | None,
+    progress,
+    cache: Callable[[str], BlockCache],
 ) -> list[BatchIter]:
     """The train iterator (and the holdout one, filled by the same parse), caching their
-    blocks in ``tmp``; with ``external``, XGBoost's pages go there too."""
+    blocks in ``cache(side)``; with ``external``, XGBoost's pages go to ``tmp``."""
     sides = ["holdout", "train"] if opts.holdout else ["train"]
     iters: list[BatchIter] = []
     for side in sides:
@@ -381,7 +428,7 @@ def _iters(
             side,
             features=features,
             cache_prefix=f"{tmp}/{side}" if external else None,
-            blocks=BlockCache(tmp),
+            blocks=cache(side),
             sibling=iters[0] if iters else None,
             rows=rows,
             guard=guard,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect as pyinspect
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,6 +21,14 @@ from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
+from leanfit.engines.checkpoint import (
+    Checkpoint,
+    Evaluations,
+    checkpointing,
+    open_checkpoint,
+    restore_trainer,
+    save_trainer,
+)
 from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
@@ -29,7 +38,7 @@ from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
 from leanfit.model import save_bundle
 from leanfit.models.registry import import_library, model_for, scores
-from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions
+from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, TrainOptions
 from leanfit.runrecord import LearningCurve, run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
@@ -37,6 +46,16 @@ from leanfit.schema.rules import check_target, scan_with_schema
 from leanfit.summary import linear_summary
 
 SHRINK_AT = 0.9  # share of the memory limit past which chunks are halved
+
+
+@dataclass
+class Cursor:
+    """Where a first pass is: the next row, the rows per chunk, and whether the last
+    chunk ended a batch read (only then is the pass resumable from ``row``)."""
+
+    row: int = 0
+    rows: int | None = None
+    whole: bool = False
 
 
 def encoded_blocks(
@@ -50,6 +69,7 @@ def encoded_blocks(
     rows: int | None = None,
     guard: Guard | None = None,
     counts: RowCounts | None = None,
+    cursor: Cursor | None = None,
 ) -> Iterator[tuple]:
     """Yield ``(X, y, train_mask)`` per chunk: encoded rows with a known label
     (``X`` a :class:`~leanfit.encode.onehot.OneHotBlock` if ``one_hot``).
@@ -57,16 +77,18 @@ def encoded_blocks(
     Chunks are ``rows`` rows (default: ``opts.batch_rows``); when the resident set
     nears the memory limit, later chunks are cut in half (down to ``MIN_ROWS``).
     ``counts`` (if given) counts the rows read and those without a label; with an
-    active ``guard``, bad rows are left out (and recorded there).
+    active ``guard``, bad rows are left out (and recorded there). A ``cursor`` starts
+    the pass at its row (with its rows per chunk) and follows it.
     """
     memory = memory or Monitor.unbounded()
-    rows = rows or Plan().rows(opts)
+    cursor = cursor or Cursor()
+    rows = cursor.rows or rows or Plan().rows(opts)
     counts = counts if counts is not None else RowCounts()
     paths = resolve_paths(data)
     lf = scan_with_schema(paths, schema, guard)
     lf = lf.select(encoded_columns(lf.collect_schema(), schema, encoder, opts))
-    start = 0
-    for batch in iter_batches(lf, paths, rows):
+    start = cursor.row
+    for batch in iter_batches(lf.slice(start) if start else lf, paths, rows):
         memory.check()
         memory.progress.advance(batch.height)
         counts.add(batch)
@@ -74,6 +96,8 @@ def encoded_blocks(
             rows //= 2
         for offset in range(0, batch.height, rows):
             part = batch.slice(offset, rows)
+            cursor.row, cursor.rows = start + offset + part.height, rows
+            cursor.whole = offset + rows >= batch.height
             yield encode_part(part, start + offset, schema, encoder, opts, one_hot)
         start += batch.height
 
@@ -88,6 +112,7 @@ class Trainer:
         memory: Monitor | None = None,
         plan: Plan | None = None,
         guard: Guard | None = None,
+        checkpoint: Checkpoint | None = None,
     ):
         opts.check()
         self.schema, self.opts = schema, opts
@@ -104,18 +129,55 @@ class Trainer:
         self.history: list[dict] = []
         self.rows_seen = 0
         self.train_rows = 0
-        self.epoch = 0  # epochs begun
+        # where the run is, all of it saved in a checkpoint: the stage ("parse", then
+        # "epochs" or "lbfgs"), the first pass's cursor, the epoch, its block order and
+        # the next block's index, the early stopping, the L-BFGS passes
+        self.stage, self.cursor, self.epoch, self.order, self.index = "parse", Cursor(), 2, None, 0
+        self.stopper = EarlyStopping(opts.patience)
+        self.passes: Evaluations | None = None
+        self.checkpoint, self.caches = checkpoint, {}
+        if checkpoint is not None and checkpoint.saved:
+            restore_trainer(checkpoint, self)
+        else:  # the schema and plan: a resumed run never inspects again
+            self._save(force=True)
 
     def weights(self, y: np.ndarray) -> np.ndarray | None:
         return None if self.class_weights is None else self.class_weights[y]
 
     def fit(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
+        self.caches = {"train": train_cache, "holdout": holdout_cache}
+        incremental = self.opts.model in INCREMENTAL
+        if self.stage == "parse":
+            self._first_pass(data, train_cache, holdout_cache)
+        if self.train_rows == 0:
+            raise InputError("no training rows: every labelled row fell in the holdout.")
+        if self.stage == "parse":
+            self.stage = "epochs" if incremental else "lbfgs"
+            self._save(force=True)
+        if incremental:
+            self._later_epochs(train_cache, holdout_cache)
+        else:
+            with self.progress.stage("L-BFGS"):
+                self._fit_exact(train_cache)
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs the incremental model has learned (0 for the exact logistic)."""
+        return self.epoch - 1 if self.opts.model in INCREMENTAL else 0
+
+    def _save(self, force: bool = False) -> None:
+        """Save a checkpoint (when there is one) if ``force``d or due."""
+        if self.checkpoint is not None and (force or self.checkpoint.due()):
+            save_trainer(self.checkpoint, self, self.caches)
+
+    def _first_pass(self, data, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
         incremental = self.opts.model in INCREMENTAL
         keep_train = not incremental or self.opts.epochs > 1
         rows = self.schema.rows_in(resolve_paths(data))
         self.progress.plan(rows, passes=self.opts.epochs if incremental else 1)
+        self.progress.advance(self.cursor.row)  # a resumed pass starts there
         if incremental:
-            self._begin(1)
+            self.progress.note({"stage": "train", "epoch": 1})
         # rows are selected on the compact one-hot block, then expanded for the learner
         blocks = encoded_blocks(
             data,
@@ -127,6 +189,7 @@ class Trainer:
             rows=self.plan.rows(self.opts),
             guard=self.guard,
             counts=self.counts,
+            cursor=self.cursor,
         )
         for X, y, train in blocks:
             if not train.all():
@@ -139,29 +202,23 @@ class Trainer:
             del X, y, train
             if incremental:
                 Xt = self.encoder.expand(Xt)
-            if not len(yt):
-                continue
-            self.train_rows += len(yt)
-            if keep_train:
-                train_cache.append(Xt, yt, self.weights(yt))
-            if incremental:
-                self._learn(Xt, yt, self.weights(yt), epoch=1)
+            if len(yt):
+                self.train_rows += len(yt)
+                if keep_train:
+                    train_cache.append(Xt, yt, self.weights(yt))
+                if incremental:
+                    self._learn(Xt, yt, self.weights(yt), epoch=1)
             del Xt, yt
-        if self.train_rows == 0:
-            raise InputError("no training rows: every labelled row fell in the holdout.")
-        if incremental:
-            self._later_epochs(train_cache, holdout_cache)
-        else:
-            with self.progress.stage("L-BFGS"):
-                self._fit_exact(train_cache)
-
-    def _begin(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.progress.note({"stage": "train", "epoch": epoch})
+            if self.cursor.whole:
+                self._save()
 
     def _fit_exact(self, train_cache: BlockCache) -> None:
-        """L-BFGS over the cached blocks; progress shows each pass (their number is not
-        known ahead: at most ``max_iter``)."""
+        """L-BFGS over the cached blocks, every pass recorded (:class:`Evaluations`);
+        progress shows each pass (their number is not known ahead: at most ``max_iter``)."""
+        from leanfit.models.logistic import blocks_terms, squares_pass  # loads scikit-learn
+
+        n_features = self.encoder.n_features
+        blocks = lambda: self._checked(train_cache.blocks())  # noqa: E731
         self.progress.plan(self.train_rows, passes=2)  # column squares, first evaluation
 
         def passed(iteration: int, loss: float) -> None:
@@ -169,10 +226,17 @@ class Trainer:
             self.progress.note(event | {"max_iter": self.model.max_iter})
             self.progress.plan(self.train_rows)
 
-        self.model.fit_blocks(
-            lambda: self._checked(train_cache.blocks()),
+        if self.passes is None:
+            self.passes = Evaluations(squares_pass(blocks, n_features))
+            self._save(force=True)
+        terms = blocks_terms(blocks, self.model.fit_intercept)
+        if self.checkpoint is not None:
+            terms = self.passes.oracle(terms, after=lambda: self._save(force=True))
+        self.model.fit_terms(
+            terms,
+            self.passes.squares,
             self.classes,
-            self.encoder.n_features,
+            n_features,
             progress=passed,
         )
 
@@ -193,17 +257,22 @@ class Trainer:
         self.rows_seen += len(y)
 
     def _later_epochs(self, train_cache: BlockCache, holdout_cache: BlockCache) -> None:
-        stopper = EarlyStopping(self.opts.patience)
-        for epoch in range(2, self.opts.epochs + 1):
-            if holdout_cache.rows:
-                loss = holdout_loss(self.model, self.progress.counted(holdout_cache.blocks()))
-                if stopper.stop(epoch - 1, loss, self.history, self.progress.note):
-                    break
-            self._begin(epoch)
-            for X, y, w in train_cache.blocks(self.rng.permutation(train_cache.count)):
+        while self.epoch <= self.opts.epochs:
+            if self.order is None:
+                if holdout_cache.rows:
+                    loss = holdout_loss(self.model, self.progress.counted(holdout_cache.blocks()))
+                    if self.stopper.stop(self.epoch - 1, loss, self.history, self.progress.note):
+                        break
+                self.order = self.rng.permutation(train_cache.count)
+                self.progress.note({"stage": "train", "epoch": self.epoch})
+            for X, y, w in train_cache.blocks(self.order[self.index :]):
                 self.progress.advance(len(y))
                 order = self.rng.permutation(len(y))
-                self._learn(X[order], y[order], None if w is None else w[order], epoch=epoch)
+                self._learn(X[order], y[order], None if w is None else w[order], epoch=self.epoch)
+                self.index += 1
+                self._save()
+            self.epoch, self.order, self.index = self.epoch + 1, None, 0
+            self._save(force=True)
 
 
 def holdout_loss(model, blocks) -> float:
@@ -227,12 +296,15 @@ def train(
     memory: Monitor | None = None,
     boost: BoostOptions | None = None,
     guard: Guard | None = None,
+    checkpoint: CheckpointOptions | None = None,
 ) -> dict:
     """Train a model on ``data``; save the bundle to ``out``; return the summary.
 
     ``boost`` holds the :class:`~leanfit.options.BoostOptions` of ``--model xgboost``;
     ``guard`` how bad rows are treated (:class:`~leanfit.io.guard.Guard`); progress is
-    reported to ``memory.progress`` (:mod:`leanfit.progress`).
+    reported to ``memory.progress`` (:mod:`leanfit.progress`);
+    ``checkpoint`` where and how often the run is saved, and whether it resumes
+    (:mod:`leanfit.engines.checkpoint`).
 
     Memory: chunks of ``options.batch_rows`` rows, or as many as ``memory``'s limit
     allows after the libraries, the parser's buffers and the model are counted.
@@ -247,22 +319,40 @@ def train(
     import_library(opts.model)
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
-    schema = schema or inspect(data, target=target, memory=memory, guard=guard)
+    boost = boost or BoostOptions()
+    saved = open_checkpoint(data, target, out, opts, boost, memory, checkpoint)
+    with checkpointing(saved):
+        summary = _train(data, target, schema, out, opts, memory, boost, guard, saved, libraries)
+    return summary | ({"checkpoint": saved.report()} if saved else {})
+
+
+def _train(data, target, schema, out, opts, memory, boost, guard, saved, libraries):
+    """:func:`train` once its checkpoint (``saved``: None without one) is open."""
+    schema = (
+        (saved and saved.schema())
+        or schema
+        or inspect(data, target=target, memory=memory, guard=guard)
+    )
     check_target(schema, target)
     if opts.model == "xgboost":
         # after import_library: XGBoost is then loaded without the dataframe libraries
         from leanfit.engines.local.boost import train_booster
 
-        return train_booster(data, schema, opts, boost, memory, out, libraries, guard)
+        return train_booster(data, schema, opts, boost, memory, out, libraries, guard, saved)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
     fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
     row_bytes = chunk_row_bytes(schema, encoder, opts.model)
     plan = Plan(batch_rows=opts.batch_rows)
-    if opts.batch_rows is None:
+    if saved and saved.saved:
+        plan = Plan(**saved.progress["plan"])
+    elif opts.batch_rows is None:
         plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
-    trainer = Trainer(schema, opts, memory, plan, guard)
-    with BlockCache() as train_cache, BlockCache() as holdout_cache:
+    trainer = Trainer(schema, opts, memory, plan, guard, saved)
+    caches = (
+        (saved.cache("train"), saved.cache("holdout")) if saved else (BlockCache(), BlockCache())
+    )
+    with caches[0] as train_cache, caches[1] as holdout_cache:
         with memory.stage("train"):
             trainer.fit(data, train_cache, holdout_cache)
         with memory.stage("evaluate"):
@@ -277,8 +367,8 @@ def train(
                 if holdout_cache.rows
                 else None
             )
-        if metrics and trainer.epoch:  # the last epoch's holdout loss, shown too
-            last = {"epoch": trainer.epoch, "holdout_log_loss": metrics["log_loss"]}
+        if metrics and trainer.epochs_done:  # the last epoch's holdout loss, shown too
+            last = {"epoch": trainer.epochs_done, "holdout_log_loss": metrics["log_loss"]}
             memory.progress.note({"stage": "epoch", **last})
         summary = linear_summary(
             opts,
