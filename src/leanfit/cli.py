@@ -365,7 +365,9 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     if on_dask(engine, scheduler):
         from leanfit.engines.dask import evaluate as dask_evaluate
 
-        return dask_evaluate(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
+        return dask_evaluate(
+            model, data, scheduler=scheduler, memory=memory, guard=guard
+        ), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 

@@ -86,7 +86,9 @@ FLOAT_COLUMNS = (
 )
 
 
-def _draw_float(spec: FloatColumn, rng: np.random.Generator, n: int, drift: float = 0.0) -> pa.Array:
+def _draw_float(
+    spec: FloatColumn, rng: np.random.Generator, n: int, drift: float = 0.0
+) -> pa.Array:
     if spec.law == "lognormal":
         values = np.exp(3.0 + spec.scale * rng.standard_normal(n))
     elif spec.law == "uniform":

@@ -228,4 +228,3 @@ def _merged(old: tuple, n: int, mean: float | None, m2: float | None) -> tuple:
 
 def _rounded(value: float) -> float:
     return round(float(value), 6)
-

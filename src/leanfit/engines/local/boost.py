@@ -160,9 +160,16 @@ class BatchIter(xgb.DataIter):
 
 
 def _boost(
-    iters: list[BatchIter], n_classes: int, seed: int, bopts: BoostOptions, external: bool, progress
+    iters: list[BatchIter],
+    n_classes: int,
+    seed: int,
+    bopts: BoostOptions,
+    external: bool,
+    progress,
+    init: xgb.Booster | None = None,
 ) -> xgb.Booster:
-    """Quantize train (then holdout, with the train bins) and boost; matrices die on return."""
+    """Quantize train (then holdout, with the train bins) and boost (``init``: continue
+    that booster with ``bopts.rounds`` more rounds); matrices die on return."""
     kind = xgb.ExtMemQuantileDMatrix if external else xgb.QuantileDMatrix
     common = {"max_bin": bopts.max_bin, "enable_categorical": True, "nthread": bopts.nthread}
     train = _quantize(kind, iters[0], **common)
@@ -180,6 +187,7 @@ def _boost(
         early_stopping_rounds=bopts.early_stopping_rounds,
         verbose_eval=False,
         callbacks=[RoundReport(progress)] if progress else None,
+        xgb_model=init,
     )
 
 
@@ -216,6 +224,7 @@ def fit_booster(
     *,
     plan: Plan | None = None,
     guard: Guard | None = None,
+    init: BoostedModel | None = None,
 ) -> tuple[BoostedModel, dict]:
     """Train boosted trees on ``data`` in streaming passes.
 
@@ -234,6 +243,9 @@ def fit_booster(
     plan : Plan, optional
         Rows per batch and the memory limit under which the matrix may go to disk (in
         pages of ``plan.page_rows`` rows).
+    init : BoostedModel, optional
+        A trained model to continue (``leanfit update``): its features and trees are
+        kept and ``boost_options.rounds`` more trees are added.
 
     Returns
     -------
@@ -251,7 +263,7 @@ def fit_booster(
     if bopts.early_stopping_rounds and not opts.holdout:
         raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
     started = time.perf_counter()
-    features, notes = boost_features(schema, opts.drop)
+    features, notes = (init.features, []) if init else boost_features(schema, opts.drop)
     if not features:
         raise ConfigError("no feature columns left to train on.")
     estimate = estimate_matrix_bytes(schema, features, bopts.max_bin, holdout=opts.holdout)
@@ -265,7 +277,9 @@ def fit_booster(
         )
     with owned_tempdir("leanfit-xgb-") as tmp:
         iters = _iters(data, schema, opts, features, tmp, external, rows, guard)
-        booster = _boost(iters, len(schema.classes), opts.seed, bopts, external, progress)
+        booster = _boost(
+            iters, len(schema.classes), opts.seed, bopts, external, progress, init and init.booster
+        )
         trained = booster.num_boosted_rounds()
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
         names = [str(c) for c in schema.classes]

@@ -78,7 +78,8 @@ def encoded_blocks(
 
 
 class Trainer:
-    """Runs the passes for one model; see the module docstring."""
+    """Runs the passes for one model; see the module docstring. Given a fitted
+    ``model`` and its ``encoder`` (``leanfit update``), it continues that model."""
 
     def __init__(
         self,
@@ -88,6 +89,9 @@ class Trainer:
         memory: Monitor | None = None,
         plan: Plan | None = None,
         guard: Guard | None = None,
+        *,
+        model=None,
+        encoder: Encoder | None = None,
     ):
         opts.check()
         self.schema, self.opts, self.progress = schema, opts, progress or (lambda event: None)
@@ -95,8 +99,8 @@ class Trainer:
         self.plan = plan or Plan()
         self.guard = guard
         self.counts = RowCounts()
-        self.encoder = Encoder.from_options(schema, opts)
-        self.model = model_for(opts, sparse=self.encoder.sparse)
+        self.encoder = encoder or Encoder.from_options(schema, opts)
+        self.model = model if model is not None else model_for(opts, sparse=self.encoder.sparse)
         self.classes = np.arange(len(schema.classes))
         self.class_weights = class_weights(schema, opts)
         self.rng = np.random.default_rng(opts.seed)
