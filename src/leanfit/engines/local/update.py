@@ -237,7 +237,7 @@ def _boost_more(model, data, opts, update_opts, progress, memory) -> tuple[Model
     with memory.stage("train"):
         booster, summary = fit_booster(
             data,
-            _levels_as_text(model.schema),
+            _lenient(model.schema),
             opts,
             bopts,
             checked,
@@ -247,12 +247,15 @@ def _boost_more(model, data, opts, update_opts, progress, memory) -> tuple[Model
     return Model(model.schema, model.encoder, booster, model.meta), summary
 
 
-def _levels_as_text(schema: Schema) -> Schema:
-    """A copy of ``schema`` whose categorical columns are scanned as text: levels the
-    trees have not seen then become their missing level (as when predicting) instead of
-    failing the scan's cast to the known levels."""
+def _lenient(schema: Schema) -> Schema:
+    """A copy of ``schema`` that new data fits: categorical columns scanned as text (a
+    level the trees have not seen becomes their missing level, as when predicting) and
+    numbers in their widest type (a value past the old range stays a number), instead of
+    failing the scan's casts to the old storage types."""
     lenient = Schema.from_json(schema.to_json())
     for col in lenient.columns:
         if col.storage.startswith("dictionary"):
             col.storage = "string"
+        elif col.kind in ("integer", "float"):
+            col.storage = "int64" if col.storage.startswith(("int", "uint")) else "float64"
     return lenient
