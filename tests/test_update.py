@@ -21,13 +21,13 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.naive_bayes import GaussianNB
 
 from leanfit import StreamingClassifier
-from leanfit.encode.batches import holdout_mask
+from leanfit.encode.batches import holdout_mask, label_codes
 from leanfit.engines.local.train import train
 from leanfit.engines.local.update import update
 from leanfit.errors import ConfigError
 from leanfit.model import load
 from leanfit.options import BoostOptions, TrainOptions, UpdateOptions
-from leanfit.schema import inspect
+from leanfit.schema.drift import Drift
 from leanfit.summary import check
 from leanfit.synth import DRIFTED_COLUMNS, NEW_PLANS, write_data
 
@@ -63,7 +63,12 @@ def reference_metrics(bundle, frame: pd.DataFrame) -> tuple[float, float]:
     return log_loss(frame["label"], p, labels=[0, 1]), roc_auc_score(frame["label"], p[:, 1])
 
 
-@pytest.mark.parametrize("kind", ["sgd", "nb", "logistic", "xgboost"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "kind", ["sgd", "nb", pytest.param("logistic", marks=SLOW), pytest.param("xgboost", marks=SLOW)]
+)
 def test_update_improves_the_new_population(files, kind):
     old = trained(files, kind)
     out = files["dir"] / f"{kind}.updated.leanfit"
@@ -80,11 +85,19 @@ def test_update_improves_the_new_population(files, kind):
     assert load(out).meta["training"]["drift"] == summary["drift"]
 
 
+def drift_of(bundle, path) -> dict:
+    """The drift summary of ``path`` against the bundle's schema, as update makes it."""
+    model = load(bundle)
+    drift = Drift(model.schema)
+    for frame in model.batches(path):
+        drift.add(frame, label_codes(frame, model.schema))
+    return drift.result()
+
+
 def test_drift_names_the_shifted_columns_only(files):
-    schema = inspect(files["old"], target="label")
     bundle = trained(files, "sgd")
-    same = update(bundle, files["same"], options=UpdateOptions())["drift"]
-    new = update(bundle, files["new"], options=UpdateOptions())["drift"]
+    schema = load(bundle).schema
+    same, new = drift_of(bundle, files["same"]), drift_of(bundle, files["new"])
     assert same["shifted"] == []
     assert set(new["shifted"]) == set(DRIFTED_COLUMNS)
     features = {c.name for c in schema.features}
@@ -99,8 +112,8 @@ def test_drift_names_the_shifted_columns_only(files):
 
 
 def test_new_levels_and_out_of_range_values_counted_exactly(files):
-    schema = inspect(files["old"], target="label")
-    drift = update(trained(files, "sgd"), files["new"], options=UpdateOptions())["drift"]
+    bundle = trained(files, "sgd")
+    schema, drift = load(bundle).schema, drift_of(bundle, files["new"])
     frame = pd.read_csv(files["new"])
     by_name = {c["column"]: c for c in drift["columns"]}
     for col in schema.features:
@@ -118,6 +131,7 @@ def test_new_levels_and_out_of_range_values_counted_exactly(files):
     assert sorted(by_name["plan"]["new_level_examples"]) == sorted(NEW_PLANS)
 
 
+@SLOW
 def test_logistic_warm_start_converges_to_the_logistic_of_the_new_rows(files):
     opts = TrainOptions(model="logistic", tol=1e-8)
     bundle = trained(files, "logistic", tol=1e-8)
@@ -199,7 +213,7 @@ def cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def test_cli_update_json_default_output_and_refusals(files):
+def test_cli_update_json_default_output_and_refusal(files):
     bundle = trained(files, "sgd")
     done = cli("update", bundle, files["new"], "--json")
     assert done.returncode == 0, done.stderr
@@ -211,6 +225,12 @@ def test_cli_update_json_default_output_and_refusals(files):
     refused = cli("update", bundle, files["new"], "--out", bundle)
     assert refused.returncode == 1 and refused.stderr.startswith("Error: --out")
     assert "Traceback" not in refused.stderr
+
+
+@SLOW
+def test_cli_update_shows_drift_and_metrics(files):
+    bundle = trained(files, "sgd")
     shown = cli("update", bundle, files["new"], "--out", files["dir"] / "shown.leanfit")
     assert shown.returncode == 0, shown.stderr
     assert "shifted columns" in shown.stdout and "monthly_fee" in shown.stdout
+    assert "old model" in shown.stdout and "updated model" in shown.stdout
