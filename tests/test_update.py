@@ -234,3 +234,15 @@ def test_cli_update_shows_drift_and_metrics(files):
     assert shown.returncode == 0, shown.stderr
     assert "shifted columns" in shown.stdout and "monthly_fee" in shown.stdout
     assert "old model" in shown.stdout and "updated model" in shown.stdout
+
+
+@SLOW
+@pytest.mark.parametrize("kind", ["hinge", "passive-aggressive", "perceptron", "mlp"])
+def test_every_incremental_kind_continues(files, kind):
+    bundle = trained(files, kind)
+    out = files["dir"] / f"{kind}.updated.leanfit"
+    summary = update(bundle, files["new"], out=out, options=UpdateOptions())
+    held = holdout_frame(files["new"], TrainOptions())
+    before, after = reference_metrics(bundle, held), reference_metrics(out, held)
+    assert summary["metrics"]["log_loss"] == pytest.approx(after[0], rel=1e-6)
+    assert after[1] > before[1], (kind, before, after)
