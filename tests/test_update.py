@@ -52,6 +52,21 @@ def trained(files, kind: str, **options):
     return bundle
 
 
+UPDATED: dict = {}
+
+
+def updated(files, kind: str) -> tuple[dict, object]:
+    """The summary and bundle of the model of ``kind`` updated on the drifted data (once)."""
+    key = (files["dir"], kind)
+    if key not in UPDATED:
+        out = files["dir"] / f"{kind}.updated.leanfit"
+        summary = update(
+            trained(files, kind), files["new"], out=out, options=UpdateOptions(rounds=10)
+        )
+        UPDATED[key] = summary, out
+    return UPDATED[key]
+
+
 def holdout_frame(path, opts: TrainOptions) -> pd.DataFrame:
     """The rows the training split holds out: a hash of the row number and the seed."""
     frame = pd.read_csv(path)
@@ -71,8 +86,7 @@ SLOW = pytest.mark.slow
 )
 def test_update_improves_the_new_population(files, kind):
     old = trained(files, kind)
-    out = files["dir"] / f"{kind}.updated.leanfit"
-    summary = update(old, files["new"], out=out, options=UpdateOptions(rounds=10))
+    summary, out = updated(files, kind)
     held = holdout_frame(files["new"], TrainOptions())
     before, after = reference_metrics(old, held), reference_metrics(out, held)
     assert summary["rows_holdout"] == len(held) == summary["metrics"]["n_rows"]
@@ -163,7 +177,7 @@ def test_extend_categories_gives_new_levels_their_own_slots(files):
     learned = coef.filter(pl.col("feature").is_in(added)).get_column("coefficient")
     assert (learned.abs() > 0).all()  # they started at 0 and learned from the new rows
     assert names.index("plan=<unknown>") == max(names.index(a) for a in added) + 1
-    plain = update(bundle, files["new"], options=UpdateOptions())
+    plain, _ = updated(files, "sgd")
     assert plain["features"] == len(old.encoder.feature_names)
     assert plain["categories_added"] == {}
     with pytest.raises(ConfigError, match="cannot take new category slots"):
@@ -246,3 +260,14 @@ def test_every_incremental_kind_continues(files, kind):
     before, after = reference_metrics(bundle, held), reference_metrics(out, held)
     assert summary["metrics"]["log_loss"] == pytest.approx(after[0], rel=1e-6)
     assert after[1] > before[1], (kind, before, after)
+
+
+def test_drift_warnings_name_what_the_model_has_not_seen(files):
+    summary, _ = updated(files, "nb")
+    shifted, outside, unseen = summary["warnings"]
+    assert all(name in shifted for name in DRIFTED_COLUMNS)
+    by_name = {c["column"]: c for c in summary["drift"]["columns"]}
+    total = sum(c.get("below_min", 0) + c.get("above_max", 0) for c in by_name.values())
+    assert outside.startswith(f"{total:,} values outside the trained range")
+    rows = sum(c.get("new_level_rows", 0) for c in by_name.values())
+    assert unseen.startswith(f"{rows:,} values in levels") and "plan" in unseen

@@ -115,9 +115,38 @@ def update_model(
         grown = _grown(model, added, drift)
         updated, summary = _learn_more(grown, data, train_opts, progress, memory)
     summary["train_seconds"] = round(time.perf_counter() - started, 3)
+    result = drift.result()
+    warnings = summary.get("warnings", []) + drift_warnings(result, set(added))
     added = {name: len(levels) for name, levels in added.items()}
-    summary |= {"metrics_before": before, "drift": drift.result(), "categories_added": added}
-    return updated, summary
+    summary |= {"metrics_before": before, "drift": result, "categories_added": added}
+    return updated, summary | ({"warnings": warnings} if warnings else {})
+
+
+def drift_warnings(drift: dict, extended: set[str]) -> list[str]:
+    """A sentence each for shifted columns, values outside the trained range and levels
+    the model has not seen (unless ``extended`` gave them slots)."""
+    found = []
+    if drift["shifted"]:
+        found.append(f"the distribution moved in {', '.join(drift['shifted'])} (see drift).")
+    outside = {c["column"]: c.get("below_min", 0) + c.get("above_max", 0) for c in drift["columns"]}
+    outside = {k: n for k, n in outside.items() if n}
+    if outside:
+        found.append(
+            f"{sum(outside.values()):,} values outside the trained range, in "
+            f"{', '.join(outside)} (counted by column in drift)."
+        )
+    unseen = {
+        c["column"]: c["new_level_rows"]
+        for c in drift["columns"]
+        if c.get("new_level_rows") and c["column"] not in extended
+    }
+    if unseen:
+        found.append(
+            f"{sum(unseen.values()):,} values in levels the model has not seen, in "
+            f"{', '.join(unseen)}: they went to the unknown slot (--extend-categories "
+            "gives them slots in linear models)."
+        )
+    return found
 
 
 def _kind(model: Model) -> str:
