@@ -271,3 +271,37 @@ def test_drift_warnings_name_what_the_model_has_not_seen(files):
     assert outside.startswith(f"{total:,} values outside the trained range")
     rows = sum(c.get("new_level_rows", 0) for c in by_name.values())
     assert unseen.startswith(f"{rows:,} values in levels") and "plan" in unseen
+
+
+@SLOW
+def test_bad_rows_are_left_out_and_counted(files):
+    lines = files["new"].read_text().splitlines(keepends=True)
+    header = lines[0].split(",")
+    column = header.index('"latency_ms"')
+    bad = (10, 500, 4_000)
+    for number in bad:
+        fields = lines[number].split(",")
+        fields[column] = "oops"
+        lines[number] = ",".join(fields)
+    broken = files["dir"] / "broken.csv"
+    broken.write_text("".join(lines))
+    bundle = trained(files, "sgd")
+    refused = cli("update", bundle, broken, "--out", files["dir"] / "refused.leanfit")
+    assert refused.returncode == 1 and "'latency_ms'" in refused.stderr, refused.stderr
+    assert refused.stderr.startswith("Error: ") and "Traceback" not in refused.stderr
+    done = cli(
+        "update",
+        bundle,
+        broken,
+        "--bad-rows",
+        "skip",
+        "--json",
+        "--out",
+        files["dir"] / "skipped.leanfit",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows_bad"] == len(bad)
+    assert summary["rows"] == len(lines) - 1
+    assert summary["rows_train"] + summary["rows_holdout"] + len(bad) == summary["rows"]
+    assert summary["drift"]["rows"] == len(lines) - 1 - len(bad)

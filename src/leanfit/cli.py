@@ -440,7 +440,8 @@ def _updated_out(ctx: click.Context, param, value: str | None) -> str:
 )
 @table_options(UpdateOptions)
 @command
-def update_(model, data, out, memory, **values):
+@bad_row_options
+def update_(model, data, out, memory, guard, **values):
     """Continue MODEL on new labelled DATA; report drift and metrics before and after.
 
     \b
@@ -452,9 +453,10 @@ def update_(model, data, out, memory, **values):
 
     options = group_values(UpdateOptions, values)
     progress = progress_printer()
-    return update(model, data, out=out, options=options, progress=progress, memory=memory), (
-        show_update
+    summary = update(
+        model, data, out=out, options=options, progress=progress, memory=memory, guard=guard
     )
+    return summary, show_update
 
 
 @main.command("export")

@@ -34,7 +34,9 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.extend import with_new_levels
 from leanfit.engines.local.train import Progress, Trainer, evaluate_blocks
 from leanfit.errors import ConfigError, InputError
+from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
+from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
 from leanfit.metrics import StreamingMetrics
@@ -43,6 +45,7 @@ from leanfit.models.online import can_widen, resume, widen
 from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions, UpdateOptions
 from leanfit.schema.columns import Schema
 from leanfit.schema.drift import Drift
+from leanfit.schema.rules import scan_with_schema
 from leanfit.summary import linear_summary
 
 UPDATABLE = (*INCREMENTAL, "logistic", "xgboost")
@@ -63,12 +66,15 @@ def update(
     options: UpdateOptions | None = None,
     progress: Progress | None = None,
     memory: Monitor | None = None,
+    guard: Guard | None = None,
 ) -> dict:
     """Continue the bundle at ``model_path`` on ``data``; save it to ``out`` (never over
     an input); return the summary (see :func:`update_model`)."""
     memory = memory or Monitor.unbounded()
     model = load(model_path, memory)
-    updated, summary = update_model(model, data, options, progress=progress, memory=memory)
+    updated, summary = update_model(
+        model, data, options, progress=progress, memory=memory, guard=guard
+    )
     summary = {"bundle": str(model_path), **summary}
     if out is not None:
         with memory.stage("save"):
@@ -86,11 +92,16 @@ def update_model(
     holdout: float | None = None,
     progress: Progress | None = None,
     memory: Monitor | None = None,
+    guard: Guard | None = None,
 ) -> tuple[Model, dict]:
     """``model`` continued on ``data`` (a new :class:`Model`; ``model`` is unchanged), and
     the summary: rows, ``metrics_before`` (the old model on the new holdout rows),
     ``metrics`` (the new one on the same rows), ``drift`` and ``categories_added``.
-    ``holdout`` overrides the model's holdout share (``partial_fit``: 0)."""
+    ``holdout`` overrides the model's holdout share (``partial_fit``: 0); with an active
+    ``guard`` bad rows are left out of both passes and counted.
+
+    The new data is read with :func:`lenient` types, so values past the old ranges and
+    unseen levels are data, not bad rows."""
     opts = options or UpdateOptions()
     opts.check()
     memory = memory or Monitor.unbounded()
@@ -107,13 +118,13 @@ def update_model(
     train_opts = _train_options(model, opts, holdout)
     started = time.perf_counter()
     with memory.stage("drift"):
-        drift, before = _first_pass(model, data, train_opts, memory)
+        drift, before = _first_pass(model, data, train_opts, memory, guard)
     added = _new_levels(model, drift) if opts.extend_categories else {}
     if kind == "xgboost":
-        updated, summary = _boost_more(model, data, train_opts, opts, progress, memory)
+        updated, summary = _boost_more(model, data, train_opts, opts, progress, memory, guard)
     else:
         grown = _grown(model, added, drift)
-        updated, summary = _learn_more(grown, data, train_opts, progress, memory)
+        updated, summary = _learn_more(grown, data, train_opts, progress, memory, guard)
     summary["train_seconds"] = round(time.perf_counter() - started, 3)
     result = drift.result()
     warnings = summary.get("warnings", []) + drift_warnings(result, set(added))
@@ -163,13 +174,19 @@ def _train_options(model: Model, opts: UpdateOptions, holdout: float | None) -> 
 
 
 def _first_pass(
-    model: Model, data, opts: TrainOptions, memory: Monitor
+    model: Model, data, opts: TrainOptions, memory: Monitor, guard: Guard | None
 ) -> tuple[Drift, dict | None]:
     """The drift of ``data`` and the old model's metrics on its holdout rows."""
     schema = model.schema
     drift, metrics = Drift(schema), StreamingMetrics(len(model.classes))
     start = 0
-    for frame in model.batches(data, opts.batch_rows or model.plan_rows(memory)):
+    paths = resolve_paths(data)
+    frames = iter_batches(
+        scan_with_schema(paths, lenient(schema), guard),
+        paths,
+        opts.batch_rows or model.plan_rows(memory),
+    )
+    for frame in frames:
         memory.check()
         y = label_codes(frame, schema)
         drift.add(frame, y)
@@ -214,7 +231,7 @@ def _grown(model: Model, added: dict[str, list[str]], drift: Drift) -> Model:
     return Model(_with_levels(model.schema, added, drift), encoder, estimator, model.meta)
 
 
-def _learn_more(model: Model, data, opts, progress, memory) -> tuple[Model, dict]:
+def _learn_more(model: Model, data, opts, progress, memory, guard) -> tuple[Model, dict]:
     """Continue a linear or incremental model through the training pipeline."""
     schema, encoder, kind = model.schema, model.encoder, _kind(model)
     plan = Plan(batch_rows=opts.batch_rows)
@@ -222,7 +239,9 @@ def _learn_more(model: Model, data, opts, progress, memory) -> tuple[Model, dict
         fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), kind)
         rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
         plan = Plan(batch_rows=rows)
-    trainer = Trainer(schema, opts, progress, memory, plan, model=model.estimator, encoder=encoder)
+    trainer = Trainer(
+        lenient(schema), opts, progress, memory, plan, guard, model=model.estimator, encoder=encoder
+    )
     names = [str(c) for c in schema.classes]
     with BlockCache() as train_cache, BlockCache() as holdout_cache:
         with memory.stage("train"):
@@ -243,11 +262,11 @@ def _learn_more(model: Model, data, opts, progress, memory) -> tuple[Model, dict
             seconds=0.0,
         )
     summary = {"input": [str(p) for p in resolve_paths(data)], **summary}
-    summary |= trainer.counts.summary(None, f"'{schema.target}'")
+    summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     return Model(schema, encoder, trainer.model, model.meta), summary
 
 
-def _boost_more(model, data, opts, update_opts, progress, memory) -> tuple[Model, dict]:
+def _boost_more(model, data, opts, update_opts, progress, memory, guard) -> tuple[Model, dict]:
     """More boosting rounds on the new rows, starting from the model's trees."""
     from leanfit.engines.local.boost import fit_booster, plan_booster
 
@@ -266,21 +285,23 @@ def _boost_more(model, data, opts, update_opts, progress, memory) -> tuple[Model
     with memory.stage("train"):
         booster, summary = fit_booster(
             data,
-            _lenient(model.schema),
+            lenient(model.schema),
             opts,
             bopts,
             checked,
             plan=plan,
             init=model.estimator,
+            guard=guard,
         )
     return Model(model.schema, model.encoder, booster, model.meta), summary
 
 
-def _lenient(schema: Schema) -> Schema:
-    """A copy of ``schema`` that new data fits: categorical columns scanned as text (a
-    level the trees have not seen becomes their missing level, as when predicting) and
-    numbers in their widest type (a value past the old range stays a number), instead of
-    failing the scan's casts to the old storage types."""
+def lenient(schema: Schema) -> Schema:
+    """A copy of ``schema`` that new data fits: categorical columns read as text (a level
+    the model has not seen is a value, for the unknown slot or the trees' missing level,
+    as when predicting) and numbers in their widest type (a value past the old range
+    stays a number), where the old storage types would refuse them (boosting's typed
+    scan; row checks of ``--bad-rows``)."""
     lenient = Schema.from_json(schema.to_json())
     for col in lenient.columns:
         if col.storage.startswith("dictionary"):
