@@ -12,6 +12,7 @@ from leanfit import _env  # noqa: F401  (first: sets Polars' CSV read chunk)
 from leanfit.engines.local.apply import evaluate, predict
 from leanfit.engines.local.shrink import shrink
 from leanfit.engines.local.train import train
+from leanfit.engines.local.update import update
 from leanfit.errors import (
     BundleError,
     ConfigError,
@@ -21,7 +22,7 @@ from leanfit.errors import (
     SchemaMismatch,
 )
 from leanfit.model import Model, load
-from leanfit.options import BoostOptions, TrainOptions
+from leanfit.options import BoostOptions, TrainOptions, UpdateOptions
 from leanfit.schema import Column, Schema, inspect
 
 # Functions named like their module are imported above (a submodule import would
@@ -45,6 +46,7 @@ __all__ = [
     "SchemaMismatch",
     "StreamingClassifier",
     "TrainOptions",
+    "UpdateOptions",
     "evaluate",
     "generate_batches",
     "inspect",
@@ -52,6 +54,7 @@ __all__ = [
     "predict",
     "shrink",
     "train",
+    "update",
     "write_data",
 ]
 

@@ -23,7 +23,7 @@ from leanfit.flags import (
     on_dask,
     table_options,
 )
-from leanfit.options import BoostOptions, CheckpointOptions, TrainOptions
+from leanfit.options import BoostOptions, CheckpointOptions, TrainOptions, UpdateOptions
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -215,8 +215,16 @@ DATA = click.argument("data")  # resolved by leanfit.io.source: files, folders, 
     default=None,
     help="Output format [default: from the file name; .csv.gz is gzip'd CSV].",
 )
+@click.option(
+    "--drift",
+    type=click.FloatRange(0, 10),
+    default=0.0,
+    show_default=True,
+    help="A shifted population: monthly_fee, score_a and latency_ms move by DRIFT of their "
+    "spread, plan gains new levels, the effects change (new data for `leanfit update`).",
+)
 @command
-def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
+def make_data(out, rows, seed, classes, positive_rate, fmt, drift, memory):
     """Write generated classification data, chunk by chunk, in constant memory.
 
     \b
@@ -235,6 +243,7 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, memory):
             positive_rate=positive_rate,
             fmt=fmt,
             progress=memory.progress,
+            drift=drift,
         )
 
     def show(s):
@@ -472,6 +481,41 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     from leanfit.report import show_predict
 
     return summary, show_predict
+
+
+def _updated_out(ctx: click.Context, param, value: str | None) -> str:
+    from leanfit.engines.local.update import updated_path
+
+    return value or updated_path(ctx.params["model"])
+
+
+@main.command("update")
+@MODEL
+@DATA
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    callback=_updated_out,
+    help="Where to save the updated bundle (never over MODEL). [default: MODEL with "
+    ".updated before its suffix: churn.updated.leanfit]",
+)
+@table_options(UpdateOptions)
+@command
+@bad_row_options
+def update_(model, data, out, memory, guard, **values):
+    """Continue MODEL on new labelled DATA; report drift and metrics before and after.
+
+    \b
+    Example:
+      leanfit update churn.leanfit data/june.csv --out churn-june.leanfit
+    """
+    from leanfit.engines.local.update import update
+    from leanfit.report import show_update
+
+    options = group_values(UpdateOptions, values)
+    summary = update(model, data, out=out, options=options, memory=memory, guard=guard)
+    return summary, show_update
 
 
 @main.command("export")

@@ -32,10 +32,11 @@ Memory: the Parquet writer holds one ``batch_rows`` slice (arrays) or one frame
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -46,9 +47,7 @@ import pyarrow as pa
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
@@ -57,16 +56,16 @@ from sklearn.utils.validation import (
 )
 
 from leanfit.engines.local.train import train
+from leanfit.engines.local.update import update_model
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.frames import array_table, renamed, to_arrow, write_frames
 from leanfit.model import load
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import make_model
-from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, TrainOptions
-from leanfit.schema import Schema, inspect
+from leanfit.options import DEFAULT_BATCH_ROWS, INCREMENTAL, MODELS, TrainOptions, UpdateOptions
+from leanfit.staging import class_counts, constraints, label_codes, labels, staged_schema
 
 TARGET = "__target__"
-NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
 DataPath = str | os.PathLike
 Frame = pd.DataFrame | pl.DataFrame | pa.Table | pa.RecordBatch
 FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
@@ -86,26 +85,6 @@ ESTIMATOR_OPTIONS = (
     "drop",
     "split_by",
 )
-
-
-def _constraints(name: str) -> list[Any]:
-    """scikit-learn's constraints of a train option, from its declaration (leanfit.options)."""
-    _, default, annotation, spec = next(row for row in TrainOptions.table() if row[0] == name)
-    allowed: list[Any]
-    if str(annotation) == "bool":
-        allowed = ["boolean"]
-    elif spec.multiple:
-        allowed = [list, tuple]
-    elif spec.choices is not None:
-        allowed = [StrOptions(set(spec.choices))]
-    elif spec.low is not None or spec.high is not None:
-        number = Integral if str(annotation).startswith("int") else Real
-        closed = {(False, False): "both", (True, False): "right", (False, True): "left"}
-        bounds = (spec.low_open, spec.high_open if spec.high is not None else True)
-        allowed = [Interval(number, spec.low, spec.high, closed=closed.get(bounds, "neither"))]
-    else:
-        allowed = [str]
-    return allowed + ([None] if default is None and name != "batch_rows" else [])
 
 
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
@@ -161,7 +140,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **{name: _constraints(name) for name in ESTIMATOR_OPTIONS},
+        **{name: constraints(name) for name in ESTIMATOR_OPTIONS},
         "random_state": ["random_state"],
     }
 
@@ -224,7 +203,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp:
             folder = Path(tmp)
             data, label, classes = self._stage(X, y, target, folder)
-            schema = _schema(data, label)
+            schema = staged_schema(data, label)
             if classes is None:
                 names = [c.name for c in schema.columns if c.name != label]
                 self.n_features_in_ = len(names)
@@ -260,19 +239,25 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         write_frames(frames, folder / "data.parquet", target)
         return folder / "data.parquet", target, None
 
-    def _stage_xy(self, X: Any, y: Any, path: Path) -> tuple[Path, str, np.ndarray]:
-        """Write ``X`` (named columns) and the class codes of ``y`` to ``path``."""
+    def _stage_xy(
+        self, X: Any, y: Any, path: Path, classes: np.ndarray | None = None
+    ) -> tuple[Path, str, np.ndarray]:
+        """Write ``X`` (named columns) and the class codes of ``y`` to ``path`` (codes in
+        ``classes`` when given: ``partial_fit``, whose later calls keep the columns)."""
+        reset = classes is None or not hasattr(self, "model_")
         if isinstance(X, (pd.DataFrame, pl.DataFrame)):
-            validate_data(self, X, reset=True, skip_check_array=True)
+            validate_data(self, X, reset=reset, skip_check_array=True)
             table = renamed(to_arrow(X), self._columns())
             if TARGET in table.column_names:
                 raise InputError(f"StreamingClassifier.fit: rename the column '{TARGET}'.")
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
         else:
-            X, y = validate_data(self, X, y, dtype="numeric", ensure_all_finite="allow-nan")
+            X, y = validate_data(
+                self, X, y, dtype="numeric", ensure_all_finite="allow-nan", reset=reset
+            )
             table = None
-        classes, codes = _labels(y)
+        classes, codes = labels(y) if classes is None else (classes, label_codes(y, classes))
         rows = int(self.batch_rows)
 
         def batches() -> Iterator[pa.Table]:
@@ -286,6 +271,56 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
 
         write_frames(batches(), path, TARGET)
         return path, TARGET, classes
+
+    def _check_incremental(self) -> bool:
+        if self._model_name() not in INCREMENTAL:
+            raise AttributeError(
+                f"partial_fit is not available for model={self._model_name()!r}: it learns "
+                f"from all rows at once. Incremental models: {', '.join(INCREMENTAL)}."
+            )
+        return True
+
+    @available_if(_check_incremental)
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> Self:
+        """Learn from one more batch, as scikit-learn's ``partial_fit``: ``classes`` (every
+        class) on the first call; later calls, and calls after ``fit``, continue the
+        model (``leanfit update`` on the batch: the encoder of the first batch or of
+        ``fit``, every row learned from).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            The batch, with the columns of the first call (or of ``fit``).
+        y : array-like of shape (n_samples,)
+            Labels, each one of ``classes``.
+        classes : array-like, optional
+            Every class; required on the first call, else equal to ``classes_``.
+
+        Returns
+        -------
+        self : StreamingClassifier
+            The estimator, having learned from the batch.
+        """
+        first = not hasattr(self, "model_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        wanted = np.unique(classes) if classes is not None else self.classes_
+        if not first and not np.array_equal(wanted, self.classes_):
+            raise ValueError(f"classes={wanted.tolist()} differs from {self.classes_.tolist()}.")
+        with tempfile.TemporaryDirectory(prefix="leanfit-partial-") as tmp:
+            data, label, _ = self._stage_xy(X, y, Path(tmp) / "data.parquet", wanted)
+            if first:
+                schema = staged_schema(data, label)
+                schema.class_counts = class_counts(schema, len(wanted))
+                schema.classes = list(range(len(wanted)))
+                options = dataclasses.replace(self._options(), holdout=0.0, epochs=1)
+                summary = train(data, schema=schema, out=Path(tmp) / "m.leanfit", options=options)
+                self.model_, self.classes_ = load(Path(tmp) / "m.leanfit"), wanted
+            else:
+                opts = UpdateOptions(batch_rows=int(self.batch_rows))
+                self.model_, summary = update_model(self.model_, data, opts, holdout=0.0)
+        self.training_summary_ = summary
+        return self
 
     def _options(self) -> TrainOptions:
         seed = self.random_state
@@ -454,33 +489,3 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         """
         best = self._scores(X).argmax(axis=1)
         return self.classes_[best]
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted classes and the class code of each label. At least 2 classes are needed."""
-    check_classification_targets(y)
-    classes, codes = np.unique(y, return_inverse=True)
-    if classes.size < 2:
-        raise InputError(
-            "StreamingClassifier needs samples of at least 2 classes; "
-            f"got {classes.size} class: {classes.tolist()}."
-        )
-    return classes, codes.astype(np.int32)
-
-
-def _schema(data: DataPath, target: str) -> Schema:
-    """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
-    its numeric constant columns (they encode as zeros)."""
-    schema = inspect(data, target=target)
-    for col in schema.columns:
-        if col.kind == "id" and col.read_as.startswith("Float"):
-            col.kind, col.feature = "integer", True
-    if not schema.features:
-        for col in schema.columns:
-            if col.kind == "constant" and col.read_as.startswith(NUMERIC_READS):
-                col.kind = "boolean" if col.read_as == "Boolean" else "float"
-                col.feature = True
-    return schema

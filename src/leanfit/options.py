@@ -165,6 +165,28 @@ class BoostOptions(Options):
     nthread: int | None = option(None, "xgboost: threads [default: all cores].", low=1)
 
 
+def same_as(group: type[Options], name: str) -> Any:
+    """A field declaring the option ``name`` of ``group`` again: same default and spec."""
+    found = next(f for f in dataclasses.fields(group) if f.name == name)
+    return field(default=found.default, metadata=found.metadata)
+
+
+@dataclass(frozen=True)
+class UpdateOptions(Options):
+    """How ``leanfit update`` continues a model on new data; the split, seed and model
+    settings are the ones the model was trained with."""
+
+    epochs: int = same_as(TrainOptions, "epochs")
+    rounds: int = option(20, "xgboost: boosting rounds to add.", low=1)
+    batch_rows: int | None = same_as(TrainOptions, "batch_rows")
+    extend_categories: bool = option(
+        False,
+        "Give levels the model has not seen their own slot (linear models: new "
+        "coefficients start at 0) instead of the unknown slot.",
+        choices=(False, True),
+    )
+
+
 @dataclass(frozen=True)
 class CheckpointOptions(Options):
     """Checkpoints of ``leanfit train`` (leanfit.engines.checkpoint)."""

@@ -190,3 +190,68 @@ def show_evaluate(s: dict) -> None:
 def show_predict(s: dict) -> None:
     console.print(f"wrote {s.get('rows_predicted', s['rows']):,} predictions to {s['output']}")
     show_accounting(s)
+
+
+def show_drift(drift: dict) -> None:
+    """The columns whose distribution moved (or that hold values the model has not
+    seen), largest shift first, and the label balance old vs new."""
+    said = ("below_min", "above_max", "new_levels")
+    rows = [
+        c
+        for c in drift["columns"]
+        if c["shift"] >= drift["threshold"] or any(c.get(key) for key in said)
+    ]
+    table = Table(title=f"drift of {drift['rows']:,} new rows against the model's schema")
+    for header in ("column", "kind", "shift", "mean shift", "std shift", "nulls old -> new"):
+        table.add_column(header, justify="left" if header in ("column", "kind") else "right")
+    for header in ("below min", "above max", "new levels (rows)"):
+        table.add_column(header, justify="right")
+    for c in rows:
+        name = c["column"] + (" *" if c["shift"] >= drift["threshold"] else "")
+        levels = f"{c['new_levels']:,} ({c['new_level_rows']:,})" if c.get("new_levels") else ""
+        table.add_row(
+            name,
+            c["kind"],
+            f"{c['shift']:.3f}",
+            _signed(c.get("mean_shift")),
+            _signed(c.get("std_shift")),
+            f"{c['null_rate_old']:.2%} -> {c['null_rate_new']:.2%}",
+            f"{c['below_min']:,}" if c.get("below_min") else "",
+            f"{c['above_max']:,}" if c.get("above_max") else "",
+            levels,
+        )
+    if rows:
+        console.print(table)
+    shifted = ", ".join(drift["shifted"]) or "none"
+    console.print(f"shifted columns (shift >= {drift['threshold']}, marked *): {shifted}")
+    labels = drift["labels"]
+    shares = zip(labels["classes"], labels["share_old"], labels["share_new"])
+    console.print(
+        "label shares old -> new: " + ", ".join(f"{k} {a:.1%} -> {b:.1%}" for k, a, b in shares)
+    )
+
+
+def _signed(value) -> str:
+    return "" if value is None else f"{value:+.3f}"
+
+
+def show_update(s: dict) -> None:
+    show_drift(s["drift"])
+    if s["categories_added"]:
+        added = ", ".join(f"{k} {n:,}" for k, n in s["categories_added"].items())
+        console.print(f"new levels given their own slot: {added}")
+    before, after = s["metrics_before"], s["metrics"]
+    if before and after:
+        table = Table(title=f"holdout of the new data: {after['n_rows']:,} rows")
+        for header in ("metric", "old model", "updated model"):
+            table.add_column(header, justify="left" if header == "metric" else "right")
+        for key in METRIC_LINES:
+            if after.get(key) is not None:
+                table.add_row(key, f"{before[key]:.5f}", f"{after[key]:.5f}")
+        console.print(table)
+    else:
+        console.print("No holdout rows: no metrics before and after (the model's --holdout is 0).")
+    console.print(f"updated {s['model']} on {s['rows_train']:,} new rows.")
+    show_accounting(s)
+    if s.get("output"):
+        console.print(f"model saved to {s['output']}")

@@ -25,11 +25,11 @@ NUMBER = (int, float)
 VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "command": (
         (str,),
-        "the command: make-data, inspect, shrink, train, evaluate, predict, report or export",
+        "the command: make-data, inspect, shrink, train, update, evaluate, predict, report or export",
     ),
     "input": ((list,), "the data files read, in order"),
     "output": ((str, type(None)), "the file or folder written (null: nothing written)"),
-    "bundle": ((str,), "the model bundle read (evaluate, predict, report)"),
+    "bundle": ((str,), "the model bundle read (update, evaluate, predict, report)"),
     "model": ((str,), "the model kind (sgd, logistic, xgboost, ...)"),
     "engine": ((str,), "local or dask"),
     "format": ((str,), "the output's format: csv, parquet or onnx"),
@@ -78,6 +78,12 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "metrics": ((dict, type(None)), "streaming metrics (null without holdout rows)"),
     "report": ((str,), "the HTML report written (train --report)"),
     "figures": ((list,), "the titles of the report's figures, in page order"),
+    "metrics_before": (
+        (dict, type(None)),
+        "update: the old model's metrics on the new data's holdout rows, before learning",
+    ),
+    "drift": ((dict,), "update: how the new data differs from the model's schema (docs/json.md)"),
+    "categories_added": ((dict,), "update: new levels given their own slot, by column"),
     "partitions": ((int,), "input partitions (dask)"),
     "files": ((int,), "files written (dask predict)"),
     "cluster": ((dict,), "the Dask cluster: scheduler, workers, their memory and peaks"),

@@ -11,6 +11,11 @@ columns; a boolean; a signup date; string categoricals of about 5, 100 and
 categorical effects, an interaction and a threshold, so that boosted trees beat a
 linear model.
 
+With ``drift`` > 0 the population shifts (a new batch of data from a changed world,
+for ``leanfit update``): the numeric columns of ``DRIFTED_NUMERIC`` move by ``drift``
+of their spread, ``plan`` gains the levels of ``NEW_PLANS`` (with their own effects) on
+a share of rows, and the linear effects move towards other ones (fully at ``drift`` 1).
+
 >>> import pyarrow as pa
 >>> first = next(generate_batches(rows=1_000, seed=1))
 >>> first.num_rows, "label" in first.column_names
@@ -40,6 +45,10 @@ GENERATOR_BYTES = 150_000_000  # one chunk drawn, assembled and being written
 SMALL_LEVELS = np.array(["basic", "plus", "pro", "team", "enterprise"])
 MID_LEVELS = 100
 BIG_LEVELS = 100_000
+NEW_PLANS = np.array(["premium", "legacy"])  # levels of ``plan`` that only drift brings
+DRIFTED_NUMERIC = ("monthly_fee", "score_a", "latency_ms")
+DRIFTED_COLUMNS = (*DRIFTED_NUMERIC, "plan")
+NEW_PLAN_SHARE = 0.25  # rows with a new plan at drift 1
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,9 @@ FLOAT_COLUMNS = (
 )
 
 
-def _draw_float(spec: FloatColumn, rng: np.random.Generator, n: int) -> pa.Array:
+def _draw_float(
+    spec: FloatColumn, rng: np.random.Generator, n: int, drift: float = 0.0
+) -> pa.Array:
     if spec.law == "lognormal":
         values = np.exp(3.0 + spec.scale * rng.standard_normal(n))
     elif spec.law == "uniform":
@@ -89,6 +100,8 @@ def _draw_float(spec: FloatColumn, rng: np.random.Generator, n: int) -> pa.Array
         values = spec.loc + spec.scale * rng.standard_normal(n)
     if spec.law == "abs":
         values = np.abs(values)
+    if drift and spec.name in DRIFTED_NUMERIC:
+        values = values + drift * spec.scale
     if spec.decimals is not None:
         values = np.round(values, spec.decimals)
     mask = rng.random(n) < spec.missing if spec.missing else None
@@ -99,7 +112,7 @@ class _Effects:
     """The hidden model behind the label, fixed by the class count: files made with
     other seeds are new samples of the same population (a test set for a model)."""
 
-    def __init__(self, classes: int):
+    def __init__(self, classes: int, drift: float = 0.0):
         rng = np.random.default_rng([MODEL_SEED, classes])
         width = 1 if classes == 2 else classes
         self.linear = rng.normal(0.0, 0.6, (8, width))
@@ -109,6 +122,12 @@ class _Effects:
         self.threshold = rng.normal(0.0, 1.0, width)
         self.big_scale = 0.6
         self.intercept = np.zeros(width)
+        if drift:
+            changed = np.random.default_rng([MODEL_SEED, classes, 1])
+            weight = min(drift, 1.0)
+            self.linear = (1 - weight) * self.linear + weight * changed.normal(0.0, 0.6, (8, width))
+            new_plans = changed.normal(0.0, 1.5, (len(NEW_PLANS), width))
+            self.small = np.vstack([self.small, new_plans])
 
     def logits(self, c: dict[str, np.ndarray]) -> np.ndarray:
         z = np.column_stack(
@@ -131,11 +150,24 @@ class _Effects:
         return out + self.intercept
 
 
-def _draw_features(rng: np.random.Generator, n: int, start: int) -> dict[str, np.ndarray]:
+def _plan_shares(drift: float) -> tuple[int, list[float]]:
+    """How many plans there are and the share of each (new plans only with drift)."""
+    shares = [0.4, 0.25, 0.2, 0.1, 0.05]
+    if not drift:
+        return len(SMALL_LEVELS), shares
+    new = NEW_PLAN_SHARE * min(drift, 1.0)
+    shares = [s * (1 - new) for s in shares] + [new / len(NEW_PLANS)] * len(NEW_PLANS)
+    return len(shares), shares
+
+
+def _draw_features(
+    rng: np.random.Generator, n: int, start: int, drift: float = 0.0
+) -> dict[str, np.ndarray]:
+    plans, shares = _plan_shares(drift)
     return {
         "customer_id": np.arange(start, start + n, dtype=np.int64) * 7 + 1_000_000,
         "flag": rng.random(n) < 0.35,
-        "plan": rng.choice(len(SMALL_LEVELS), n, p=[0.4, 0.25, 0.2, 0.1, 0.05]),
+        "plan": rng.choice(plans, n, p=shares),
         "region": np.minimum((rng.pareto(1.2, n) * 8).astype(np.int64), MID_LEVELS - 1),
         "product": np.minimum((rng.pareto(0.7, n) * 50).astype(np.int64), BIG_LEVELS - 1),
         "age": rng.integers(18, 90, n, dtype=np.int64),
@@ -154,17 +186,19 @@ def _assemble(raw: dict, floats: dict, label: np.ndarray) -> pa.RecordBatch:
         columns[name] = pa.array(raw[name])
     columns["is_member"] = pa.array(raw["flag"])
     columns["signup_date"] = pa.array(raw["signup_day"].astype("datetime64[D]") + 14975)
-    columns["plan"] = pa.array(SMALL_LEVELS[raw["plan"]])
+    columns["plan"] = pa.array(np.concatenate([SMALL_LEVELS, NEW_PLANS])[raw["plan"]])
     columns["region"] = mid_names.take(pa.array(raw["region"]))
     columns["product"] = pa.array(np.char.add("p", raw["product"].astype(str)))
     columns["label"] = pa.array(label)
     return pa.RecordBatch.from_pydict(columns)
 
 
-def _chunk(effects: _Effects, seed: int, index: int, n: int, classes: int) -> pa.RecordBatch:
+def _chunk(
+    effects: _Effects, seed: int, index: int, n: int, classes: int, drift: float = 0.0
+) -> pa.RecordBatch:
     rng = np.random.default_rng([seed, index])
-    raw = _draw_features(rng, n, index * CHUNK_ROWS)
-    floats = {spec.name: _draw_float(spec, rng, n) for spec in FLOAT_COLUMNS}
+    raw = _draw_features(rng, n, index * CHUNK_ROWS, drift)
+    floats = {spec.name: _draw_float(spec, rng, n, drift) for spec in FLOAT_COLUMNS}
     numeric = {name: arr.to_numpy(zero_copy_only=False) for name, arr in floats.items()}
     logits = effects.logits({**numeric, **raw})
     if classes == 2:
@@ -192,9 +226,11 @@ def _calibrate(effects: _Effects, positive_rate: float) -> None:
 
 
 def generate_batches(
-    *, rows: int, seed: int = 0, classes: int = 2, positive_rate: float = 0.3
+    *, rows: int, seed: int = 0, classes: int = 2, positive_rate: float = 0.3, drift: float = 0.0
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the rows as Arrow record batches of at most ``CHUNK_ROWS`` rows.
+    """Yield the rows as Arrow record batches of at most ``CHUNK_ROWS`` rows (``drift``:
+    a shifted population, see the module docstring; the intercept stays the one of the
+    unshifted population, so the label balance moves too).
 
     Memory: one chunk at a time, about 60 MB for 100,000 rows.
     """
@@ -204,11 +240,16 @@ def generate_batches(
         raise ConfigError(f"make-data: --classes must be at least 2. Got {classes}.")
     if not 0.0 < positive_rate < 1.0:
         raise ConfigError(f"make-data: --positive-rate must be in (0, 1). Got {positive_rate}.")
+    if not 0.0 <= drift <= 10.0:
+        raise ConfigError(f"make-data: --drift must be in [0, 10]. Got {drift}.")
     effects = _Effects(classes)
     if classes == 2:
         _calibrate(effects, positive_rate)
+    if drift:
+        intercept, effects = effects.intercept, _Effects(classes, drift)
+        effects.intercept = intercept
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
-        yield _chunk(effects, seed, index, min(CHUNK_ROWS, rows - start), classes)
+        yield _chunk(effects, seed, index, min(CHUNK_ROWS, rows - start), classes, drift)
 
 
 @checks_output("out", label="OUT")
@@ -221,6 +262,7 @@ def write_data(
     positive_rate: float = 0.3,
     fmt: str | None = None,
     progress: Progress | None = None,
+    drift: float = 0.0,
 ) -> dict:
     """Write generated rows to ``out`` (CSV, CSV.gz or Parquet); return a summary.
 
@@ -231,7 +273,9 @@ def write_data(
     progress.plan(rows)
     out = Path(out)
     fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
-    batches = generate_batches(rows=rows, seed=seed, classes=classes, positive_rate=positive_rate)
+    batches = generate_batches(
+        rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, drift=drift
+    )
     written = 0
     with atomic_path(out) as tmp:
         first = next(batches)

@@ -225,6 +225,10 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
         Maximum number of L-BFGS iterations.
     fit_intercept : bool, default=True
         Whether to fit an (unpenalised) intercept.
+    warm_start : bool, default=False
+        As in scikit-learn: start L-BFGS from the coefficients of the previous fit
+        (when their shape fits), else from zeros. The minimiser is the same; a start
+        near it takes fewer passes.
 
     Attributes
     ----------
@@ -241,12 +245,19 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, *, C: float = 1.0, tol: float = 1e-4, max_iter: int = 200, fit_intercept: bool = True
+        self,
+        *,
+        C: float = 1.0,
+        tol: float = 1e-4,
+        max_iter: int = 200,
+        fit_intercept: bool = True,
+        warm_start: bool = False,
     ) -> None:
         self.C = C
         self.tol = tol
         self.max_iter = max_iter
         self.fit_intercept = fit_intercept
+        self.warm_start = warm_start
 
     def __sklearn_tags__(self) -> Any:
         """Declare that sparse input is accepted."""
@@ -390,7 +401,7 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
         # scaled by C * S to mean what scikit-learn's tol means
         x, n_iter, converged, message = minimize_lbfgs(
             evaluate,
-            np.zeros(shape[0] * shape[1]),
+            self._start(shape),
             curvature(squares, self.C, shape[0], self.fit_intercept),
             self.tol * self.C * squares[-1],
             self.max_iter,
@@ -405,6 +416,18 @@ class ExactLogisticRegression(ClassifierMixin, BaseEstimator):
         self.intercept_ = coef[:, n_features].copy() if self.fit_intercept else np.zeros(shape[0])
         self.n_iter_ = n_iter
         return self
+
+    def _start(self, shape: tuple[int, int]) -> Floats:
+        """Where L-BFGS starts: the previous coefficients with ``warm_start``, else zeros."""
+        coef = getattr(self, "coef_", None)
+        if (
+            not self.warm_start
+            or coef is None
+            or coef.shape != (shape[0], shape[1] - self.fit_intercept)
+        ):
+            return np.zeros(shape[0] * shape[1])
+        parts = [coef, self.intercept_[:, None]] if self.fit_intercept else [coef]
+        return np.hstack(parts).astype(np.float64).ravel()
 
     def decision_function(self, X: ArrayLike) -> Floats:
         """Raw scores (log-odds for binary problems).

@@ -179,10 +179,12 @@ def _boost(
     external: bool,
     memory: Monitor,
     saver: BoostCheckpoint | None = None,
+    init: xgb.Booster | None = None,
 ) -> xgb.Booster:
     """Quantize train (then holdout, with the train bins) and boost; matrices die on
     return. The memory limit is checked after every round. A ``saver`` saves the run
-    after the parse and as rounds go, and continues the rounds it saved."""
+    after the parse and as rounds go, and continues the rounds it saved; ``init``: continue
+    that booster with ``bopts.rounds`` more rounds (``leanfit update``)."""
     kind = xgb.ExtMemQuantileDMatrix if external else xgb.QuantileDMatrix
     common = {"max_bin": bopts.max_bin, "enable_categorical": True, "nthread": bopts.nthread}
     progress = memory.progress
@@ -205,12 +207,13 @@ def _boost(
         progress.note(event)
         progress.advance()
 
-    start, callbacks = None, [RoundReport(each_round)]
+    start, callbacks = init, [RoundReport(each_round)]
     if saver is not None:
         saver.after_parse()
-        start = saver.booster()
+        start = saver.booster() or init
         callbacks += saver.callbacks(bopts, start)
-    done = start.num_boosted_rounds() if start is not None else 0
+    base = init.num_boosted_rounds() if init is not None else 0
+    done = start.num_boosted_rounds() - base if start is not None else 0
     with progress.stage("boost"):
         progress.plan(bopts.rounds, unit="rounds")
         progress.advance(done)
@@ -262,6 +265,7 @@ def fit_booster(
     plan: Plan | None = None,
     guard: Guard | None = None,
     checkpoint: Checkpoint | None = None,
+    init: BoostedModel | None = None,
 ) -> tuple[BoostedModel, dict]:
     """Train boosted trees on ``data`` in streaming passes.
 
@@ -285,6 +289,9 @@ def fit_booster(
     checkpoint : Checkpoint, optional
         Where the run is saved as it goes (the first pass's blocks, the rounds), and
         what it resumes from (:mod:`leanfit.engines.checkpoint`).
+    init : BoostedModel, optional
+        A trained model to continue (``leanfit update``): its features and trees are
+        kept and ``boost_options.rounds`` more trees are added.
 
     Returns
     -------
@@ -303,7 +310,7 @@ def fit_booster(
     if bopts.early_stopping_rounds and not opts.holdout:
         raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
     started = time.perf_counter()
-    features, notes = boost_features(schema, opts.drop)
+    features, notes = (init.features, []) if init else boost_features(schema, opts.drop)
     if not features:
         raise ConfigError("no feature columns left to train on.")
     estimate = estimate_matrix_bytes(schema, features, bopts.max_bin, holdout=opts.holdout)
@@ -321,7 +328,7 @@ def fit_booster(
             data, schema, opts, features, tmp, external, rows, guard, memory.progress, kept
         )
         saver = checkpoint and BoostCheckpoint(checkpoint, schema, plan, iters)
-        booster = _boost(iters, schema, opts, bopts, external, memory, saver)
+        booster = _boost(iters, schema, opts, bopts, external, memory, saver, init and init.booster)
         trained = booster.num_boosted_rounds()
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
         names = [str(c) for c in schema.classes]

@@ -103,7 +103,8 @@ def encoded_blocks(
 
 
 class Trainer:
-    """Runs the passes for one model; see the module docstring."""
+    """Runs the passes for one model; see the module docstring. Given a fitted
+    ``model`` and its ``encoder`` (``leanfit update``), it continues that model."""
 
     def __init__(
         self,
@@ -113,6 +114,9 @@ class Trainer:
         plan: Plan | None = None,
         guard: Guard | None = None,
         checkpoint: Checkpoint | None = None,
+        *,
+        model=None,
+        encoder: Encoder | None = None,
     ):
         opts.check()
         self.schema, self.opts = schema, opts
@@ -121,8 +125,8 @@ class Trainer:
         self.plan = plan or Plan()
         self.guard = guard
         self.counts = RowCounts()
-        self.encoder = Encoder.from_options(schema, opts)
-        self.model = model_for(opts, sparse=self.encoder.sparse)
+        self.encoder = encoder or Encoder.from_options(schema, opts)
+        self.model = model if model is not None else model_for(opts, sparse=self.encoder.sparse)
         self.classes = np.arange(len(schema.classes))
         self.class_weights = class_weights(schema, opts)
         self.rng = np.random.default_rng(opts.seed)

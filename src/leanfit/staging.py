@@ -1,0 +1,84 @@
+"""What :class:`~leanfit.estimator.StreamingClassifier` needs besides training: the
+labels of in-memory data as class codes, the schema of data it staged to a file
+(its own rules), and scikit-learn's constraints of the options it takes.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+from leanfit.errors import InputError
+from leanfit.options import TrainOptions
+from leanfit.schema import Schema, inspect
+
+NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
+
+
+def constraints(name: str) -> list[Any]:
+    """scikit-learn's constraints of a train option, from its declaration (leanfit.options)."""
+    _, default, annotation, spec = next(row for row in TrainOptions.table() if row[0] == name)
+    allowed: list[Any]
+    if str(annotation) == "bool":
+        allowed = ["boolean"]
+    elif spec.multiple:
+        allowed = [list, tuple]
+    elif spec.choices is not None:
+        allowed = [StrOptions(set(spec.choices))]
+    elif spec.low is not None or spec.high is not None:
+        number = Integral if str(annotation).startswith("int") else Real
+        closed = {(False, False): "both", (True, False): "right", (False, True): "left"}
+        bounds = (spec.low_open, spec.high_open if spec.high is not None else True)
+        allowed = [Interval(number, spec.low, spec.high, closed=closed.get(bounds, "neither"))]
+    else:
+        allowed = [str]
+    return allowed + ([None] if default is None and name != "batch_rows" else [])
+
+
+def labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted classes and the class code of each label. At least 2 classes are needed."""
+    check_classification_targets(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise InputError(
+            "StreamingClassifier needs samples of at least 2 classes; "
+            f"got {classes.size} class: {classes.tolist()}."
+        )
+    return classes, codes.astype(np.int32)
+
+
+def label_codes(y: ArrayLike, classes: np.ndarray) -> np.ndarray:
+    """The code of each label of ``y`` in ``classes`` (sorted); ValueError for others."""
+    y = column_or_1d(y, warn=True)
+    codes = np.searchsorted(classes, y).clip(0, len(classes) - 1)
+    unknown = classes[codes] != y
+    if unknown.any():
+        raise ValueError(f"y holds labels not in classes: {np.unique(y[unknown])[:5].tolist()}.")
+    return codes.astype(np.int32)
+
+
+def class_counts(schema: Schema, n_classes: int) -> list[int]:
+    """Rows per class code 0..n-1 of a staged batch (classes absent from it: 0)."""
+    found = dict(zip(schema.classes, schema.class_counts))
+    return [int(found.get(code, 0)) for code in range(n_classes)]
+
+
+def staged_schema(data, target: str) -> Schema:
+    """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
+    its numeric constant columns (they encode as zeros)."""
+    schema = inspect(data, target=target)
+    for col in schema.columns:
+        if col.kind == "id" and col.read_as.startswith("Float"):
+            col.kind, col.feature = "integer", True
+    if not schema.features:
+        for col in schema.columns:
+            if col.kind == "constant" and col.read_as.startswith(NUMERIC_READS):
+                col.kind = "boolean" if col.read_as == "Boolean" else "float"
+                col.feature = True
+    return schema
