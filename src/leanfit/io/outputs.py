@@ -32,7 +32,8 @@ from pathlib import Path
 
 from leanfit.errors import ConfigError
 from leanfit.io import interrupts
-from leanfit.io.source import DATA_SUFFIXES
+from leanfit.io.formats import DATA_SUFFIXES, Input
+from leanfit.io.source import Source
 from leanfit.io.tempfiles import using_temp_root
 
 PARQUET_ROW_GROUP = 131_072
@@ -63,7 +64,7 @@ def check_output(
                 "choose another output folder."
             )
     for directory in dirs:
-        if _inside(out, directory) and (folder or out.name.endswith(DATA_SUFFIXES)):
+        if _inside(out, directory) and (folder or out.name.lower().endswith(DATA_SUFFIXES)):
             raise ConfigError(
                 f"{label} {out} is inside the input directory {directory}, where it would be "
                 "read as input; choose a path outside it."
@@ -91,13 +92,14 @@ def input_files(inputs: Iterable) -> tuple[list[Path], list[Path]]:
 
 
 def _flat(items) -> Iterator:
-    if items is None:
-        return
+    """The paths in ``items`` (in-memory data names none)."""
     if isinstance(items, str | os.PathLike):
         yield items
-        return
-    for item in items:
-        yield from _flat(item)
+    elif isinstance(items, Source):
+        yield from items.data
+    elif isinstance(items, list | tuple | Input):
+        for item in items:
+            yield from _flat(item)
 
 
 def _stat(path: Path) -> os.stat_result | None:

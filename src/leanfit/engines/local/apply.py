@@ -14,6 +14,7 @@ from leanfit.encode.batches import RowCounts
 from leanfit.errors import InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
+from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
@@ -37,6 +38,7 @@ def predict(
     Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
     """
     model = load(model_path, memory)
+    data = resolve_paths(data)
     model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
@@ -76,6 +78,7 @@ def evaluate(
     """Metrics of the bundle on labelled ``data``, in one streaming pass; rows without a
     label (and, with an active ``guard``, bad rows) are counted, not scored."""
     model = load(model_path, memory)
+    data = resolve_paths(data)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)

@@ -227,6 +227,7 @@ def train(
     import_library(opts.model)
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
+    data = resolve_paths(data)  # once: a one-shot stream of frames is read here
     schema = schema or inspect(data, target=target, memory=memory, guard=guard)
     check_target(schema, target)
     if opts.model == "xgboost":
@@ -266,7 +267,7 @@ def train(
             seconds=time.perf_counter() - started,
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
-    summary = {"input": [str(p) for p in resolve_paths(data)], **summary}
+    summary = {"input": list(data), **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
