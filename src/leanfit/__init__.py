@@ -20,6 +20,7 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
+from leanfit.io.formats import Source
 from leanfit.model import Model, load
 from leanfit.options import BoostOptions, TrainOptions
 from leanfit.schema import Column, Schema, inspect
@@ -43,6 +44,7 @@ __all__ = [
     "Model",
     "Schema",
     "SchemaMismatch",
+    "Source",
     "StreamingClassifier",
     "TrainOptions",
     "evaluate",

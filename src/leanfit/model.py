@@ -96,8 +96,8 @@ class Model:
 
     def describe(self, path, data) -> dict:
         """The summary keys of applying this bundle (read from ``path``) to ``data``."""
-        resolved = data if isinstance(data, list | tuple | Input) else resolve_paths(data)
-        inputs = [str(p) for p in resolved]
+        resolved = data if isinstance(data, list | tuple) else resolve_paths(data)
+        inputs = resolved.shown if isinstance(resolved, Input) else list(map(str, resolved))
         return {"input": inputs, "bundle": str(path), "model": self.meta["training"]["model"]}
 
     def coefficients(self) -> pl.DataFrame:

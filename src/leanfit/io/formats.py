@@ -50,6 +50,17 @@ DATA_SUFFIXES = (
     *FORMATS,
     *(f"{text}{c}" for text in (".csv", ".tsv") for c in COMPRESSIONS),
 )
+OUTPUTS = {  # predictions by the output's name
+    ".csv": "csv",
+    ".csv.gz": "csv.gz",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".jsonl": "ndjson",
+    ".ndjson": "ndjson",
+}
 LOOKALIKES = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
@@ -159,6 +170,12 @@ class Input(Sequence):
     paths: tuple[str, ...]
     form: Form
     frame: pl.LazyFrame | None = None
+    name: str | None = None  # in-memory data written to a temporary file: what it was
+
+    @property
+    def shown(self) -> list[str]:
+        """The input as reports name it."""
+        return [self.name] if self.name else list(self.paths)
 
     def __getitem__(self, index):
         return self.paths[index]
@@ -167,7 +184,7 @@ class Input(Sequence):
         return len(self.paths)
 
     def __str__(self) -> str:
-        return ", ".join(self.paths)
+        return ", ".join(self.shown)
 
     def files(self, paths) -> Input:
         """The same form, other files (a partition's)."""
@@ -203,3 +220,18 @@ def names_files(data) -> bool:
     if isinstance(data, list | tuple):
         return bool(data) and all(isinstance(d, str | os.PathLike) for d in data)
     return isinstance(data, str | os.PathLike | Source | Input)
+
+
+def output_format(path: str | os.PathLike, label: str = "--out") -> str:
+    """The format of an output file by its name (see :data:`OUTPUTS`); ConfigError for a
+    name that says none of them."""
+    from leanfit.errors import ConfigError
+
+    name = os.fspath(path).lower()
+    found = next((f for s, f in OUTPUTS.items() if name.endswith(s)), None)
+    if found is None:
+        raise ConfigError(
+            f"{label} {path}: the name does not say a format; end it with one of "
+            f"{', '.join(OUTPUTS)}."
+        )
+    return found

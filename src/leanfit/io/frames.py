@@ -91,11 +91,10 @@ def conform(table: pa.Table, schema: pa.Schema, index: int, who: str = WHO) -> p
 
 def frame_input(data: Any) -> Input:
     """An Input of in-memory or lazy ``data`` (see the module docstring)."""
+    name = f"<{type(data).__module__.split('.')[0]} {type(data).__name__}>"
     lazy = as_lazy(data)
     if lazy is not None:
-        return Input(
-            (f"<{type(data).__module__.split('.')[0]} {type(data).__name__}>",), Form("frame"), lazy
-        )
+        return Input((name,), Form("frame"), lazy)
     if isinstance(data, np.ndarray):
         raise InputError(
             "a numpy array has no column names (a target among them): give a DataFrame, "
@@ -112,7 +111,7 @@ def frame_input(data: Any) -> Input:
     except BaseException:
         folder.remove()
         raise
-    inp = Input((str(path),), Form("parquet"))
+    inp = Input((str(path),), Form("parquet"), name=name)
     weakref.finalize(inp, folder.remove)
     return inp
 

@@ -271,8 +271,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 def writer_for(
     path: Path, schema, fmt: str, *, gzip: bool = False
 ) -> Iterator[Callable[..., None]]:
-    """Open a streaming CSV or Parquet writer for an Arrow ``schema``; yield ``write``
-    (which stops the run when SIGINT or SIGTERM has arrived)."""
+    """Open a streaming writer of Arrow tables of ``schema`` in format ``fmt`` (one of
+    :data:`~leanfit.io.formats.OUTPUTS`' values; ``csv`` with ``gzip`` is ``csv.gz``);
+    yield ``write`` (which stops the run when SIGINT or SIGTERM has arrived)."""
     import pyarrow as pa
 
     if fmt == "parquet":
@@ -280,10 +281,18 @@ def writer_for(
 
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
             yield _checked(lambda data: writer.write(data, row_group_size=PARQUET_ROW_GROUP))
+    elif fmt == "ipc":
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            yield _checked(writer.write)
+    elif fmt == "ndjson":
+        import polars as pl
+
+        with open(path, "wb") as sink:
+            yield _checked(lambda data: pl.from_arrow(data).write_ndjson(sink))
     else:
         import pyarrow.csv as pacsv
 
-        compression = "gzip" if gzip else None
+        compression = "gzip" if gzip or fmt == "csv.gz" else None
         with (
             pa.output_stream(str(path), compression=compression) as sink,
             pacsv.CSVWriter(sink, schema) as writer,

@@ -182,6 +182,11 @@ def size(path: str) -> int:
     return Path(path).stat().st_size
 
 
+def input_bytes(inp: Input) -> int | None:
+    """Bytes of the input's files (None for in-memory data)."""
+    return None if inp.frame is not None else sum(size(p) for p in inp.paths)
+
+
 def _check_same_columns(inp: Input) -> None:
     """Every file names each column once, and names the first file's columns in order."""
     paths = inp.paths

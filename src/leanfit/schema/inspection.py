@@ -82,7 +82,7 @@ def _inspect(paths: list[Path], target: str | None, read_chunk: int, guard: Guar
         if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
             refuse_short_rows(paths)
         refuse_infinite(paths, [piece], plan)
-    schema = build_schema([str(p) for p in paths], [piece], plan)
+    schema = build_schema(paths.shown, [piece], plan)
     if guard is not None and guard.active:
         guard.vouch(paths, read_types(schema))  # its types were chosen from these rows
     return schema

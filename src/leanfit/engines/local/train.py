@@ -267,7 +267,7 @@ def train(
             seconds=time.perf_counter() - started,
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
-    summary = {"input": list(data), **summary}
+    summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
