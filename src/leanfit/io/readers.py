@@ -47,18 +47,21 @@ def open_raw(path: str):
 
 
 def open_stream(path: str):
-    """The file's bytes, decompressed as its name says."""
-    raw = open_raw(path)
+    """The file's bytes, decompressed as its name says (read with ``read(size)``)."""
     compression = format_of(path)[1]
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw)
-    if compression == "bz2":
-        return bz2.BZ2File(raw)
-    if compression == "zstd":
+    if compression is None:
+        return open_raw(path)
+    if is_url(path):
         import pyarrow as pa
 
-        return pa.input_stream(raw, compression="zstd")
-    return raw
+        return pa.input_stream(open_raw(path), compression=compression)
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "bz2":
+        return bz2.open(path, "rb")
+    import pyarrow as pa
+
+    return pa.input_stream(path, compression=compression)
 
 
 def head_bytes(path: str, size: int = 1 << 16) -> bytes:
