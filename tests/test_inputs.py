@@ -253,15 +253,17 @@ def test_predict_proba_of_every_input_kind(kind, typed_frame, parquet_model, var
     np.testing.assert_allclose(model.predict_proba(data), expected, rtol=1e-6)
 
 
-def test_evaluate_and_predict_take_frames(typed_frame, parquet_model, tmp_path):
-    model, trained = parquet_model
+def test_evaluate_and_predict_take_frames(typed_frame, variants, tmp_path):
     bundle = tmp_path / "m.leanfit"
     leanfit.train(typed_frame.lazy(), "label", options=SGD, out=bundle)
     evaluated = leanfit.evaluate(bundle, typed_frame.to_pandas())
-    assert evaluated["metrics"]["n_rows"] == typed_frame.height
+    assert evaluated["input"] == ["<pandas DataFrame>"]
+    assert evaluated["metrics"] == leanfit.evaluate(bundle, variants["parquet"][0])["metrics"]
     out = tmp_path / "p.parquet"
     predicted = leanfit.predict(bundle, ds.dataset(typed_frame.to_arrow()), out, proba=True)
-    assert predicted["rows_predicted"] == pd.read_parquet(out).shape[0] == typed_frame.height
+    assert predicted["rows_predicted"] == typed_frame.height
+    expected = leanfit.load(bundle).predict_proba(variants["parquet"][0])[:, 1]
+    np.testing.assert_allclose(pd.read_parquet(out)["proba_1"], expected, rtol=1e-6)
 
 
 READERS = {
