@@ -266,6 +266,29 @@ def test_evaluate_and_predict_take_frames(typed_frame, variants, tmp_path):
     np.testing.assert_allclose(pd.read_parquet(out)["proba_1"], expected, rtol=1e-6)
 
 
+def test_typed_bad_rows_are_the_rows_holding_inf(typed_frame, tmp_path):
+    rows = pl.int_range(pl.len())
+    frame = typed_frame.with_columns(
+        balance=pl.when(rows.is_in([5, 900])).then(float("inf")).otherwise(pl.col("balance"))
+    )
+    frame.write_parquet(tmp_path / "inf.parquet")
+    code, output = cli("inspect", tmp_path / "inf.parquet", "-t", "label")
+    assert code == 1 and "inf.parquet, row 6, column 'balance'" in output
+    quarantine = tmp_path / "q.csv"
+    code, summary = cli(
+        "train", tmp_path / "inf.parquet", "-t", "label", "--epochs", "1", "--bad-rows",
+        "quarantine", "--quarantine", quarantine, "--out", tmp_path / "m.leanfit", "--json",
+    )  # fmt: skip
+    assert code == 0, summary
+    assert summary["rows_bad"] == 2 and summary["rows"] == typed_frame.height
+    kept = frame.filter(~rows.is_in([5, 900]))
+    expected = leanfit.train(kept, "label", options=SGD)
+    assert summary["metrics"]["roc_auc"] == pytest.approx(expected["metrics"]["roc_auc"])
+    written = pd.read_csv(quarantine)
+    assert written["line"].tolist() == [6, 901]
+    assert json.loads(written["row"][0])["customer_id"] == frame["customer_id"][5]
+
+
 READERS = {
     "p.csv": pd.read_csv,
     "p.csv.gz": pd.read_csv,

@@ -1,5 +1,9 @@
 """Bad rows: found row by row while the data streams, then skipped or quarantined.
 
+Typed inputs (Parquet, Arrow IPC, JSON lines, frames) have no text to misparse: their
+only bad rows hold ``inf`` in a number column (:meth:`Guard.finite`; ``line`` is then
+the row number from 1, and the quarantine file holds the row as a JSON object).
+
 A row is *bad* when its line cannot be parsed (a field count other than the
 header's, bytes that are not UTF-8, an empty line) or a value does not fit its
 column's type (text in a number column, a number out of the type's range, ``inf``
@@ -21,6 +25,7 @@ writes the quarantine file: a CSV whose columns are ``file``, ``line`` and
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +51,7 @@ class Guard:
     quarantine: Path | None = None
     found: dict[tuple[str, int], str] = field(default_factory=dict)
     _screened: set = field(default_factory=set, repr=False)
+    _typed_rows: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -118,6 +124,24 @@ class Guard:
             layout = {n: types.get(n, pl.String) for n in names}
             self._screened.add((str(path), tuple(layout.items())))
 
+    def finite(self, lf: pl.LazyFrame, source: str) -> pl.LazyFrame:
+        """The rows of one typed file or frame (Parquet, IPC, JSON lines, in-memory) whose
+        numbers are finite. Typed data has no text to misparse, so its only bad rows are
+        those holding ``inf``: found once per ``source`` (numbered from 1) and recorded."""
+        floats = [n for n, t in lf.collect_schema().items() if t.is_float()]
+        if not floats:
+            return lf
+        bad = pl.any_horizontal([pl.col(n).is_infinite().fill_null(False) for n in floats])
+        if source not in self._screened:
+            found = lf.with_row_index(LINE, offset=1).filter(bad).collect(engine="streaming")
+            for row in found.iter_rows(named=True):
+                key = (source, row.pop(LINE))
+                name = next(n for n in floats if row[n] is not None and math.isinf(row[n]))
+                self.found.setdefault(key, f"column '{name}': {row[name]} is not a finite number")
+                self._typed_rows[key] = json.dumps(row, default=str).encode()
+            self._screened.add(source)
+        return lf.filter(~bad)
+
     def warning(self) -> str:
         """One sentence on the bad rows met (and where they went)."""
         first = min(self.found)
@@ -132,10 +156,16 @@ class Guard:
         from leanfit.io.outputs import atomic_path
 
         wanted = sorted(self.found)
-        with atomic_path(self.quarantine) as tmp, open(tmp, "wb") as out:
+        typed = bool(wanted) and wanted[0] in self._typed_rows
+        if typed:  # the row as a JSON object, in one quoted field
+            header = b"row"
+            texts = [b'"' + self._typed_rows[k].replace(b'"', b'""') + b'"' for k in wanted]
+        else:
             header = _header_bytes(Path(wanted[0][0])) if wanted else b""
+            texts = _raw_lines(wanted)
+        with atomic_path(self.quarantine) as tmp, open(tmp, "wb") as out:
             out.write(b"file,line,reason," + header + b"\n")
-            for (source, line), text in zip(wanted, _raw_lines(wanted), strict=True):
+            for (source, line), text in zip(wanted, texts, strict=True):
                 reason = self.found[(source, line)].replace('"', '""')
                 out.write(f'{_csv_field(source)},{line},"{reason}",'.encode() + text + b"\n")
         return str(self.quarantine)

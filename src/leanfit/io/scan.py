@@ -55,15 +55,28 @@ def scan(
     """
     set_read_chunk(read_chunk)
     form, files = paths.form, list(paths.paths)
-    if paths.frame is not None:
-        return as_text_dictionaries(paths.frame)
-    if form.format in ("parquet", "ipc"):
-        return scan_binary(files, form)
-    if form.format == "ndjson":
-        return scan_ndjson(files, types)
+    if form.typed:
+        return _typed_scan(paths, types, guard)
     if guard is not None and guard.active:
         return guard.scan(paths, types or lenient_types(paths, overrides))
     return scan_csv(files, form, types or csv_types(files[0], form, overrides))
+
+
+def _typed_scan(paths: Input, types, guard: Guard | None) -> pl.LazyFrame:
+    """Typed data; with an active ``guard``, each file's rows holding ``inf`` left out."""
+
+    def one(files: list[str]) -> pl.LazyFrame:
+        if paths.frame is not None:
+            return as_text_dictionaries(paths.frame)
+        if paths.form.format == "ndjson":
+            return scan_ndjson(files, types)
+        return scan_binary(files, paths.form)
+
+    if guard is None or not guard.active:
+        return one(list(paths.paths))
+    sources = paths.shown if len(paths.shown) == len(paths) else list(paths.paths)
+    parts = [guard.finite(one([p]), s) for p, s in zip(paths.paths, sources, strict=True)]
+    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
 
 
 def set_read_chunk(size: int) -> None:

@@ -234,6 +234,12 @@ def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, g
         return parts
     if any(is_url(p) and not p.startswith("file://") for p in paths):
         raise ConfigError("--bad-rows skip or quarantine needs files every worker sees, not URLs.")
+    if paths.form.typed:
+        raise ConfigError(
+            "--bad-rows skip or quarantine on --engine dask screens CSV files; typed files "
+            "(Parquet, IPC, JSON lines) have no unparseable rows: leave the option out, or "
+            "use the local engine to leave out rows holding inf."
+        )
     c = cl.client
     separator = paths.form.separator
     todo = [p for p in paths if not guard.screened(p, types, separator)]
