@@ -61,6 +61,7 @@ OUTPUTS = {  # predictions by the output's name
     ".jsonl": "ndjson",
     ".ndjson": "ndjson",
 }
+COMPRESSED = {"gzip": "gzip'd", "zstd": "zstd-compressed", "bz2": "bzip2-compressed"}
 LOOKALIKES = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
@@ -108,12 +109,12 @@ def checked_format(path: str, head: bytes, tail: bytes) -> str:
         if kind in ("parquet", "ipc"):
             fmt = kind
         elif kind is not None:
-            raise InputError(f"{path} is {kind}-compressed; give it a {SUFFIX_FOR[kind]} name.")
+            raise InputError(f"{path} is {COMPRESSED[kind]}; give it a {SUFFIX_FOR[kind]} name.")
         else:
             fmt = "csv"
     elif compression is not None and kind != compression:
         raise InputError(
-            f"{path} is not {compression}-compressed; give plain CSV a .csv name."
+            f"{path} is not {COMPRESSED[compression]}; give plain CSV a .csv name."
             if kind is None
             else _rename(path, kind)
         )
@@ -133,11 +134,10 @@ def checked_format(path: str, head: bytes, tail: bytes) -> str:
 
 
 def _rename(path: str, kind: str) -> str:
-    what = NAMES.get(kind) or f"{kind}-compressed"
-    article = "an" if what[0] in "AEIOU" else "a"
     if kind in NAMES:
-        return f"{path} is {article} {what} file; give it a {SUFFIX_FOR[kind]} name."
-    return f"{path} is {what}; give it a {SUFFIX_FOR[kind]} name."
+        article = "an" if NAMES[kind][0] in "AEIOU" else "a"
+        return f"{path} is {article} {NAMES[kind]} file; give it a {SUFFIX_FOR[kind]} name."
+    return f"{path} is {COMPRESSED[kind]}; give it a {SUFFIX_FOR[kind]} name."
 
 
 def default_separator(path: str) -> str:

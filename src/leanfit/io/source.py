@@ -105,7 +105,7 @@ def _url_files(item: str) -> list[str]:
 
 
 def _known() -> str:
-    return ", ".join(DATA_SUFFIXES)
+    return "CSV, TSV, Parquet, Arrow IPC or JSON lines"
 
 
 def _format(path: str) -> str:
