@@ -131,6 +131,15 @@ def test_a_feather_file_named_csv_is_called_feather(variants, tmp_path):
     assert "Arrow IPC (Feather)" in line and ".feather" in line and "iconv" not in line
 
 
+def test_a_truncated_bzip2_file_is_one_line(variants, tmp_path):
+    cut = tmp_path / "cut.csv.bz2"
+    cut.write_bytes(variants["bzip2"][0].read_bytes()[:20_000])
+    code, output = cli("inspect", cut, "-t", "label")
+    assert code == 1
+    (line,) = output.strip().splitlines()
+    assert line.startswith(f"Error: {cut}: the compressed data ends early")
+
+
 def test_globs_quoted_and_shell_expanded(folder, tmp_path):
     shutil.copy(folder / "plain.csv", tmp_path / "a.csv")
     shutil.copy(folder / "plain.csv", tmp_path / "b.csv")
@@ -329,7 +338,9 @@ def test_memory_urls_on_the_dask_engine(memory_files, folder, reference):
 
     _, plain = reference
     with (
-        distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as cluster,
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
         distributed.Client(cluster) as client,
     ):
         url = dask_train(f"{memory_files}/d.csv", "label", options=SGD, client=client)

@@ -81,7 +81,13 @@ def _header_names(header: str, separator: str = ",") -> list[str]:
 def locate_problem(paths: list[Path], separator: str = ",") -> str | None:
     """Describe the first invalid-UTF-8 or ragged line among CSV ``paths``."""
     for path in map(Path, paths):
-        problem = first_invalid_utf8(path) or first_ragged_row(path, separator)
+        try:
+            problem = first_invalid_utf8(path) or first_ragged_row(path, separator)
+        except (EOFError, OSError) as exc:  # a compressed stream cut short or damaged
+            return (
+                f"{path}: the compressed data ends early or is damaged ({exc}); "
+                "copy or compress it again."
+            )
         if problem:
             return problem
     return None

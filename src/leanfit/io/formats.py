@@ -120,15 +120,15 @@ def checked_format(path: str, head: bytes, tail: bytes) -> str:
         )
     elif compression is None and kind is not None and kind != fmt:
         raise InputError(_rename(path, kind))
-    if fmt == "parquet" and tail != b"PAR1":
-        raise InputError(
-            f"{path}: the Parquet file is truncated (it does not end with PAR1); "
-            "copy or write it again."
-        )
     if fmt in ("parquet", "ipc") and kind != fmt:
         raise InputError(
             f"{path} is not a {NAMES[fmt]} file (its first bytes are not "
             f"{'PAR1' if fmt == 'parquet' else 'ARROW1'}); give a CSV file a .csv name."
+        )
+    if fmt == "parquet" and tail != b"PAR1":
+        raise InputError(
+            f"{path}: the Parquet file is truncated (it does not end with PAR1); "
+            "copy or write it again."
         )
     return fmt
 

@@ -119,8 +119,8 @@ def streamed(schema: Mapping[str, pl.DataType], frames: Callable[[], Iterator[pl
 
 def csv_types(path: str, form: Form, overrides: Mapping[str, pl.DataType] | None) -> dict:
     """The types Polars infers from the first rows of a CSV file (``overrides`` applied)."""
-    first, block = next(line_blocks(path), (b"", b""))
     if not polars_reads(path):
+        first, block = next(line_blocks(path), (b"", b""))
         return dict(_head_csv(first + block, form, overrides).schema)
     return dict(
         pl.scan_csv(

@@ -50,7 +50,8 @@ def resolve_paths(data) -> Input:
         raise InputError("no input given: name a file, a folder or a glob.")
     paths: list[str] = []
     for item in source.data:
-        paths += _url_files(item) if is_url(item) else _local_files(item)
+        local = not is_url(item) or item.startswith("file://")
+        paths += _local_files(item) if local else _url_files(item)
     formats = {p: _format(p) for p in paths}
     _check_one_format(formats)
     fmt = formats[paths[0]]
@@ -152,8 +153,11 @@ def header_names(path: str, form: Form) -> list[str]:
     """The column names of one data file: its CSV header row, its Parquet or IPC schema
     (hive partition columns last), or the keys of its first JSON lines."""
     if form.format == "csv":
-        with open_stream(path) as f:
-            head = f.read(1 << 16)
+        try:
+            with open_stream(path) as f:
+                head = f.read(1 << 16)
+        except (EOFError, OSError):  # a damaged compressed file: the reader names it
+            return []
         return csv_header(head.split(b"\n", 1)[0], form.separator, path)
     if form.format == "ndjson":
         return list(ndjson_types(path))

@@ -57,7 +57,7 @@ def translated(
         yield
     except LeanfitError:
         raise
-    except (pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError, EOFError) as exc:  # EOF: a truncated stream
         code = fault_code(exc)
         if code is None and out is not None and disk_full(out):
             code = errno.ENOSPC
