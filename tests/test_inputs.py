@@ -122,6 +122,26 @@ def test_a_csv_separated_otherwise_is_named_with_the_option(name, what, variants
     assert "--separator" in line and "line 1" in line
 
 
+def test_bad_rows_of_a_tsv_are_found_with_its_separator(variants, tmp_path):
+    lines = variants["tsv"][0].read_text().splitlines(keepends=True)
+    fields = lines[10].split("\t")
+    fields[1] = "oops"  # text in the number column 'balance'
+    lines[10] = "\t".join(fields)
+    lines[20] = "\t".join(lines[20].split("\t")[:5]) + "\n"  # a ragged row
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("".join(lines))
+    quarantine = tmp_path / "q.csv"
+    code, summary = cli(
+        "inspect", bad, "-t", "label", "--bad-rows", "quarantine", "--quarantine", quarantine,
+        "--json",
+    )  # fmt: skip
+    assert code == 0, summary
+    assert summary["rows_bad"] == 2 and summary["rows"] == len(lines) - 1
+    written = pd.read_csv(quarantine, usecols=["line", "reason"])
+    assert written["line"].tolist() == [11, 21]
+    assert "'balance'" in written["reason"][0] and "expected 31 fields" in written["reason"][1]
+
+
 def test_a_feather_file_named_csv_is_called_feather(variants, tmp_path):
     named = tmp_path / "really.csv"
     shutil.copy(variants["feather"][0], named)
