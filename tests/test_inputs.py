@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import logging
 import shutil
 
 import fsspec
@@ -350,6 +351,9 @@ def test_predictions_are_written_in_the_format_their_name_says(folder, tmp_path)
     assert not (tmp_path / "p.txt").exists()
 
 
+# distributed's shutdown can leave a socket for the garbage collector (as in test_dask.py)
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
 def test_memory_urls_on_the_dask_engine(memory_files, folder, reference):
     """A threads-only LocalCluster (its workers share this process's memory filesystem):
     the URL trains the model the same file trains on the Dask engine."""
@@ -359,7 +363,11 @@ def test_memory_urls_on_the_dask_engine(memory_files, folder, reference):
     _, plain = reference
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
