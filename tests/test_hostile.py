@@ -256,7 +256,7 @@ PARQUET_CASES = [
 
 FOLDER_CASES = [
     fails("directory-without-data-files", {"dir/notes.txt": "hi"}, "inspect dir",
-      r"dir: the directory holds no CSV or Parquet files"),
+      r"dir: the directory holds no data files \(CSV, TSV, Parquet"),
     fails("glob-matching-nothing", {}, "inspect 'none*.csv'", r"none\*\.csv: no file matches"),
     fails("mixed-csv-and-parquet", {"dir/a.csv": data(), "dir/b.parquet": parquet}, "inspect dir",
       r"mix CSV \(dir/a\.csv\) and Parquet \(dir/b\.parquet\)"),

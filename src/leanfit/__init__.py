@@ -21,6 +21,7 @@ from leanfit.errors import (
     MemoryBudgetExceeded,
     SchemaMismatch,
 )
+from leanfit.io.formats import Source
 from leanfit.model import Model, load
 from leanfit.options import BoostOptions, TrainOptions, UpdateOptions
 from leanfit.schema import Column, Schema, inspect
@@ -44,6 +45,7 @@ __all__ = [
     "Model",
     "Schema",
     "SchemaMismatch",
+    "Source",
     "StreamingClassifier",
     "TrainOptions",
     "UpdateOptions",

@@ -20,6 +20,7 @@ from leanfit.flags import (
     bad_row_options,
     engine_options,
     group_values,
+    input_options,
     on_dask,
     table_options,
 )
@@ -193,7 +194,8 @@ def main() -> None:
     """
 
 
-DATA = click.argument("data")  # resolved by leanfit.io.source: files, folders, globs
+# one or more files, folders, globs or URLs, resolved by leanfit.io.source
+DATA = click.argument("data", nargs=-1, required=True)
 
 
 @main.command("make-data")
@@ -258,11 +260,13 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, drift, memory):
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write schema.json here.")
 @engine_options
 @command
+@input_options
 @bad_row_options
 def inspect_(data, target, out, engine, scheduler, memory, guard):
     """Learn each column's kind, statistics and smallest exact storage type.
 
-    DATA is a CSV, CSV.gz or Parquet file, a directory or a glob of them.
+    DATA is one or more files (CSV, also .gz/.zst/.bz2, TSV, Parquet, Arrow IPC/Feather,
+    JSON lines), folders, globs or URLs (s3://, gs://, https://, memory://).
 
     \b
     Example:
@@ -293,6 +297,7 @@ def inspect_(data, target, out, engine, scheduler, memory, guard):
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
 @command
+@input_options
 @bad_row_options
 def shrink_(data, out, schema_path, memory, guard):
     """Stream DATA into Parquet with the smallest exact types.
@@ -339,6 +344,7 @@ MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle
 @table_options(CheckpointOptions)
 @engine_options
 @command
+@input_options
 @bad_row_options
 def train_(data, target, schema_path, out, report, engine, scheduler, memory, guard, **values):
     """Train a classifier on DATA, streaming; save a bundle; report holdout metrics.
@@ -392,6 +398,7 @@ def train_(data, target, schema_path, out, report, engine, scheduler, memory, gu
 @DATA
 @engine_options
 @command
+@input_options
 @bad_row_options
 def evaluate_(model, data, engine, scheduler, memory, guard):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
@@ -455,13 +462,14 @@ def report_(model, data, out, engine, scheduler, memory, guard):
     "-o",
     type=click.Path(),
     required=True,
-    help="Predictions file: .csv, .csv.gz or .parquet (--engine dask: a folder of Parquet "
-    "files, one per partition).",
+    help="Predictions file: .csv, .csv.gz, .parquet, .arrow (or .feather) or .jsonl by its "
+    "name (--engine dask: a folder of Parquet files, one per partition).",
 )
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
 @engine_options
 @command
+@input_options
 @bad_row_options
 def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     """Stream predictions of MODEL for DATA into a file.

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from leanfit.errors import ConfigError
+from leanfit.io.formats import Source
 from leanfit.io.guard import POLICIES, Guard
 from leanfit.options import Options
 
@@ -33,6 +34,24 @@ def engine_options(fn: Callable) -> Callable:
     )(fn)
 
 
+def input_options(fn: Callable) -> Callable:
+    """``--separator``: the command gets ``data`` (DATA, one or more paths, folders,
+    globs or URLs) as a :class:`~leanfit.io.formats.Source`."""
+
+    @click.option(
+        "--separator",
+        metavar="CHAR",
+        help="The CSV field separator, e.g. ';' or '\\t'. [default: a comma; a tab for .tsv]",
+    )
+    @functools.wraps(fn)
+    def wrapper(data: tuple[str, ...], separator: str | None, **kwargs):
+        if separator == "\\t":
+            separator = "\t"
+        return fn(data=Source(*data, separator=separator), **kwargs)
+
+    return wrapper
+
+
 def bad_row_options(fn: Callable) -> Callable:
     """``--bad-rows`` and ``--quarantine``: the command gets a ``guard``
     (:class:`~leanfit.io.guard.Guard`); the quarantine file is written when it is done."""
@@ -42,9 +61,10 @@ def bad_row_options(fn: Callable) -> Callable:
         type=click.Choice(POLICIES),
         default="error",
         show_default=True,
-        help="A row that cannot be parsed or holds a value its column cannot (ragged, not "
+        help="A CSV row that cannot be parsed or holds a value its column cannot (ragged, not "
         "UTF-8, text in a number column, inf): error stops at it, naming the line; skip "
-        "leaves it out; quarantine also writes it to --quarantine. Rows left out are counted.",
+        "leaves it out; quarantine also writes it to --quarantine. Rows left out are counted. "
+        "Parquet, IPC and JSON lines are typed: they have no such rows.",
     )
     @click.option(
         "--quarantine",
@@ -59,7 +79,7 @@ def bad_row_options(fn: Callable) -> Callable:
                 f"--quarantine {quarantine} is written only with --bad-rows quarantine "
                 f"(this run has --bad-rows {bad_rows}); add --bad-rows quarantine."
             )
-        beside = kwargs.get("out") or kwargs["data"]
+        beside = kwargs.get("out") or kwargs["data"].data[0]
         path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
         guard = Guard(bad_rows, path)
         summary, show = fn(guard=guard, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
+from leanfit.io.formats import Input
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
@@ -94,9 +96,8 @@ class Model:
 
     def describe(self, path, data) -> dict:
         """The summary keys of applying this bundle (read from ``path``) to ``data``."""
-        items = data if isinstance(data, list | tuple) else [data]
-        inputs = [str(p) for p in items] if isinstance(data, list | tuple) else None
-        inputs = inputs or [str(p) for p in resolve_paths(items)]
+        resolved = data if isinstance(data, list | tuple) else resolve_paths(data)
+        inputs = resolved.shown if isinstance(resolved, Input) else list(map(str, resolved))
         return {"input": inputs, "bundle": str(path), "model": self.meta["training"]["model"]}
 
     def coefficients(self) -> pl.DataFrame:
@@ -143,14 +144,14 @@ class Model:
     def metrics(self) -> dict | None:
         return self.meta["training"].get("metrics")
 
-    def _frames(self, data) -> list[pl.DataFrame] | object:
-        if isinstance(data, pl.DataFrame):
-            return [data]
-        if type(data).__module__.startswith("pandas"):
-            return [pl.from_pandas(data)]
-        if type(data).__module__.startswith("pyarrow"):
-            return [pl.from_arrow(data)]
-        return self.batches(data)
+    def _frames(self, data, rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pl.DataFrame]:
+        """Frames of ``data``: files read with the schema's types, or in-memory data as
+        it is (a 2-D numpy array holds the training columns in order, without the target)."""
+        from leanfit.io.frames import frame_batches
+
+        names = [c.name for c in self.schema.columns if c.name != self.schema.target]
+        frames = frame_batches(data, names, rows)
+        return self.batches(data, rows) if frames is None else frames
 
     def plan_rows(self, memory: Monitor) -> int:
         """Rows per chunk that fit ``memory``'s limit for this model."""

@@ -32,7 +32,7 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "bundle": ((str,), "the model bundle read (update, evaluate, predict, report)"),
     "model": ((str,), "the model kind (sgd, logistic, xgboost, ...)"),
     "engine": ((str,), "local or dask"),
-    "format": ((str,), "the output's format: csv, parquet or onnx"),
+    "format": ((str,), "the output's format: csv, csv.gz, parquet, ipc, ndjson or onnx"),
     "rows": (
         (int,),
         "rows read (inspect, evaluate), written (make-data, shrink, predict) or in the input (train)",
@@ -55,7 +55,7 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "warnings": ((list,), "what the user should know (one sentence each)"),
     "bytes_per_row_pandas_default": (NUMBER, "bytes per row as pandas loads the CSV by default"),
     "bytes_per_row_chosen": (NUMBER, "bytes per row with leanfit's chosen types"),
-    "input_bytes": ((int,), "bytes of the input files on disk"),
+    "input_bytes": ((int, type(None)), "bytes of the input files on disk (null: in-memory data)"),
     "output_bytes": ((int,), "bytes of the output on disk"),
     "memory_bytes_pandas_default": ((int,), "the data's bytes in memory as pandas loads it"),
     "memory_bytes_chosen": ((int,), "the data's bytes in memory with the chosen types"),

@@ -13,23 +13,19 @@ bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row.
 from __future__ import annotations
 
 import codecs
-import gzip
 from pathlib import Path
 
 from leanfit.errors import InputError
+from leanfit.io.readers import open_stream
 
 BLOCK = 1 << 24
-
-
-def _open_bytes(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def first_invalid_utf8(path: Path) -> str | None:
     """The first line holding bytes that are not UTF-8, or None."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines_before = 0
-    with _open_bytes(path) as f:
+    with open_stream(str(path)) as f:
         while block := f.read(BLOCK):
             try:
                 decoder.decode(block)
@@ -43,7 +39,7 @@ def first_invalid_utf8(path: Path) -> str | None:
     return None
 
 
-def first_ragged_row(path: Path) -> str | None:
+def first_ragged_row(path: Path, separator: str = ",") -> str | None:
     """The first row whose field count differs from the header's, or None."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -59,12 +55,13 @@ def first_ragged_row(path: Path) -> str | None:
             )
         return "skip"
 
-    with _open_bytes(path) as f:
-        header = f.readline().decode("utf-8", "replace")
+    with open_stream(str(path)) as f:
+        header = f.read(1 << 16).split(b"\n", 1)[0].decode("utf-8", "replace")
+    names = _header_names(header, separator)
     convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in _header_names(header)}, strings_can_be_null=True
+        column_types={n: pa.string() for n in names}, strings_can_be_null=True
     )
-    parse = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    parse = pacsv.ParseOptions(delimiter=separator, invalid_row_handler=on_invalid)
     read = pacsv.ReadOptions(use_threads=False)  # row numbers are known only when unthreaded
     reader = pacsv.open_csv(
         str(path), read_options=read, parse_options=parse, convert_options=convert
@@ -75,29 +72,35 @@ def first_ragged_row(path: Path) -> str | None:
     return found[0] if found else None
 
 
-def _header_names(header: str) -> list[str]:
+def _header_names(header: str, separator: str = ",") -> list[str]:
     import csv
 
-    return next(csv.reader([header]))
+    return next(csv.reader([header.rstrip("\r")], delimiter=separator))
 
 
-def locate_problem(paths: list[Path]) -> str | None:
+def locate_problem(paths: list[Path], separator: str = ",") -> str | None:
     """Describe the first invalid-UTF-8 or ragged line among CSV ``paths``."""
-    for path in paths:
-        if path.suffix in (".parquet", ".pq"):
-            continue
-        problem = first_invalid_utf8(path) or first_ragged_row(path)
+    for path in map(Path, paths):
+        try:
+            problem = first_invalid_utf8(path) or first_ragged_row(path, separator)
+        except (EOFError, OSError) as exc:  # a compressed stream cut short or damaged
+            return (
+                f"{path}: the compressed data ends early or is damaged ({exc}); "
+                "copy or compress it again."
+            )
         if problem:
             return problem
     return None
 
 
-def refuse_short_rows(paths: list[Path]) -> None:
+def refuse_short_rows(paths) -> None:
     """Polars fills the missing fields of a short row with nulls, which look like empty
-    last fields: when the last column has nulls, re-read the CSV files to tell them apart
-    and raise :class:`~leanfit.errors.InputError` naming the first short row."""
+    last fields: when the last column has nulls, re-read the CSV files of the input
+    ``paths`` (local ones) to tell them apart and raise
+    :class:`~leanfit.errors.InputError` naming the first short row."""
+    if paths.form.format != "csv":
+        return
     for path in paths:
-        if path.suffix not in (".parquet", ".pq"):
-            problem = first_ragged_row(path)
-            if problem:
-                raise InputError(problem)
+        problem = None if "://" in path else first_ragged_row(Path(path), paths.form.separator)
+        if problem:
+            raise InputError(problem)

@@ -1,5 +1,9 @@
 """Bad rows: found row by row while the data streams, then skipped or quarantined.
 
+Typed inputs (Parquet, Arrow IPC, JSON lines, frames) have no text to misparse: their
+only bad rows hold ``inf`` in a number column (:meth:`Guard.finite`; ``line`` is then
+the row number from 1, and the quarantine file holds the row as a JSON object).
+
 A row is *bad* when its line cannot be parsed (a field count other than the
 header's, bytes that are not UTF-8, an empty line) or a value does not fit its
 column's type (text in a number column, a number out of the type's range, ``inf``
@@ -21,6 +25,7 @@ writes the quarantine file: a CSV whose columns are ``file``, ``line`` and
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.errors import InputError
+from leanfit.io.readers import is_url, open_stream, polars_reads
 
 TEXT = "__leanfit_text"
 LINE = "__leanfit_line"
@@ -45,6 +51,7 @@ class Guard:
     quarantine: Path | None = None
     found: dict[tuple[str, int], str] = field(default_factory=dict)
     _screened: set = field(default_factory=set, repr=False)
+    _typed_rows: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -61,17 +68,24 @@ class Guard:
     def count(self) -> int:
         return len(self.found)
 
-    def scan(self, paths: list[Path], types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
-        """The good rows of CSV ``paths`` read with ``types``: each file is screened once
-        for these types (:meth:`screen`), then read by Polars' typed parser with its bad
-        lines left out by number."""
+    def scan(self, paths, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+        """The good rows of the CSV input ``paths`` (an Input) read with ``types``: each
+        file is screened once for these types (:meth:`screen`), then read by Polars'
+        typed parser with its bad lines left out by number."""
         frames = []
+        separator = paths.form.separator
         for path in paths:
-            layout = self.screen(path, types)
+            if not polars_reads(path) or is_url(path):
+                raise InputError(
+                    f"{path}: --bad-rows skip or quarantine reads local CSV files (plain, "
+                    ".gz or .zst); decompress it or copy it here first."
+                )
+            layout = self.screen(path, types, separator)
             bad = sorted(line for source, line in self.found if source == str(path))
             lf = (
                 pl.scan_csv(
                     path,
+                    separator=separator,
                     schema=parse_layout(layout),
                     truncate_ragged_lines=True,
                     ignore_errors=True,
@@ -86,30 +100,51 @@ class Guard:
             frames.append(lf.drop(LINE))
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
-    def screen(self, path: Path, types: Mapping[str, pl.DataType]) -> dict:
+    def screen(self, path, types: Mapping[str, pl.DataType], separator: str = ",") -> dict:
         """Find the bad lines of ``path`` for ``types`` (once); its column layout."""
-        layout = {n: types.get(n, pl.String) for n in header_names(path)}
+        layout = {n: types.get(n, pl.String) for n in header_names(path, separator)}
         key = (str(path), tuple(layout.items()))
         if key not in self._screened:
-            suspects = _suspects(path, layout).collect(engine="streaming")
+            suspects = _suspects(path, layout, separator).collect(engine="streaming")
             for line, text in suspects.iter_rows():
-                why = line_reason(text.rstrip("\r"), layout)
+                why = line_reason(text.rstrip("\r"), layout, separator)
                 if why is not None:
                     self.found.setdefault((str(path), line), why)
             self._screened.add(key)
         return layout
 
-    def screened(self, path, types: Mapping[str, pl.DataType]) -> bool:
+    def screened(self, path, types: Mapping[str, pl.DataType], separator: str = ",") -> bool:
         """Whether ``path`` was screened (or vouched for) for ``types``."""
-        layout = {n: types.get(n, pl.String) for n in header_names(Path(path))}
+        layout = {n: types.get(n, pl.String) for n in header_names(path, separator)}
         return (str(path), tuple(layout.items())) in self._screened
 
-    def vouch(self, paths: list[Path], types: Mapping[str, pl.DataType]) -> None:
-        """Count ``paths`` as screened for ``types``: every row already screened fits
-        them (a schema made from those rows)."""
+    def vouch(self, paths, types: Mapping[str, pl.DataType]) -> None:
+        """Count the CSV input ``paths`` (an Input) as screened for ``types``: every row
+        already screened fits them (a schema made from those rows)."""
+        if paths.form.format != "csv":
+            return
         for path in paths:
-            layout = {n: types.get(n, pl.String) for n in header_names(path)}
+            names = header_names(path, paths.form.separator)
+            layout = {n: types.get(n, pl.String) for n in names}
             self._screened.add((str(path), tuple(layout.items())))
+
+    def finite(self, lf: pl.LazyFrame, source: str) -> pl.LazyFrame:
+        """The rows of one typed file or frame (Parquet, IPC, JSON lines, in-memory) whose
+        numbers are finite. Typed data has no text to misparse, so its only bad rows are
+        those holding ``inf``: found once per ``source`` (numbered from 1) and recorded."""
+        floats = [n for n, t in lf.collect_schema().items() if t.is_float()]
+        if not floats:
+            return lf
+        bad = pl.any_horizontal([pl.col(n).is_infinite().fill_null(False) for n in floats])
+        if source not in self._screened:
+            found = lf.with_row_index(LINE, offset=1).filter(bad).collect(engine="streaming")
+            for row in found.iter_rows(named=True):
+                key = (source, row.pop(LINE))
+                name = next(n for n in floats if row[n] is not None and math.isinf(row[n]))
+                self.found.setdefault(key, f"column '{name}': {row[name]} is not a finite number")
+                self._typed_rows[key] = json.dumps(row, default=str).encode()
+            self._screened.add(source)
+        return lf.filter(~bad)
 
     def warning(self) -> str:
         """One sentence on the bad rows met (and where they went)."""
@@ -125,22 +160,28 @@ class Guard:
         from leanfit.io.outputs import atomic_path
 
         wanted = sorted(self.found)
-        with atomic_path(self.quarantine) as tmp, open(tmp, "wb") as out:
+        typed = bool(wanted) and wanted[0] in self._typed_rows
+        if typed:  # the row as a JSON object, in one quoted field
+            header = b"row"
+            texts = [b'"' + self._typed_rows[k].replace(b'"', b'""') + b'"' for k in wanted]
+        else:
             header = _header_bytes(Path(wanted[0][0])) if wanted else b""
+            texts = _raw_lines(wanted)
+        with atomic_path(self.quarantine) as tmp, open(tmp, "wb") as out:
             out.write(b"file,line,reason," + header + b"\n")
-            for (source, line), text in zip(wanted, _raw_lines(wanted), strict=True):
+            for (source, line), text in zip(wanted, texts, strict=True):
                 reason = self.found[(source, line)].replace('"', '""')
                 out.write(f'{_csv_field(source)},{line},"{reason}",'.encode() + text + b"\n")
         return str(self.quarantine)
 
 
-def line_reason(text: str, layout: Mapping[str, pl.DataType]) -> str | None:
+def line_reason(text: str, layout: Mapping[str, pl.DataType], separator: str = ",") -> str | None:
     """Why the line ``text`` of a file with columns ``layout`` is a bad row, or None."""
     if text == "":
         return "empty line"
     if "\ufffd" in text:
         return "bytes that are not UTF-8"
-    fields = next(csv.reader([text]))
+    fields = next(csv.reader([text], delimiter=separator))
     if len(fields) != len(layout):
         return f"expected {len(layout)} fields, found {len(fields)}"
     for (name, dtype), value in zip(layout.items(), fields, strict=True):
@@ -177,14 +218,8 @@ def _csv_field(text: str) -> str:
     return f'"{text}"' if any(c in text for c in ',"\n') else text
 
 
-def _open(path: Path):
-    import gzip
-
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 def _header_bytes(path: Path) -> bytes:
-    with _open(path) as f:
+    with open_stream(str(path)) as f:
         return f.readline().rstrip(b"\r\n")
 
 
@@ -196,7 +231,7 @@ def _raw_lines(wanted: list[tuple[str, int]]) -> list[bytes]:
         by_file.setdefault(source, []).append(line)
     for source, lines in by_file.items():
         targets, found, number = set(lines), {}, 0
-        with _open(Path(source)) as f:
+        with open_stream(source) as f:
             for raw in f:
                 number += 1
                 if number in targets:
@@ -207,18 +242,19 @@ def _raw_lines(wanted: list[tuple[str, int]]) -> list[bytes]:
     return out
 
 
-def header_names(path: Path) -> list[str]:
+def header_names(path, separator: str = ",") -> list[str]:
     """The column names of a CSV file's header line."""
-    return pl.read_csv(path, n_rows=0, encoding="utf8-lossy").columns
+    return pl.read_csv(path, separator=separator, n_rows=0, encoding="utf8-lossy").columns
 
 
-def lenient_sample(paths: list[Path], overrides: Mapping[str, pl.DataType] | None) -> pl.DataFrame:
+def lenient_sample(paths, overrides: Mapping[str, pl.DataType] | None) -> pl.DataFrame:
     """The first rows of the data read leniently: ragged lines truncated or filled, values
     that do not parse as null, and a text column whose values are all but a few numbers
     read as a number column. Types are chosen from it; a later value that does not fit
     them is a bad row."""
     sample = pl.read_csv(
         paths[0],
+        separator=paths.form.separator,
         n_rows=10_000,
         infer_schema_length=10_000,
         schema_overrides=dict(overrides or {}),
@@ -234,7 +270,7 @@ def lenient_sample(paths: list[Path], overrides: Mapping[str, pl.DataType] | Non
     return sample.with_columns(numbers)
 
 
-def lenient_types(paths: list[Path], overrides: Mapping[str, pl.DataType] | None) -> dict:
+def lenient_types(paths, overrides: Mapping[str, pl.DataType] | None) -> dict:
     """The column types of :func:`lenient_sample`."""
     return dict(lenient_sample(paths, overrides).schema)
 
@@ -246,7 +282,7 @@ def _mostly_numbers(column: pl.Series) -> bool:
     return numbers.len() > 0 and present.len() - numbers.len() <= 0.01 * present.len()
 
 
-def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+def _suspects(path, types: Mapping[str, pl.DataType], separator: str = ",") -> pl.LazyFrame:
     """The line numbers and text of the lines of ``path`` that may be bad rows for
     ``types`` (columns in header order). The file is read three ways side by side: as
     raw lines, as text fields and by the typed parser (a value it cannot read becomes
@@ -255,10 +291,11 @@ def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
     or not finite as typed; the caller re-reads each suspect line as CSV to decide."""
     names = list(types)
     common = {"encoding": "utf8-lossy", "raise_if_empty": False, "truncate_ragged_lines": True}
-    typed = pl.scan_csv(path, schema=parse_layout(types), ignore_errors=True, **common)
+    fields = {**common, "separator": separator}
+    typed = pl.scan_csv(path, schema=parse_layout(types), ignore_errors=True, **fields)
     typed = typed.with_columns(fitted(types))
     texts = pl.scan_csv(
-        path, infer_schema=False, with_column_names=lambda cols: [RAW + c for c in cols], **common
+        path, infer_schema=False, with_column_names=lambda cols: [RAW + c for c in cols], **fields
     )
     lines = pl.scan_csv(
         path,
@@ -273,7 +310,7 @@ def _suspects(path: Path, types: Mapping[str, pl.DataType]) -> pl.LazyFrame:
     lf = pl.concat([lines, texts, typed], how="horizontal").with_row_index(LINE, offset=2)
     misfits = [_misfit(pl.col(RAW + name), pl.col(name), dtype) for name, dtype in types.items()]
     line = pl.col(TEXT)
-    commas = line.str.count_matches(",", literal=True)
+    commas = line.str.count_matches(separator, literal=True)
     suspect = (commas != len(names) - 1) | line.str.contains("\ufffd", literal=True)
     if misfits:
         suspect = suspect | pl.any_horizontal(misfits)

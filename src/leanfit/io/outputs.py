@@ -32,7 +32,8 @@ from pathlib import Path
 
 from leanfit.errors import ConfigError
 from leanfit.io import interrupts
-from leanfit.io.source import DATA_SUFFIXES
+from leanfit.io.formats import DATA_SUFFIXES, Input
+from leanfit.io.source import Source
 from leanfit.io.tempfiles import using_temp_root
 
 PARQUET_ROW_GROUP = 131_072
@@ -63,7 +64,7 @@ def check_output(
                 "choose another output folder."
             )
     for directory in dirs:
-        if _inside(out, directory) and (folder or out.name.endswith(DATA_SUFFIXES)):
+        if _inside(out, directory) and (folder or out.name.lower().endswith(DATA_SUFFIXES)):
             raise ConfigError(
                 f"{label} {out} is inside the input directory {directory}, where it would be "
                 "read as input; choose a path outside it."
@@ -91,13 +92,14 @@ def input_files(inputs: Iterable) -> tuple[list[Path], list[Path]]:
 
 
 def _flat(items) -> Iterator:
-    if items is None:
-        return
+    """The paths in ``items`` (in-memory data names none)."""
     if isinstance(items, str | os.PathLike):
         yield items
-        return
-    for item in items:
-        yield from _flat(item)
+    elif isinstance(items, Source):
+        yield from items.data
+    elif isinstance(items, list | tuple | Input):
+        for item in items:
+            yield from _flat(item)
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -283,8 +285,9 @@ def fsync(path: str | os.PathLike) -> None:
 def writer_for(
     path: Path, schema, fmt: str, *, gzip: bool = False
 ) -> Iterator[Callable[..., None]]:
-    """Open a streaming CSV or Parquet writer for an Arrow ``schema``; yield ``write``
-    (which stops the run when SIGINT or SIGTERM has arrived)."""
+    """Open a streaming writer of Arrow tables of ``schema`` in format ``fmt`` (one of
+    :data:`~leanfit.io.formats.OUTPUTS`' values; ``csv`` with ``gzip`` is ``csv.gz``);
+    yield ``write`` (which stops the run when SIGINT or SIGTERM has arrived)."""
     import pyarrow as pa
 
     if fmt == "parquet":
@@ -292,10 +295,18 @@ def writer_for(
 
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
             yield _checked(lambda data: writer.write(data, row_group_size=PARQUET_ROW_GROUP))
+    elif fmt == "ipc":
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            yield _checked(writer.write)
+    elif fmt == "ndjson":
+        import polars as pl
+
+        with open(path, "wb") as sink:
+            yield _checked(lambda data: pl.from_arrow(data).write_ndjson(sink))
     else:
         import pyarrow.csv as pacsv
 
-        compression = "gzip" if gzip else None
+        compression = "gzip" if gzip or fmt == "csv.gz" else None
         with (
             pa.output_stream(str(path), compression=compression) as sink,
             pacsv.CSVWriter(sink, schema) as writer,

@@ -7,8 +7,10 @@ A partition is a piece of the input that one worker reads on its own:
   the header line, then its own lines (a line that straddles ``end`` belongs to
   this range, one that straddles ``start`` to the range before). Quoted fields
   holding line breaks would be cut: give such data as several files or as Parquet;
-* a gzip'd CSV, or a CSV smaller than the block size, is one partition;
-* a Parquet file is split into runs of whole row groups.
+* a compressed CSV, a CSV smaller than the block size, a CSV behind a URL Polars
+  does not read itself, an Arrow IPC or a JSON lines file is one partition;
+* a Parquet file is split into runs of whole row groups (its hive partition
+  columns added from its folders' names).
 
 Partitions are numbered in file order, so row numbers counted from 0 across the
 whole input (the holdout split) are the partition's offset plus its own row index.
@@ -28,9 +30,11 @@ from pathlib import Path
 
 import polars as pl
 
+from leanfit.io.formats import CSV, Form, Input, format_of
 from leanfit.io.guard import LINE, TEXT, fitted, parse_layout
-from leanfit.io.scan import INFER_ROWS, as_temporal, read_sample, scan
-from leanfit.io.source import is_url, local_path, open_bytes, size
+from leanfit.io.readers import hive_values, open_raw, polars_reads, scan_binary
+from leanfit.io.scan import read_sample, scan
+from leanfit.io.source import size
 from leanfit.io.translate import translated
 
 MIN_BLOCK = 1 << 20
@@ -47,10 +51,16 @@ class Part:
     end: int | None = None  # CSV: byte after the range; Parquet: row group after; None: all
     first_line: int | None = None  # with bad rows left out: the line number of its first row
     skip: tuple[int, ...] = ()  # ... and the line numbers of its bad rows
+    form: Form = CSV
 
     @property
     def parquet(self) -> bool:
-        return self.path.endswith((".parquet", ".pq"))
+        return self.form.format == "parquet"
+
+    @property
+    def input(self) -> Input:
+        """The partition's file as an input of its own."""
+        return Input((self.path,), self.form)
 
     @property
     def name(self) -> str:
@@ -58,22 +68,26 @@ class Part:
         return Path(self.path).name + ("" if whole else f"[{self.start}:{self.end}]")
 
 
-def plan_parts(paths: list[str], block: int) -> list[Part]:
-    """Cut the files into partitions of about ``block`` bytes (runs on a worker)."""
+def plan_parts(paths: Input, block: int) -> list[Part]:
+    """Cut the files of ``paths`` into partitions of about ``block`` bytes (runs on a
+    worker)."""
     parts: list[Part] = []
+    form = paths.form
     for path in paths:
-        if path.endswith((".parquet", ".pq")):
+        if form.format == "parquet":
             for start, end in _row_group_runs(path, block):
-                parts.append(Part(len(parts), path, start, end))
+                parts.append(Part(len(parts), path, start, end, form=form))
             continue
         total = size(path)
-        if path.endswith(".gz") or total <= block:
-            parts.append(Part(len(parts), path))
+        whole = form.format != "csv" or format_of(path)[1] or not polars_reads(path)
+        if whole or total <= block:
+            parts.append(Part(len(parts), path, form=form))
             continue
         pieces = math.ceil(total / block)
         bounds = [round(total * i / pieces) for i in range(pieces + 1)]
         parts += [
-            Part(len(parts) + i, path, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))
+            Part(len(parts) + i, path, a, b, form=form)
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))
         ]
     return parts
 
@@ -81,7 +95,7 @@ def plan_parts(paths: list[str], block: int) -> list[Part]:
 def _row_group_runs(path: str, block: int) -> list[tuple[int, int | None]]:
     import pyarrow.parquet as pq
 
-    with open_bytes(path) as f:
+    with open_raw(path) as f:
         meta = pq.ParquetFile(f).metadata
     runs, start, size = [], 0, 0
     for i in range(meta.num_row_groups):
@@ -107,7 +121,7 @@ def block_size(total_bytes: int, workers: int, worker_memory: int) -> int:
 
 def _range_bytes(path: str, start: int, end: int) -> bytes:
     """The header line, then the lines whose first byte lies in ``[start, end)``."""
-    with open_bytes(path) as f:
+    with open_raw(path) as f:
         header = f.readline()
         if start == 0:
             begin = len(header)
@@ -125,26 +139,31 @@ def _range_bytes(path: str, start: int, end: int) -> bytes:
 def scan_part(part: Part, types: dict | None) -> pl.LazyFrame:
     """A lazy frame of the partition's rows with parser types ``types`` (CSV)."""
     if part.parquet:
-        if part.end is None and not is_url(part.path):
-            return pl.scan_parquet(part.path)
+        if part.end is None and polars_reads(part.path):
+            return scan_binary([part.path], part.form)
         import pyarrow.parquet as pq
 
-        with open_bytes(part.path) as f:
+        with open_raw(part.path) as f:
             pf = pq.ParquetFile(f)
             end = pf.metadata.num_row_groups if part.end is None else part.end
             table = pf.read_row_groups(list(range(part.start, end)))
-        return pl.from_arrow(table).lazy()
+        return pl.from_arrow(table).lazy().with_columns(hive_values(part.path, part.form))
     if part.first_line is not None:
         return _guarded_rows(part, types)
-    if part.end is None and (not is_url(part.path) or part.path.startswith("file://")):
-        return scan([Path(local_path(part.path))], types=types)
-    return pl.scan_csv(io.BytesIO(_part_bytes(part)), schema=types, raise_if_empty=False)
+    if part.end is None:
+        return scan(part.input, types=types)
+    return pl.scan_csv(
+        io.BytesIO(_part_bytes(part)),
+        separator=part.form.separator,
+        schema=types,
+        raise_if_empty=False,
+    )
 
 
 def _part_bytes(part: Part) -> bytes:
-    """The header line and the partition's lines."""
+    """The header line and the partition's lines (of a plain CSV)."""
     if part.end is None:
-        with open_bytes(part.path) as f:
+        with open_raw(part.path) as f:
             return f.read()
     return _range_bytes(part.path, part.start, part.end)
 
@@ -155,6 +174,7 @@ def _guarded_rows(part: Part, types: dict) -> pl.LazyFrame:
     lf = (
         pl.scan_csv(
             io.BytesIO(_part_bytes(part)),
+            separator=part.form.separator,
             schema=parse_layout(types),
             truncate_ragged_lines=True,
             ignore_errors=True,
@@ -186,7 +206,7 @@ def count_lines(part: Part) -> int:
 
 def read_part(part: Part, types: dict | None) -> pl.DataFrame:
     """The partition's rows, parse errors turned into InputError naming file and line."""
-    with translated([part.path]):
+    with translated(part.input):
         return scan_part(part, types).collect(engine="streaming")
 
 
@@ -197,50 +217,26 @@ def count_rows(part: Part, types: dict | None) -> int:
     if part.parquet:
         import pyarrow.parquet as pq
 
-        with open_bytes(part.path) as f:
+        with open_raw(part.path) as f:
             meta = pq.ParquetFile(f).metadata
         end = meta.num_row_groups if part.end is None else part.end
         return sum(meta.row_group(i).num_rows for i in range(part.start, end))
-    with translated([part.path]):
+    with translated(part.input):
         return int(scan_part(part, types).select(pl.len()).collect().item())
 
 
 # --------------------------------------------------------------------------- types
 
 
-def parse_types(paths: list[str], overrides: dict | None) -> dict | None:
-    """The parser types the local engine infers for ``paths`` (None for Parquet)."""
-    if paths[0].endswith((".parquet", ".pq")):
+def parse_types(paths: Input, overrides: dict | None) -> dict | None:
+    """The parser types the local engine infers for ``paths`` (None for typed files)."""
+    if paths.form.format not in ("csv", "ndjson"):
         return None
-    if not is_url(paths[0]) or paths[0].startswith("file://"):
-        local = [Path(local_path(p)) for p in paths]
-        with translated(local):
-            return dict(scan(local, overrides).collect_schema())
-    return dict(_url_head(paths[0], overrides).schema)
+    with translated(paths):
+        return dict(scan(paths, overrides).collect_schema())
 
 
-def sample(paths: list[str], overrides: dict | None, guard=None) -> pl.DataFrame:
+def sample(paths: Input, overrides: dict | None, guard=None) -> pl.DataFrame:
     """The local engine's inspect sample (first rows, dates recognised; read leniently
     under an active ``guard``)."""
-    if not is_url(paths[0]) or paths[0].startswith("file://"):
-        return read_sample([Path(local_path(p)) for p in paths], overrides, guard)
-    frame = _url_head(paths[0], overrides)
-    dates = [as_temporal(frame.get_column(n)) for n in frame.columns if n not in (overrides or {})]
-    return frame.with_columns([d for d in dates if d is not None])
-
-
-def _url_head(path: str, overrides: dict | None) -> pl.DataFrame:
-    """The first ``INFER_ROWS`` rows of a file behind a URL, read through fsspec."""
-    import gzip
-
-    with open_bytes(path) as raw:
-        if path.endswith((".parquet", ".pq")):
-            return pl.read_parquet(raw, n_rows=INFER_ROWS)
-        with gzip.open(raw) if path.endswith(".gz") else raw as f:
-            lines = [f.readline() for _ in range(INFER_ROWS + 1)]
-    return pl.read_csv(
-        io.BytesIO(b"".join(lines)),
-        infer_schema_length=INFER_ROWS,
-        try_parse_dates=True,
-        schema_overrides=dict(overrides or {}),
-    )
+    return read_sample(paths, overrides, guard)

@@ -1,46 +1,52 @@
 """Scanning inputs as a lazy stream of typed columnar batches.
 
-CSV (plain or gzip'd), Parquet, a directory of such files or a glob are scanned
-with Polars' streaming engine: the fastest parser measured here (DESIGN.md).
-Batches are Polars frames, which share Arrow's memory. Parse failures become
-leanfit errors in :mod:`leanfit.io.translate`.
+An input (:class:`~leanfit.io.formats.Input`: CSV, plain or compressed, Parquet,
+Arrow IPC, JSON lines, or a lazy frame of in-memory data) is scanned with Polars'
+streaming engine: the fastest parser measured here (DESIGN.md); how each format is
+read is :mod:`leanfit.io.readers`. Batches are Polars frames, which share Arrow's
+memory. Parse failures become leanfit errors in :mod:`leanfit.io.translate`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import polars as pl
 
 from leanfit._env import START_CHUNK, USER_CHUNK
 from leanfit.errors import InputError
+from leanfit.io.formats import Input
 from leanfit.io.guard import Guard, lenient_sample, lenient_types
-from leanfit.io.source import is_parquet
+from leanfit.io.readers import (
+    INFER_ROWS,
+    as_text_dictionaries,
+    csv_types,
+    polars_reads,
+    scan_binary,
+    scan_csv,
+    scan_ndjson,
+)
 from leanfit.io.translate import translated
 from leanfit.options import DEFAULT_BATCH_ROWS
 
-INFER_ROWS = 10_000
 READ_CHUNK = START_CHUNK  # training and prediction: lean reads
 INSPECT_CHUNK = 4 << 20  # the inspect query, when the budget allows: bigger morsels
 
 
-DICTIONARY_TYPES = (pl.Categorical, pl.Enum)
-
-
 def scan(
-    paths: list[Path],
+    paths: Input,
     overrides: Mapping[str, pl.DataType] | None = None,
     *,
     types: Mapping[str, pl.DataType] | None = None,
     read_chunk: int = READ_CHUNK,
     guard: Guard | None = None,
 ) -> pl.LazyFrame:
-    """A lazy, streaming scan of ``paths``, to be collected right away.
+    """A lazy, streaming scan of the input ``paths``, to be collected right away.
 
-    Column types are ``types`` when given (no inference), else inferred from the
-    first rows with ``overrides`` applied. ``read_chunk`` is the CSV reader's
+    CSV column types are ``types`` when given (no inference), else inferred from the
+    first rows with ``overrides`` applied; typed formats (Parquet, IPC, a frame) keep
+    their own, JSON lines take ``types`` when given. ``read_chunk`` is the CSV reader's
     read-ahead chunk in bytes: Polars holds a few per thread, so memory grows with
     it (measured here on 2 threads: 1 MiB about 60 MB of buffers, 8 MiB about 230 MB,
     Polars' default about 320 MB). A ``POLARS_CSV_CHUNK_SIZE`` set by the user wins.
@@ -48,23 +54,29 @@ def scan(
     out and recorded (:mod:`leanfit.io.guard`).
     """
     set_read_chunk(read_chunk)
-    if is_parquet(paths[0]):
-        # dictionary columns (leanfit shrink writes them) are read as the text they
-        # hold, so that every stage sees the same types as from a CSV
-        lf = pl.scan_parquet(paths)
-        names = [n for n, t in lf.collect_schema().items() if isinstance(t, DICTIONARY_TYPES)]
-        return lf.with_columns(pl.col(names).cast(pl.String)) if names else lf
+    form, files = paths.form, list(paths.paths)
+    if form.typed:
+        return _typed_scan(paths, types, guard)
     if guard is not None and guard.active:
         return guard.scan(paths, types or lenient_types(paths, overrides))
-    if types is not None:
-        return pl.scan_csv(paths, schema=dict(types), raise_if_empty=True)
-    return pl.scan_csv(
-        paths,
-        infer_schema_length=INFER_ROWS,
-        try_parse_dates=True,
-        schema_overrides=dict(overrides or {}),
-        raise_if_empty=True,
-    )
+    return scan_csv(files, form, types or csv_types(files[0], form, overrides))
+
+
+def _typed_scan(paths: Input, types, guard: Guard | None) -> pl.LazyFrame:
+    """Typed data; with an active ``guard``, each file's rows holding ``inf`` left out."""
+
+    def one(files: list[str]) -> pl.LazyFrame:
+        if paths.frame is not None:
+            return as_text_dictionaries(paths.frame)
+        if paths.form.format == "ndjson":
+            return scan_ndjson(files, types)
+        return scan_binary(files, paths.form)
+
+    if guard is None or not guard.active:
+        return one(list(paths.paths))
+    sources = paths.shown if len(paths.shown) == len(paths) else list(paths.paths)
+    parts = [guard.finite(one([p]), s) for p, s in zip(paths.paths, sources, strict=True)]
+    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
 
 
 def set_read_chunk(size: int) -> None:
@@ -78,7 +90,7 @@ def set_read_chunk(size: int) -> None:
 
 
 def read_sample(
-    paths: list[Path],
+    paths: Input,
     overrides: Mapping[str, pl.DataType] | None = None,
     guard: Guard | None = None,
 ) -> pl.DataFrame:
@@ -88,19 +100,21 @@ def read_sample(
     Datetime (checked here on the sample: Polars' own date inference over many
     rows is slow).
     """
+    csv = paths.form.format == "csv"
     with translated(paths):
-        if guard is not None and guard.active and not is_parquet(paths[0]):
+        if guard is not None and guard.active and csv:
             sample = lenient_sample(paths, overrides)
-        elif is_parquet(paths[0]) or paths[0].suffix == ".gz":
-            sample = scan(paths, overrides).head(INFER_ROWS).collect()
-        else:
+        elif csv and polars_reads(paths[0]) and not paths[0].endswith((".gz", ".zst")):
             sample = pl.read_csv(
                 paths[0],
+                separator=paths.form.separator,
                 n_rows=INFER_ROWS,
                 infer_schema_length=INFER_ROWS,
                 schema_overrides=dict(overrides or {}),
                 raise_if_empty=True,
             )
+        else:
+            sample = scan(paths, overrides).head(INFER_ROWS).collect()
     if not sample.width:
         raise InputError(f"{paths[0]}, line 1: no columns found. Give a file with a header row.")
     dates = [
@@ -125,7 +139,7 @@ def as_temporal(column: pl.Series) -> pl.Series | None:
 
 
 def iter_batches(
-    lf: pl.LazyFrame, paths: list[Path], rows: int = DEFAULT_BATCH_ROWS
+    lf: pl.LazyFrame, paths: Input, rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[pl.DataFrame]:
     """Yield ``lf`` as frames of about ``rows`` rows, translating parse errors."""
     with translated(paths):

@@ -1,122 +1,207 @@
-"""Where the data is: files, directories, globs and fsspec URLs, resolved once.
+"""Where the data is: files, directories, globs, fsspec URLs and in-memory data,
+resolved once into an :class:`~leanfit.io.formats.Input`.
 
-:func:`resolve_paths` expands local inputs into data files (one format at a time)
-and checks them before any is parsed: each file's bytes are of its format (a
-``.parquet`` that is really CSV is named as such), no header names a column twice,
-and every file has the first file's columns in the same order (files are read by
-position, so another order would put values under the wrong names). :func:`resolve`
-does the same for inputs that may be URLs (``s3://``, ``file://``), as strings a
-Dask worker can open. :func:`open_bytes` and :func:`size` read either;
+:func:`resolve_paths` expands what the user gave (a :class:`Source`, a path, a
+glob, a URL, a list of them, or in-memory data: :mod:`leanfit.io.frames`) into data
+files of one format and checks them before any is parsed: each file's bytes are of
+its format (:mod:`leanfit.io.formats`), no header names a column twice, and every
+file has the first file's columns in the same order (files are read by position, so
+another order would put values under the wrong names). Folders named ``key=value``
+on the way to Parquet or IPC files are hive partitions: ``key`` becomes a column.
+URLs are resolved through fsspec (``memory://``; ``s3://`` needs ``s3fs``).
 :func:`estimate_rows` says how many rows to expect, for progress.
 """
 
 from __future__ import annotations
 
-import csv
 import glob as globlib
-import gzip
+import os
 import zlib
 from pathlib import Path
 
-from leanfit.errors import InputError
+import polars as pl
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
-PARQUET_MAGIC = b"PAR1"
-GZIP_MAGIC = b"\x1f\x8b"
+from leanfit.errors import InputError
+from leanfit.io.formats import (
+    DATA_SUFFIXES,
+    NAMES,
+    Form,
+    Input,
+    Source,
+    checked_format,
+    csv_header,
+    default_separator,
+    format_of,
+    names_files,
+)
+from leanfit.io.readers import hive_parts, is_url, ndjson_types, open_raw, open_stream
+
 SHOWN_COLUMNS = 8
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 HEAD_BYTES = 1 << 20  # what estimate_rows reads of each CSV file
 
 
-def resolve_paths(data: str | Path | list[str | Path]) -> list[Path]:
-    """Expand a file, a directory, a glob or a list of them into data files."""
-    items = data if isinstance(data, list) else [data]
-    paths: list[Path] = []
-    for item in items:
-        item = Path(item)
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.name.endswith(DATA_SUFFIXES))
-            if not found:
-                raise InputError(f"{item}: the directory holds no CSV or Parquet files.")
-            paths += found
-        elif item.exists():
-            paths.append(item)
-        elif any(ch in str(item) for ch in "*?["):
-            found = sorted(Path(p) for p in globlib.glob(str(item), recursive=True))
-            if not found:
-                raise InputError(f"{item}: no file matches this pattern.")
-            paths += found
-        else:
-            raise InputError(f"{item}: no such file or directory. Check the path.")
-    _check_one_format(paths)
-    for path in paths:
-        _check_content(path)
-    _check_same_columns(paths)
-    return paths
+def resolve_paths(data) -> Input:
+    """What ``data`` names, resolved: data files of one format, checked (see above)."""
+    if isinstance(data, Input):
+        return data
+    if not names_files(data):
+        from leanfit.io.frames import frame_input
+
+        return frame_input(data)
+    source = data if isinstance(data, Source) else Source(*_items(data))
+    if not source.data:
+        raise InputError("no input given: name a file, a folder or a glob.")
+    paths: list[str] = []
+    for item in source.data:
+        local = not is_url(item) or item.startswith("file://")
+        paths += _local_files(item) if local else _url_files(item)
+    formats = {p: _format(p) for p in paths}
+    _check_one_format(formats)
+    fmt = formats[paths[0]]
+    separator = source.separator or default_separator(paths[0])
+    form = Form(fmt, separator, _hive_types(paths) if fmt in ("parquet", "ipc") else ())
+    inp = Input(tuple(paths), form)
+    _check_same_columns(inp)
+    return inp
 
 
-def is_parquet(path: Path) -> bool:
-    return path.suffix in (".parquet", ".pq")
+def _items(data) -> list[str]:
+    return [os.fspath(d) for d in data] if isinstance(data, list | tuple) else [os.fspath(data)]
 
 
-def _check_one_format(paths: list[Path]) -> None:
-    kinds = {is_parquet(p) for p in paths}
-    if len(kinds) > 1:
-        parquet = next(p for p in paths if is_parquet(p))
-        text = next(p for p in paths if not is_parquet(p))
-        raise InputError(
-            f"The inputs mix CSV ({text}) and Parquet ({parquet}) files; give one format at a time."
-        )
-    for path in paths:
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}, line 1: the file is empty. Give a file with a header row.")
+def _local_files(item: str) -> list[str]:
+    item = item.removeprefix("file://")
+    path = Path(item)
+    if path.is_dir():
+        found = sorted(str(p) for p in path.rglob("*") if p.name.lower().endswith(DATA_SUFFIXES))
+        if not found:
+            raise InputError(f"{item}: the directory holds no data files ({_known()}).")
+        return found
+    if path.exists():
+        return [item]
+    if any(ch in item for ch in "*?["):
+        found = sorted(p for p in globlib.glob(item, recursive=True) if Path(p).is_file())
+        if not found:
+            raise InputError(f"{item}: no file matches this pattern.")
+        return found
+    raise InputError(f"{item}: no such file or directory. Check the path.")
 
 
-def _check_content(path: Path) -> None:
-    """Refuse a file whose bytes are not of the format its name says."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-        f.seek(max(path.stat().st_size - 4, 0))
-        tail = f.read(4)
-    if is_parquet(path):
-        if head != PARQUET_MAGIC:
-            raise InputError(
-                f"{path} is not a Parquet file (it does not start with PAR1); "
-                "give a CSV file a .csv name."
-            )
-        if tail != PARQUET_MAGIC:
-            raise InputError(
-                f"{path}: the Parquet file is truncated (it does not end with PAR1); "
-                "copy or write it again."
-            )
-    elif path.name.endswith(".gz"):
-        if head[:2] != GZIP_MAGIC:
-            raise InputError(f"{path} is not gzip'd; give plain CSV a .csv name.")
-    elif head == PARQUET_MAGIC:
-        raise InputError(f"{path} is a Parquet file; give it a .parquet name.")
-    elif head[:2] == GZIP_MAGIC:
-        raise InputError(f"{path} is gzip'd; give it a .csv.gz name.")
+def _url_files(item: str) -> list[str]:
+    import fsspec
 
-
-def header_names(path: Path) -> list[str]:
-    """The column names of a data file: its CSV header row or its Parquet schema."""
-    if is_parquet(path):
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
-            return next(csv.reader(f), [])
-    except (EOFError, OSError):  # a damaged gzip: the reader names it
-        return []
+        fs, _, paths = fsspec.core.get_fs_token_paths(item)
+    except ImportError as exc:
+        raise InputError(f"{item}: reading this URL needs a package: {exc}") from None
+    found: list[str] = []
+    for path in paths:
+        if fs.isdir(path):
+            files = sorted(p for p in fs.find(path) if p.lower().endswith(DATA_SUFFIXES))
+            if not files:
+                raise InputError(f"{item}: the folder holds no data files ({_known()}).")
+            found += [fs.unstrip_protocol(p) for p in files]
+        elif fs.exists(path):
+            found.append(fs.unstrip_protocol(path))
+    if not found:
+        raise InputError(f"{item}: no file at this address. Check the URL.")
+    return found
 
 
-def _check_same_columns(paths: list[Path]) -> None:
+def _known() -> str:
+    return "CSV, TSV, Parquet, Arrow IPC or JSON lines"
+
+
+def _format(path: str) -> str:
+    """The checked format of one file; an empty file is refused."""
+    with open_raw(path) as f:
+        head = f.read(8)
+        if not head:
+            raise InputError(f"{path}, line 1: the file is empty. Give a file with a header row.")
+        f.seek(0, os.SEEK_END)
+        f.seek(max(f.tell() - 4, 0))
+        tail = f.read(4)
+    return checked_format(path, head, tail)
+
+
+def _check_one_format(formats: dict[str, str]) -> None:
+    first, kind = next(iter(formats.items()))
+    other = next((p for p, f in formats.items() if f != kind), None)
+    if other is not None:
+        raise InputError(
+            f"The inputs mix {NAMES[kind]} ({first}) and {NAMES[formats[other]]} ({other}) "
+            "files; give one format at a time."
+        )
+
+
+def _hive_types(paths: list[str]) -> tuple[tuple[str, pl.DataType], ...]:
+    """The hive partition columns of ``paths`` and their types (integer, float or text,
+    as every file's value allows)."""
+    values: dict[str, list[str]] = {}
+    for path in paths:
+        for name, value in hive_parts(path):
+            values.setdefault(name, []).append(value)
+    types = []
+    for name, found in values.items():
+        present = pl.Series([v for v in found if v != HIVE_NULL], dtype=pl.String)
+        dtype = next(
+            (t for t in (pl.Int64, pl.Float64) if present.cast(t, strict=False).null_count() == 0),
+            pl.String,
+        )
+        types.append((name, dtype))
+    return tuple(types)
+
+
+def header_names(path: str, form: Form) -> list[str]:
+    """The column names of one data file: its CSV header row, its Parquet or IPC schema
+    (hive partition columns last), or the keys of its first JSON lines."""
+    if form.format == "csv":
+        try:
+            with open_stream(path) as f:
+                head = f.read(1 << 16)
+        except (EOFError, OSError):  # a damaged compressed file: the reader names it
+            return []
+        return csv_header(head.split(b"\n", 1)[0], form.separator, path)
+    if form.format == "ndjson":
+        return list(ndjson_types(path))
+    from leanfit.io.readers import arrow_batches
+
+    with open_raw(path) as f:
+        table = next(iter(arrow_batches(f, form.format, schema_only=True)))
+    return [*table.column_names, *(n for n, _ in form.hive if n not in table.column_names)]
+
+
+def column_names(data) -> list[str]:
+    """The columns of ``data`` (of its first file)."""
+    inp = resolve_paths(data)
+    if inp.frame is not None:
+        return inp.frame.collect_schema().names()
+    return header_names(inp.paths[0], inp.form)
+
+
+def size(path: str) -> int:
+    """Bytes of a file or URL."""
+    if is_url(path):
+        import fsspec
+
+        fs, _, (stripped,) = fsspec.core.get_fs_token_paths(path)
+        return int(fs.size(stripped))
+    return Path(path).stat().st_size
+
+
+def input_bytes(inp: Input) -> int | None:
+    """Bytes of the input's files (None for in-memory data)."""
+    return None if inp.frame is not None else sum(size(p) for p in inp.paths)
+
+
+def _check_same_columns(inp: Input) -> None:
     """Every file names each column once, and names the first file's columns in order."""
-    first = header_names(paths[0])
+    paths = inp.paths
+    first = header_names(paths[0], inp.form)
     _check_unique(paths[0], first)
     for path in paths[1:]:
-        names = header_names(path)
+        names = header_names(path, inp.form)
         if names != first:
             _check_unique(path, names)
             raise InputError(_column_difference(path, names, paths[0], first))
@@ -157,79 +242,39 @@ def _shown(names: list[str]) -> str:
     )
 
 
-def is_url(path) -> bool:
-    return "://" in str(path)
-
-
-def local_path(path: str) -> str:
-    return path[7:] if path.startswith("file://") else path
-
-
-def open_bytes(path: str):
-    if is_url(path) and not path.startswith("file://"):
-        import fsspec
-
-        return fsspec.open(path, "rb").open()
-    return open(local_path(path), "rb")
-
-
-def size(path: str) -> int:
-    if is_url(path) and not path.startswith("file://"):
-        import fsspec
-
-        fs, _, (stripped,) = fsspec.core.get_fs_token_paths(path)
-        return int(fs.size(stripped))
-    return Path(local_path(path)).stat().st_size
-
-
-def resolve(data) -> list[str]:
-    """The data files of ``data`` (file, directory, glob, URL or a list), in order."""
-    items = data if isinstance(data, list | tuple) else [data]
-    if not any(is_url(i) and not str(i).startswith("file://") for i in items):
-        return [str(p) for p in resolve_paths([local_path(str(i)) for i in items])]
-    import fsspec
-
-    found: list[str] = []
-    for item in map(str, items):
-        fs, _, paths = fsspec.core.get_fs_token_paths(item)
-        if not paths:
-            raise InputError(f"{item}: no file matches this address.")
-        for path in paths:
-            if fs.isdir(path):
-                files = sorted(p for p in fs.find(path) if p.endswith(DATA_SUFFIXES))
-                if not files:
-                    raise InputError(f"{item}: the folder holds no CSV or Parquet files.")
-                found += [fs.unstrip_protocol(p) for p in files]
-            else:
-                found.append(fs.unstrip_protocol(path))
-    if len({f.endswith((".parquet", ".pq")) for f in found}) > 1:
-        raise InputError("The inputs mix CSV and Parquet files; give one format at a time.")
-    return found
-
-
-def estimate_rows(paths: list) -> int | None:
-    """The rows of ``paths`` as progress expects them: Parquet's from its footers,
-    a CSV file's from its size and the lines of its first MiB (gzip'd: the lines its
-    first compressed MiB holds); None for remote files or one that cannot be read
-    (the pass itself then says why)."""
-    import polars as pl
-
+def estimate_rows(data) -> int | None:
+    """The rows of ``data`` (an Input, or anything :func:`resolve_paths` takes) as
+    progress expects them: Parquet's and IPC's from their footers, a CSV or JSON-lines
+    file's from its size and the lines of its first MiB (gzip'd: the lines its first
+    compressed MiB holds); None for in-memory data, remote or other compressed files, or
+    a file that cannot be read (the pass itself then says why)."""
+    try:
+        inp = resolve_paths(data)
+    except InputError:  # the pass itself says what is wrong
+        return None
+    if inp.frame is not None:
+        return None
     total = 0
-    for path in map(str, paths):
-        if is_url(path) and not path.startswith("file://"):
+    for path in inp.paths:
+        if is_url(path):
             return None
-        path = local_path(path)
         try:
-            if is_parquet(Path(path)):
-                total += pl.scan_parquet(path).select(pl.len()).collect().item()
+            if inp.form.format in ("parquet", "ipc"):
+                scan = pl.scan_parquet if inp.form.format == "parquet" else pl.scan_ipc
+                total += scan(path).select(pl.len()).collect().item()
                 continue
             with open(path, "rb") as f:
                 head = f.read(HEAD_BYTES)
-            gzipped = head[:2] == GZIP_MAGIC
-            text = zlib.decompressobj(wbits=31).decompress(head) if gzipped else head
+            compression = format_of(path)[1]
+            if compression not in (None, "gzip"):
+                return None
+            text = zlib.decompressobj(wbits=31).decompress(head) if compression else head
         except (OSError, zlib.error, pl.exceptions.PolarsError):
             return None
         lines = text.count(b"\n") + (not text.endswith(b"\n"))
+        header = 1 if inp.form.format == "csv" else 0
         whole = len(head) < HEAD_BYTES
-        total += lines - 1 if whole else int(Path(path).stat().st_size * lines / len(head)) - 1
+        total += (
+            lines - header if whole else int(Path(path).stat().st_size * lines / len(head)) - header
+        )
     return total

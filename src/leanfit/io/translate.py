@@ -29,6 +29,7 @@ import polars as pl
 
 from leanfit.errors import ColumnTypeError, InputError, LeanfitError, SchemaMismatch
 from leanfit.io.diagnose import locate_problem
+from leanfit.io.formats import CSV, Input
 
 TYPE_ERROR = re.compile(
     r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>[^`]*)` at column '(?P<column>[^']*)'"
@@ -56,7 +57,7 @@ def translated(
         yield
     except LeanfitError:
         raise
-    except (pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError, EOFError) as exc:  # EOF: a truncated stream
         code = fault_code(exc)
         if code is None and out is not None and disk_full(out):
             code = errno.ENOSPC
@@ -95,12 +96,12 @@ def as_input_error(exc: Exception, paths: list[Path]) -> InputError:
     type_error = TYPE_ERROR.search(str(exc))
     if type_error:
         return ColumnTypeError(type_error["column"], type_error["value"], type_error["dtype"])
-    local = [
-        Path(str(p).removeprefix("file://"))
-        for p in paths
-        if "://" not in str(p) or str(p).startswith("file://")
-    ]
-    found = broken_gzip(local) or broken_parquet(local) or locate_problem(local)
+    form = paths.form if isinstance(paths, Input) else CSV
+    local = [Path(p) for p in map(str, paths) if "://" not in p]
+    if form.format == "csv":
+        found = broken_gzip(local) or locate_problem(local, form.separator)
+    else:
+        found = broken_parquet(local) if form.format == "parquet" else None
     if found:
         return InputError(found)
     return InputError(f"{', '.join(map(str, paths))}: could not read the data ({first_line(exc)}).")
@@ -123,15 +124,18 @@ def as_leanfit_error(exc: Exception, data, outputs: Mapping[str, object]) -> Lea
 def located(error: ColumnTypeError, data) -> InputError:
     """``error`` with the file and line of the first value that does not parse (a
     diagnostic re-read of the CSV files of ``data``, only on this error path)."""
-    from leanfit.io.source import is_parquet, resolve_paths
+    from leanfit.io.source import resolve_paths
 
     try:
         paths = resolve_paths(data)
     except LeanfitError:
         return error
+    if paths.form.format != "csv":
+        return error
     column, value = error.column, error.value.strip()
-    for path in (p for p in paths if not is_parquet(p)):
-        rows = pl.scan_csv(path, infer_schema=False).select(pl.col(column)).with_row_index("row")
+    for path in paths:
+        rows = pl.scan_csv(path, separator=paths.form.separator, infer_schema=False)
+        rows = rows.select(pl.col(column)).with_row_index("row")
         try:
             hit = rows.filter(pl.col(column).str.strip_chars() == value).head(1).collect()
         except (pl.exceptions.PolarsError, OSError):

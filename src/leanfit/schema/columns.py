@@ -20,6 +20,7 @@ descending frequency; every level when at most ``CATEGORY_CAP``), ``decimals``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -136,7 +137,7 @@ class Schema:
         from leanfit.io.source import resolve_paths
 
         paths = resolve_paths(data)
-        problems = data_mismatch(self, _sample(paths[0]), purpose)
+        problems = data_mismatch(self, _sample(paths), purpose)
         if not problems:
             return
         if purpose in ("train", "shrink"):
@@ -151,12 +152,12 @@ def check_training_columns(data, target: str | None, opts, schema: Schema | None
     """Before any pass over ``data``: refuse a schema whose columns differ from the
     data's, ``--split-by`` or ``--drop`` naming a column the data has not, and
     ``--drop`` naming the target (``opts``: the TrainOptions)."""
-    from leanfit.io.source import header_names, resolve_paths
+    from leanfit.io.source import column_names, resolve_paths
 
     paths = resolve_paths(data)
     if schema is not None:
         schema.check_data(paths, "train")
-    names = header_names(paths[0])
+    names = column_names(paths)
     for flag, name in (("--split-by", opts.split_by), *(("--drop", d) for d in opts.drop)):
         if name is not None and name not in names:
             raise ConfigError(f"{flag} {name!r} is not a column of {paths[0]} ({_listed(names)}).")
@@ -304,13 +305,18 @@ def data_mismatch(schema: Schema, sample: pl.DataFrame, purpose: str) -> list[st
     return problems
 
 
-def _sample(path: Path) -> pl.DataFrame:
-    """The first rows of a data file: Parquet typed, CSV as text (ragged rows and bad
+def _sample(paths) -> pl.DataFrame:
+    """The first rows of an input: typed formats typed, CSV as text (ragged rows and bad
     bytes tolerated: they are bad rows, not a mismatch)."""
-    if path.suffix in (".parquet", ".pq"):
-        return pl.scan_parquet(path).head(SAMPLE_ROWS).collect()
+    from leanfit.io.readers import head_bytes
+    from leanfit.io.scan import scan
+
+    if paths.form.typed:
+        return scan(paths).head(SAMPLE_ROWS).collect()
+    head = head_bytes(paths[0], 1 << 20)
     return pl.read_csv(
-        path,
+        io.BytesIO(head[: head.rfind(b"\n") + 1] or head),
+        separator=paths.form.separator,
         n_rows=SAMPLE_ROWS,
         infer_schema=False,
         truncate_ragged_lines=True,

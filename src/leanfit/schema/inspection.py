@@ -87,7 +87,7 @@ def _inspect(
         if piece["stats"]["__rows__"] and last_column_has_nulls([piece], plan):
             refuse_short_rows(paths)
         refuse_infinite(paths, [piece], plan)
-    schema = build_schema([str(p) for p in paths], [piece], plan)
+    schema = build_schema(paths.shown, [piece], plan)
     if guard is not None and guard.active:
         guard.vouch(paths, read_types(schema))  # its types were chosen from these rows
     return schema
@@ -102,8 +102,9 @@ def refuse_infinite(paths: list[Path], pieces: list[dict], plan) -> None:
         if plan.types[name] == pl.String:  # a widened column
             value = value.str.strip_chars().cast(pl.Float64, strict=False)
         first = lf.filter(value.is_infinite()).select(pl.col(ROW).first()).collect()
-        line = int(first.item()) + 2
+        row = int(first.item())
+        where = f"row {row + 1}" if paths.form.typed else f"line {row + 2}"
         raise InputError(
-            f"{paths[0]}, line {line}, column '{name}': the value is not a finite number. "
+            f"{paths[0]}, {where}, column '{name}': the value is not a finite number. "
             "Fix that row, or give --bad-rows skip (or quarantine) to leave such rows out."
         )

@@ -65,7 +65,7 @@ def train(
                 model, encoder, summary = fit_booster(cl, where, schema, opts, boost, memory)
             else:
                 model, encoder, summary = fit(cl, where, schema, opts, memory.progress)
-        summary = {"input": where.paths, **summary, "cluster": cl.report()}
+        summary = {"input": list(where.paths), **summary, "cluster": cl.report()}
     bad = guard.count if guard is not None else 0
     used = summary["rows_train"] + summary["rows_holdout"]
     summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}

@@ -27,11 +27,11 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
+from leanfit.io.formats import Source
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import (
     Part,
@@ -41,7 +41,8 @@ from leanfit.io.partitions import (
     parse_types,
     plan_parts,
 )
-from leanfit.io.source import estimate_rows, is_url, resolve, size
+from leanfit.io.readers import is_url
+from leanfit.io.source import estimate_rows, resolve_paths, size
 from leanfit.memory import Monitor, peak_rss
 from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
@@ -180,7 +181,7 @@ def _describe(client) -> Cluster:
 
 def locate(data, workers: int, worker_memory: int, block: int | None = None):
     """On a worker: the input files and their partitions."""
-    paths = resolve(data)
+    paths = resolve_paths(data)
     if block is None:
         block = block_size(sum(size(p) for p in paths), workers, worker_memory)
     return paths, plan_parts(paths, block)
@@ -193,7 +194,10 @@ def absolute(path) -> str:
 
 def locate_on(cl: Cluster, data, block: int | None) -> tuple[list[str], list[Part]]:
     """The input files and partitions of ``data``, found by a worker."""
-    data = [absolute(d) for d in data] if isinstance(data, list | tuple) else absolute(data)
+    if isinstance(data, Source):
+        data = Source(*map(absolute, data.data), separator=data.separator)
+    else:
+        data = [absolute(d) for d in data] if isinstance(data, list | tuple) else absolute(data)
     return cl.client.submit(locate, data, cl.workers, cl.worker_memory, block, pure=False).result()
 
 
@@ -231,11 +235,19 @@ def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, g
         return parts
     if any(is_url(p) and not p.startswith("file://") for p in paths):
         raise ConfigError("--bad-rows skip or quarantine needs files every worker sees, not URLs.")
+    if paths.form.typed:
+        raise ConfigError(
+            "--bad-rows skip or quarantine on --engine dask screens CSV files; typed files "
+            "(Parquet, IPC, JSON lines) have no unparseable rows: leave the option out, or "
+            "use the local engine to leave out rows holding inf."
+        )
     c = cl.client
-    todo = [p for p in paths if not guard.screened(p, types)]
-    for found in c.gather(c.map(screen_file, todo, types=types, pure=False)):
+    separator = paths.form.separator
+    todo = [p for p in paths if not guard.screened(p, types, separator)]
+    screened = c.map(screen_file, todo, types=types, separator=separator, pure=False)
+    for found in c.gather(screened):
         guard.found.update(found)
-    guard.vouch([Path(p) for p in todo], types)
+    guard.vouch(paths.files(todo), types)
     lines = c.gather(c.map(count_lines, parts, pure=False))
     out, first = [], {}
     for part, count in zip(parts, lines, strict=True):
@@ -248,10 +260,10 @@ def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, g
     return out
 
 
-def screen_file(path: str, types: dict) -> dict:
+def screen_file(path: str, types: dict, separator: str = ",") -> dict:
     """On a worker: the bad lines of one file for ``types`` (see leanfit.io.guard)."""
     guard = Guard("skip")
-    guard.screen(Path(path), types)
+    guard.screen(path, types, separator)
     return guard.found
 
 

@@ -10,8 +10,6 @@ engines' estimates of distinct counts differ.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from leanfit.engines.dask.cluster import (
@@ -23,9 +21,10 @@ from leanfit.engines.dask.cluster import (
 )
 from leanfit.errors import ColumnTypeError
 from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.formats import Input
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import Part, sample, scan_part
-from leanfit.io.source import estimate_rows, is_url
+from leanfit.io.source import estimate_rows
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.progress import Progress
@@ -81,15 +80,15 @@ def inspect_on(
             break
         widened += widen
     if lenient is None and last_column_has_nulls(pieces, plan):
-        c.submit(_refuse_short_rows, paths, pure=False).result()
-    schema = build_schema(paths, pieces, plan)
+        c.submit(refuse_short_rows, paths, pure=False).result()
+    schema = build_schema(list(paths), pieces, plan)
     if lenient is not None:
-        guard.vouch([Path(p) for p in paths], read_types(schema))
+        guard.vouch(paths, read_types(schema))
     return schema
 
 
 def plan_on_worker(
-    paths: list[str], widened: list[str], target: str | None, guard: Guard | None = None
+    paths: Input, widened: list[str], target: str | None, guard: Guard | None = None
 ) -> InspectPlan:
     """Read the sample (on a worker) and make the local engine's plan."""
     frame = sample(paths, dict.fromkeys(widened, pl.String), guard)
@@ -101,7 +100,7 @@ def partition_stats(part: Part, plan: InspectPlan) -> dict:
     does not fit its parser type (the client then widens that column and starts over)."""
     lf = scan_part(part, plan.types)  # workers import leanfit: Polars reads as _env.py set
     try:
-        with translated([part.path]):
+        with translated(part.input):
             return piece_stats(lf, plan, mergeable=True)
     except ColumnTypeError as error:
         return {"widen": error.column}
@@ -109,7 +108,3 @@ def partition_stats(part: Part, plan: InspectPlan) -> dict:
 
 def piece_rows(piece: dict) -> int:
     return piece["stats"]["__rows__"] if "stats" in piece else 0
-
-
-def _refuse_short_rows(paths: list[str]) -> None:
-    refuse_short_rows([Path(p) for p in paths if not is_url(p)])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from leanfit.encode.batches import RowCounts
 from leanfit.errors import InputError
+from leanfit.io.formats import output_format
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.io.source import estimate_rows, resolve_paths
@@ -32,17 +33,19 @@ def predict(
     memory: Monitor | None = None,
     guard: Guard | None = None,
 ) -> dict:
-    """Stream predictions for ``data`` into ``out`` (CSV or Parquet by suffix).
+    """Stream predictions for ``data`` into ``out``: CSV (``.csv``, ``.csv.gz``), Parquet,
+    Arrow IPC (``.arrow``, ``.feather``) or JSON lines (``.jsonl``), by its name.
 
     With an active ``guard`` bad rows get no prediction and are counted (``rows_bad``).
     Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
     """
+    fmt = output_format(out)
     model = load(model_path, memory)
+    data = resolve_paths(data)
     model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
     out = Path(out)
-    fmt = "parquet" if out.suffix in (".parquet", ".pq") else "csv"
     if proba and not model.predictor.has_proba:
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
     written = 0
@@ -54,9 +57,7 @@ def predict(
             memory.progress.advance(frame.height)
             table = model.prediction_table(frame, proba, keep)
             if write is None:
-                write = stack.enter_context(
-                    writer_for(tmp, table.schema, fmt, gzip=out.suffix == ".gz")
-                )
+                write = stack.enter_context(writer_for(tmp, table.schema, fmt))
             write(table)
             written += table.num_rows
         if write is None:
@@ -81,6 +82,7 @@ def evaluate(
     label (and, with an active ``guard``, bad rows) are counted, not scored. With
     ``curves``, the metrics hold the points of the curves (StreamingMetrics.curves)."""
     model = load(model_path, memory)
+    data = resolve_paths(data)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)

@@ -348,7 +348,7 @@ def fit_booster(
         metrics=metrics,
     )
     counts = iters[0].counts.summary(guard, f"'{schema.target}'")
-    return model, {"input": [str(p) for p in iters[0].paths]} | summary | counts | {
+    return model, {"input": iters[0].paths.shown} | summary | counts | {
         "plan": plan.as_dict(),
         "matrix": "ExtMemQuantileDMatrix" if external else "QuantileDMatrix",
         "matrix_estimate_bytes": estimate,

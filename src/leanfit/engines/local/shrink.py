@@ -15,7 +15,7 @@ from leanfit.costs import INSPECT_BYTES, bytes_per_row
 from leanfit.errors import SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
-from leanfit.io.source import resolve_paths
+from leanfit.io.source import input_bytes, resolve_paths
 from leanfit.io.translate import translated, verified_parquet
 from leanfit.memory import Monitor
 from leanfit.progress import Progress
@@ -63,12 +63,12 @@ def shrink(
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
     return {
-        "input": [str(p) for p in paths],
+        "input": paths.shown,
         "output": str(out),
         "rows": written + bad,
         "rows_written": written,
         "rows_bad": bad,
-        "input_bytes": sum(p.stat().st_size for p in paths),
+        "input_bytes": input_bytes(paths),
         "output_bytes": Path(out).stat().st_size,
         "memory_bytes_pandas_default": round(pandas_row * written),
         "memory_bytes_chosen": round(chosen_row * written),

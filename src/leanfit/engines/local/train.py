@@ -323,6 +323,7 @@ def train(
     import_library(opts.model)
     libraries = current_rss()
     memory.plan(fixed=PARSER_BYTES)
+    data = resolve_paths(data)  # once: a one-shot stream of frames is read here
     boost = boost or BoostOptions()
     saved = open_checkpoint(data, target, out, opts, boost, memory, checkpoint)
     with checkpointing(saved):
@@ -384,7 +385,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
             seconds=time.perf_counter() - started,
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
-    summary = {"input": [str(p) for p in resolve_paths(data)], **summary}
+    summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
