@@ -21,6 +21,7 @@ from leanfit.flags import (
     engine_options,
     group_values,
     on_dask,
+    run_option,
     table_options,
 )
 from leanfit.options import BoostOptions, TrainOptions
@@ -35,70 +36,46 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
     """
 
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
-    @click.option(
-        "--memory-limit",
-        metavar="SIZE",
-        help="Memory budget: 512MB, 2GiB or 30% of the machine. The run plans its chunks "
-        "to stay under it, or refuses at once. [default: a quarter of the memory available "
-        "at start]",
-    )
-    @click.option(
-        "--memory-trace",
-        type=click.Path(dir_okay=False),
-        help="Write the RSS samples over time (CSV) to this file.",
-    )
-    @click.option(
-        "--tmp-dir",
-        type=click.Path(file_okay=False),
-        help="Folder for temporary files (block caches, XGBoost pages); leanfit folders "
-        "there whose run is gone are removed. [default: the system temp dir]",
-    )
+    @run_option("memory_limit", metavar="SIZE")
+    @run_option("memory_trace", type=click.Path(dir_okay=False))
+    @run_option("tmp_dir", type=click.Path(file_okay=False))
+    @run_option("force", is_flag=True)
     @functools.wraps(fn)
-    def wrapper(
-        as_json: bool, memory_limit: str | None, memory_trace: str | None, tmp_dir, **kwargs
-    ):
+    def wrapper(as_json: bool, memory_limit, memory_trace, tmp_dir, force: bool, **kwargs):
         from leanfit.io.interrupts import interruptible
-        from leanfit.io.outputs import command_scope
-        from leanfit.memory import Monitor, default_limit, parse_limit
+        from leanfit.run import running
 
         # signals are recorded until the command's context closes, after its report
         click.get_current_context().with_resource(interruptible())
         start = time.perf_counter()
         try:
-            limit = parse_limit(memory_limit) if memory_limit else default_limit()
-            outputs, inputs, folder = _owned_paths(kwargs, memory_trace)
-            with (
-                command_scope(outputs, inputs, tmp_dir=tmp_dir, folder=folder),
-                Monitor(limit) as monitor,
-            ):
-                try:
-                    summary, show = fn(memory=monitor, **kwargs)
-                finally:
-                    if memory_trace:
-                        monitor.write_trace(memory_trace)
+            outputs, inputs, folder = _owned_paths(kwargs)
+            shell = {"memory_trace": memory_trace, "tmp_dir": tmp_dir, "force": force}
+            with running(outputs, inputs, memory_limit=memory_limit, folder=folder, **shell) as run:
+                summary, show = fn(memory=run.memory, **kwargs)
         except Exception as exc:  # the one place errors are printed
             _report_error(exc, kwargs, {"--memory-trace": memory_trace, "--tmp-dir": tmp_dir})
         summary = {"command": click.get_current_context().info_name, **summary}
         summary["seconds"] = round(time.perf_counter() - start, 3)
-        summary["memory"] = monitor.report()
-        summary["peak_rss_bytes"] = summary["memory"]["peak_rss_bytes"]
+        summary = run.finish(summary)
         if as_json:
             click.echo(json.dumps(summary, default=str))
         else:
             show(summary)
+            _show_replaced(summary)
             _show_memory(summary)
 
     return wrapper
 
 
-def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, str | None]:
+def _owned_paths(kwargs: dict) -> tuple[dict, list, str | None]:
     """The command's outputs by option name, its inputs, and which output is a folder."""
     ctx = click.get_current_context()
     out = next((p for p in ctx.command.params if p.name == "out"), None)
     label = "--out" if out is None else out.opts[0] if out.opts[0].startswith("-") else "OUT"
     folder = label if ctx.info_name == "predict" and kwargs.get("engine") == "dask" else None
     inputs = [kwargs.get(name) for name in ("data", "model", "schema_path")]
-    outputs = {label: kwargs.get("out"), "--memory-trace": memory_trace}
+    outputs = {label: kwargs.get("out")}
     outputs["--quarantine"] = kwargs.get("quarantine")
     return outputs, [i for i in inputs if i], folder
 
@@ -117,6 +94,11 @@ def _report_error(exc: Exception, kwargs: dict, outputs: dict) -> None:
     error = as_leanfit_error(exc, kwargs.get("data"), outputs)
     click.echo(f"Error: {' '.join(str(error).splitlines())}", err=True)
     sys.exit(error.exit_code)
+
+
+def _show_replaced(summary: dict) -> None:
+    for path in summary.get("replaced", []):
+        click.echo(f"replaced {path} (--force)")
 
 
 def _show_memory(summary: dict) -> None:
@@ -365,7 +347,9 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     if on_dask(engine, scheduler):
         from leanfit.engines.dask import evaluate as dask_evaluate
 
-        return dask_evaluate(model, data, scheduler=scheduler, memory=memory, guard=guard), show_evaluate
+        return dask_evaluate(
+            model, data, scheduler=scheduler, memory=memory, guard=guard
+        ), show_evaluate
     return evaluate(model, data, memory=memory, guard=guard), show_evaluate
 
 

@@ -375,7 +375,9 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     def _learned(self, name: str) -> Any:
         value = getattr(getattr(self, "model_", None) and self.model_.estimator, name, None)
         if value is None:
-            raise AttributeError(f"{name} is not available for model={self._model_name()!r} (fitted?).")
+            raise AttributeError(
+                f"{name} is not available for model={self._model_name()!r} (fitted?)."
+            )
         return value
 
     @property

@@ -80,6 +80,7 @@ class Model:
 
     def __init__(self, schema: Schema, encoder: Encoder, estimator, meta: dict):
         self.schema, self.encoder, self.estimator, self.meta = schema, encoder, estimator, meta
+        self.summary: dict = meta["training"]  # leanfit.train: the whole command summary
         self.classes = np.asarray(schema.classes)
         self.predictor = predictor_for(estimator, encoder)
 

@@ -57,8 +57,7 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
     c, parts = cl.client, where.parts
     bopts = boost or BoostOptions()
     bopts.check()
-    if bopts.early_stopping_rounds and not opts.holdout:
-        raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
+    bopts = bopts.effective(opts.holdout)
     features, notes = boost_features(schema, opts.drop)
     if not features:
         raise ConfigError("no feature columns left to train on.")

@@ -240,7 +240,9 @@ def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, g
     for part, count in zip(parts, lines, strict=True):
         start = first.get(part.path, 2)
         first[part.path] = start + count
-        skip = tuple(n for (p, n) in sorted(guard.found) if p == part.path and start <= n < start + count)
+        skip = tuple(
+            n for (p, n) in sorted(guard.found) if p == part.path and start <= n < start + count
+        )
         out.append(replace(part, first_line=start, skip=skip))
     return out
 

@@ -248,8 +248,7 @@ def fit_booster(
     bopts.check()
     if schema.target is None:
         raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
-    if bopts.early_stopping_rounds and not opts.holdout:
-        raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
+    bopts = bopts.effective(opts.holdout)
     started = time.perf_counter()
     features, notes = boost_features(schema, opts.drop)
     if not features:
