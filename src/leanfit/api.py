@@ -26,7 +26,7 @@ from leanfit.errors import ConfigError
 from leanfit.export import export as export_bundle
 from leanfit.model import Model
 from leanfit.options import BoostOptions, Options, RunOptions, TrainOptions
-from leanfit.run import bad_row_guard, running, with_quarantine
+from leanfit.run import bad_row_guard, on_dask, running, with_quarantine
 from leanfit.schema import Schema
 
 ALL = None
@@ -101,15 +101,14 @@ def _shell(run: RunOptions, outputs: dict, inputs: list, folder: str | None = No
     return running(outputs, paths, folder=folder, **shell)
 
 
-def _engine(run: RunOptions, name: str):
-    """The engine's function ``name`` and its extra keywords (the scheduler)."""
-    if run.scheduler and run.engine != "dask":
-        raise ConfigError("--scheduler needs --engine dask.")
-    if run.engine == "dask":
+def _engine(run: RunOptions, name: str, threshold: float | None = None):
+    """The engine's function ``name`` and its extra keywords (the scheduler, or the
+    local engine's threshold)."""
+    if on_dask(run.engine, run.scheduler, threshold):
         import leanfit.engines.dask as dask_engine
 
         return getattr(dask_engine, name), {"scheduler": run.scheduler}
-    return None, {}
+    return None, {} if threshold is None else {"threshold": threshold}
 
 
 @with_options((RunOptions, ALL))
@@ -149,7 +148,7 @@ def inspect(data, target: str | None = None, *, out: Path_ | None = None, **give
 
 
 @with_options((RunOptions, NO_ENGINE))
-def shrink(data, out: Path_, *, schema: Schema | Path_ | None = None, **given) -> dict:
+def shrink(data, out: Path_, schema: Schema | Path_ | None = None, **given) -> dict:
     """Stream ``data`` into Parquet with the smallest exact types (``leanfit shrink``).
 
     Parameters
@@ -247,7 +246,7 @@ def train(
 
 
 @with_options((RunOptions, ALL))
-def evaluate(model: Path_, data, **given) -> dict:
+def evaluate(model: Path_, data, *, threshold: float | None = None, **given) -> dict:
     """Metrics of the bundle ``model`` on labelled ``data``, in one streaming pass
     (``leanfit evaluate``).
 
@@ -257,6 +256,9 @@ def evaluate(model: Path_, data, **given) -> dict:
         A ``.leanfit`` bundle.
     data : path, folder, glob or list of them
         Labelled data.
+    threshold : float, optional
+        Binary targets: predict the second class where its probability is at least this
+        (default: the bundle's ``threshold``, else the most likely class).
 
     Returns
     -------
@@ -270,7 +272,7 @@ def evaluate(model: Path_, data, **given) -> dict:
     from leanfit.engines.local.apply import evaluate as local_evaluate
 
     run = _group(RunOptions, given)
-    engine, where = _engine(run, "evaluate")
+    engine, where = _engine(run, "evaluate", threshold)
     with _shell(run, {}, [model, data]) as shell:
         guard = bad_row_guard(run.bad_rows, run.quarantine, data)
         summary = (engine or local_evaluate)(model, data, memory=shell.memory, guard=guard, **where)
@@ -279,7 +281,14 @@ def evaluate(model: Path_, data, **given) -> dict:
 
 @with_options((RunOptions, ALL))
 def predict(
-    model: Path_, data, out: Path_, *, proba: bool = False, keep: tuple[str, ...] = (), **given
+    model: Path_,
+    data,
+    out: Path_,
+    *,
+    proba: bool = False,
+    keep: tuple[str, ...] = (),
+    threshold: float | None = None,
+    **given,
 ) -> dict:
     """Stream the predictions of the bundle ``model`` for ``data`` into ``out``
     (``leanfit predict``).
@@ -296,6 +305,9 @@ def predict(
         Add one probability column per class.
     keep : tuple of str, default=()
         Input columns copied to the output.
+    threshold : float, optional
+        Binary targets: predict the second class where its probability is at least this
+        (default: the bundle's ``threshold``, else the most likely class).
 
     Returns
     -------
@@ -309,7 +321,7 @@ def predict(
     from leanfit.engines.local.apply import predict as local_predict
 
     run = _group(RunOptions, given)
-    engine, where = _engine(run, "predict")
+    engine, where = _engine(run, "predict", threshold)
     folder = "--out" if engine else None
     with _shell(run, {"--out": out}, [model, data], folder) as shell:
         guard = bad_row_guard(run.bad_rows, run.quarantine, out)

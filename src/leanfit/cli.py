@@ -20,11 +20,11 @@ from leanfit.flags import (
     bad_row_options,
     engine_options,
     group_values,
-    on_dask,
     run_option,
     table_options,
 )
 from leanfit.options import BoostOptions, TrainOptions
+from leanfit.run import on_dask
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -328,13 +328,22 @@ def train_(data, target, schema_path, out, engine, scheduler, memory, guard, **v
     return summary, show_train
 
 
+THRESHOLD = click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Binary targets: predict the second class where its probability is at least this. "
+    "[default: the bundle's train --threshold, else the most likely class]",
+)
+
+
 @main.command("evaluate")
 @MODEL
 @DATA
+@THRESHOLD
 @engine_options
 @command
 @bad_row_options
-def evaluate_(model, data, engine, scheduler, memory, guard):
+def evaluate_(model, data, threshold, engine, scheduler, memory, guard):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
 
     \b
@@ -344,13 +353,13 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import evaluate
     from leanfit.report import show_evaluate
 
-    if on_dask(engine, scheduler):
+    if on_dask(engine, scheduler, threshold):
         from leanfit.engines.dask import evaluate as dask_evaluate
 
         return dask_evaluate(
             model, data, scheduler=scheduler, memory=memory, guard=guard
         ), show_evaluate
-    return evaluate(model, data, memory=memory, guard=guard), show_evaluate
+    return evaluate(model, data, memory=memory, guard=guard, threshold=threshold), show_evaluate
 
 
 @main.command("predict")
@@ -366,10 +375,11 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
 )
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
+@THRESHOLD
 @engine_options
 @command
 @bad_row_options
-def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
+def predict_(model, data, out, proba, keep, threshold, engine, scheduler, memory, guard):
     """Stream predictions of MODEL for DATA into a file.
 
     \b
@@ -379,10 +389,12 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import predict
 
     where = {"guard": guard}
-    if on_dask(engine, scheduler):
+    if on_dask(engine, scheduler, threshold):
         from leanfit.engines.dask import predict
 
         where |= {"scheduler": scheduler}
+    else:
+        where |= {"threshold": threshold}
     summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)
     from leanfit.report import show_predict
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import click
 
-from leanfit.errors import ConfigError
 from leanfit.options import Options, RunOptions
 from leanfit.run import bad_row_guard, with_quarantine
 
@@ -43,13 +42,6 @@ def bad_row_options(fn: Callable) -> Callable:
         return with_quarantine(summary, guard), show
 
     return wrapper
-
-
-def on_dask(engine: str, scheduler: str | None) -> bool:
-    """Whether to run on Dask; --scheduler without --engine dask is a mistake."""
-    if scheduler and engine != "dask":
-        raise ConfigError("--scheduler needs --engine dask.")
-    return engine == "dask"
 
 
 def table_options(group: type[Options]) -> Callable[[Callable], Callable]:

@@ -96,3 +96,13 @@ def with_quarantine(summary: dict, guard: Guard) -> dict:
     """Write the quarantined rows (if any) and name their file in the summary."""
     written = guard.write()
     return summary | ({"quarantine": written} if written else {})
+
+
+def on_dask(engine: str, scheduler: str | None, threshold: float | None = None) -> bool:
+    """Whether to run on Dask; --scheduler without --engine dask is a mistake, and the
+    Dask engine applies the bundle's own --threshold only."""
+    if scheduler and engine != "dask":
+        raise ConfigError("--scheduler needs --engine dask.")
+    if threshold is not None and engine == "dask":
+        raise ConfigError("--threshold: --engine dask uses the bundle's; retrain with it.")
+    return engine == "dask"

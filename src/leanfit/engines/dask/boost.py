@@ -20,6 +20,7 @@ from leanfit.encode.batches import SIDES, tree_columns, tree_sides
 from leanfit.encode.trees import boost_features, xgb_names
 from leanfit.engines.dask.cluster import Cluster, merge_metrics, tree_reduce
 from leanfit.engines.dask.train import Job, Layout, metrics_part
+from leanfit.engines.shared import holdout_result
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
 from leanfit.models.booster import BoostedModel, best_rounds, booster_params, booster_summary
@@ -120,6 +121,8 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
         k = len(schema.classes)
         per_part = c.map(metrics_part, holdout, model=shared, encoder=None, n_classes=k, pure=False)
         metrics = tree_reduce(c, per_part, merge_metrics).result()
+    names = [str(x) for x in schema.classes]
+    metrics, cut = holdout_result(metrics, opts.threshold, names)
     summary = booster_summary(
         model,
         schema,
@@ -128,8 +131,8 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost):
         rows=(sum(s["train"] for s in shapes), sum(s["holdout"] for s in shapes)),
         rounds_trained=booster.num_boosted_rounds(),
         notes=notes,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
-    )
+        metrics=metrics,
+    ) | ({"threshold": cut} if cut is not None else {})
     return (
         model,
         None,

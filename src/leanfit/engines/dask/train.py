@@ -35,7 +35,7 @@ from leanfit.engines.dask.cluster import (
     row_offsets,
     tree_reduce,
 )
-from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
+from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
 from leanfit.models.merge import average_models, merge_naive_bayes
@@ -206,16 +206,19 @@ def fit(cl: Cluster, where: Layout, schema: Schema, opts: TrainOptions, progress
     else:
         raise ConfigError(f"--model {opts.model} is not available with --engine dask.")
     del train
-    metrics = holdout_metrics(c, holdout, model, encoder, k)
+    names = [str(x) for x in schema.classes]
+    metrics, cut = holdout_result(
+        holdout_metrics(c, holdout, model, encoder, k), opts.threshold, names
+    )
     summary = linear_summary(
         opts,
         Plan(),
         encoder,
         rows=(n_train, n_holdout),
         history=history,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes]) if metrics else None,
+        metrics=metrics,
         seconds=time.perf_counter() - started,
-    )
+    ) | ({"threshold": cut} if cut is not None else {})
     return (
         model,
         encoder,

@@ -15,8 +15,8 @@ from leanfit.errors import InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.memory import Monitor
-from leanfit.metrics import StreamingMetrics
-from leanfit.model import load
+from leanfit.metrics import threshold_rule
+from leanfit.model import Model, load
 
 
 @checks_output("out", inputs=("model_path", "data"))
@@ -30,13 +30,15 @@ def predict(
     rows: int | None = None,
     memory: Monitor | None = None,
     guard: Guard | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Stream predictions for ``data`` into ``out`` (CSV or Parquet by suffix).
 
     With an active ``guard`` bad rows get no prediction and are counted (``rows_bad``).
-    Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
+    ``threshold`` replaces the bundle's ``--threshold``. Memory: chunks of ``rows``
+    rows, or as many as ``memory``'s limit allows.
     """
-    model = load(model_path, memory)
+    model = with_threshold(load(model_path, memory), threshold)
     model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
@@ -72,14 +74,16 @@ def evaluate(
     rows: int | None = None,
     memory: Monitor | None = None,
     guard: Guard | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass; rows without a
-    label (and, with an active ``guard``, bad rows) are counted, not scored."""
-    model = load(model_path, memory)
+    label (and, with an active ``guard``, bad rows) are counted, not scored.
+    ``threshold`` replaces the bundle's ``--threshold``."""
+    model = with_threshold(load(model_path, memory), threshold)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
-    metrics, counts = StreamingMetrics(len(model.classes)), RowCounts()
+    metrics, counts = model.new_metrics(), RowCounts()
     with memory.stage("evaluate"):
         for frame in model.batches(data, rows, guard):
             memory.check()
@@ -89,3 +93,11 @@ def evaluate(
     result = metrics.result(class_names=[str(c) for c in model.classes])
     accounting = counts.summary(guard, f"'{model.schema.target}'")
     return {**model.describe(model_path, data), **accounting, "metrics": result}
+
+
+def with_threshold(model: Model, threshold: float | None) -> Model:
+    """``model`` predicting class 1 from ``threshold`` on (two classes), if given."""
+    if threshold is not None:
+        threshold_rule(str(threshold), len(model.classes))
+        model.threshold = float(threshold)
+    return model

@@ -23,6 +23,7 @@ from leanfit.costs import PARSER_BYTES, estimate_matrix_bytes, tree_row_bytes
 from leanfit.encode.batches import RowCounts, class_weights, tree_columns, tree_sides
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
+from leanfit.engines.shared import holdout_result
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.scan import iter_batches
@@ -199,12 +200,12 @@ def _quantize(kind: type, it: BatchIter, **kwargs) -> xgb.DMatrix | None:
         raise
 
 
-def holdout_metrics(model: BoostedModel, holdout: BatchIter, class_names: list[str]) -> dict:
+def holdout_metrics(model: BoostedModel, holdout: BatchIter) -> StreamingMetrics:
     """:class:`StreamingMetrics` of ``model`` on the holdout rows, batch by batch."""
     metrics = StreamingMetrics(model.n_classes)
     for X, y, _ in holdout.batches():
         metrics.update(y.astype(np.int64), model.proba(X))
-    return metrics.result(class_names=class_names)
+    return metrics
 
 
 def fit_booster(
@@ -269,7 +270,9 @@ def fit_booster(
         model = BoostedModel(best_rounds(booster, bopts), features, len(schema.classes))
         names = [str(c) for c in schema.classes]
         held = iters[1].rows if opts.holdout else 0
-        metrics = holdout_metrics(model, iters[1], names) if held else None
+        metrics, cut = holdout_result(
+            holdout_metrics(model, iters[1]) if held else None, opts.threshold, names
+        )
         cache_bytes = sum(it.blocks.nbytes for it in iters if it.blocks)
     summary = booster_summary(
         model,
@@ -288,7 +291,7 @@ def fit_booster(
         "matrix_estimate_bytes": estimate,
         "cache_bytes": cache_bytes,
         "train_seconds": round(time.perf_counter() - started, 3),
-    }
+    } | ({"threshold": cut} if cut is not None else {})
 
 
 def plan_booster(schema: Schema, opts: TrainOptions, memory: Monitor, libraries: int) -> Plan:

@@ -20,13 +20,14 @@ from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
-from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
+from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
+from leanfit.metrics import threshold_rule
 from leanfit.model import save_bundle
 from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions
@@ -192,9 +193,10 @@ def holdout_loss(model, blocks) -> float:
     return total / max(count, 1)
 
 
-def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str]) -> dict:
+def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str], rule=None) -> tuple:
+    """The holdout metrics and the ``--threshold`` cut (engines.shared.holdout_result)."""
     metrics = block_metrics(lambda X: scores(model, X), blocks, n_classes)
-    return metrics.result(class_names=class_names)
+    return holdout_result(metrics, rule, class_names)
 
 
 @checks_output("out", inputs=("data",))
@@ -229,6 +231,8 @@ def train(
     memory.plan(fixed=PARSER_BYTES)
     schema = schema or inspect(data, target=target, memory=memory, guard=guard)
     check_target(schema, target)
+    if opts.threshold is not None:
+        threshold_rule(opts.threshold, len(schema.classes))
     if opts.model == "xgboost":
         # after import_library: XGBoost is then loaded without the dataframe libraries
         from leanfit.engines.local.boost import train_booster
@@ -246,15 +250,12 @@ def train(
         with memory.stage("train"):
             trainer.fit(data, train_cache, holdout_cache)
         with memory.stage("evaluate"):
-            metrics = (
-                evaluate_blocks(
-                    trainer.model,
-                    holdout_cache.blocks(),
-                    len(schema.classes),
-                    [str(c) for c in schema.classes],
-                )
-                if holdout_cache.rows
-                else None
+            metrics, cut = evaluate_blocks(
+                trainer.model,
+                holdout_cache.blocks(),
+                len(schema.classes),
+                [str(c) for c in schema.classes],
+                opts.threshold,
             )
         summary = linear_summary(
             opts,
@@ -266,6 +267,7 @@ def train(
             seconds=time.perf_counter() - started,
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
+        summary |= {"threshold": cut} if cut is not None else {}
     summary = {"input": [str(p) for p in resolve_paths(data)], **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
