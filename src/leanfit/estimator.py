@@ -59,10 +59,12 @@ from sklearn.utils.validation import (
 from leanfit.engines.local.train import train
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.frames import array_table, renamed, to_arrow, write_frames
+from leanfit.memory import Monitor
 from leanfit.model import load
 from leanfit.models.predictor import predictor_for
-from leanfit.models.registry import make_model
-from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, TrainOptions
+from leanfit.models.registry import SGD_OPTIONS, make_model
+from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, BoostOptions, TrainOptions
+from leanfit.run import running
 from leanfit.schema import Schema, inspect
 
 TARGET = "__target__"
@@ -73,26 +75,18 @@ FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
 
 
-ESTIMATOR_OPTIONS = (
-    "model",
-    "epochs",
-    "holdout",
-    "class_weight",
-    "C",
-    "batch_rows",
-    "patience",
-    "hash_width",
-    "missing_indicators",
-    "drop",
-    "split_by",
-)
+# every train and boost option but the seed (random_state), and the memory budget
+TABLE = {row[0]: row for row in (*TrainOptions.table(), *BoostOptions.table())}
+ESTIMATOR_OPTIONS = tuple(name for name in TABLE if name != "seed")
 
 
 def _constraints(name: str) -> list[Any]:
     """scikit-learn's constraints of a train option, from its declaration (leanfit.options)."""
-    _, default, annotation, spec = next(row for row in TrainOptions.table() if row[0] == name)
+    _, default, annotation, spec = TABLE[name]
     allowed: list[Any]
-    if str(annotation) == "bool":
+    if spec.pattern is not None:  # class_weight also as a dict, threshold as a number
+        allowed = [str, dict if name == "class_weight" else Interval(Real, 0, 1, closed="both")]
+    elif str(annotation) == "bool":
         allowed = ["boolean"]
     elif spec.multiple:
         allowed = [list, tuple]
@@ -144,6 +138,21 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=0
         Seed of the holdout split, the shuffles and the model. An int is used
         as the seed. Otherwise a seed is drawn from it.
+    tol, alpha, penalty, l1_ratio, loss : optional
+        As ``leanfit train --tol, --alpha, --penalty, --l1-ratio, --loss``: the exact
+        logistic's tolerance; the sgd family's regularisation and loss (scikit-learn's
+        SGDClassifier parameters of the same names; None: the model's default).
+    threshold : str or float, optional
+        Binary targets: the probability of ``classes_[1]`` from which it is predicted,
+        or a rule tuned on the holdout (``"f1"``, ``"precision@0.9"``,
+        ``"recall@0.8"``; needs ``holdout > 0``). None: the most likely class.
+    rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread : optional
+        The XGBoost options of ``model="xgboost"``, as ``leanfit train``'s (early
+        stopping is on with a holdout unless 0).
+    memory_limit : str or int, optional
+        The memory budget of ``fit``, as ``--memory-limit``: "500MB", "2GiB", "30%" or
+        bytes. ``fit`` raises MemoryBudgetExceeded when the process's resident memory
+        passes it. None: a quarter of the memory available when ``fit`` starts.
 
     Attributes
     ----------
@@ -163,6 +172,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **{name: _constraints(name) for name in ESTIMATOR_OPTIONS},
         "random_state": ["random_state"],
+        "memory_limit": [str, Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -180,6 +190,19 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         drop: tuple[str, ...] | list[str] = (),
         split_by: str | None = None,
         random_state: int | np.random.RandomState | None = 0,
+        tol: float = 1e-4,
+        alpha: float | None = None,
+        penalty: str | None = None,
+        l1_ratio: float | None = None,
+        loss: str | None = None,
+        threshold: str | float | None = None,
+        rounds: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.3,
+        max_bin: int = 256,
+        early_stopping_rounds: int | None = None,
+        nthread: int | None = None,
+        memory_limit: str | int | None = None,
     ) -> None:
         self.model = model
         self.epochs = epochs
@@ -193,6 +216,19 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         self.drop = drop
         self.split_by = split_by
         self.random_state = random_state
+        self.tol = tol
+        self.alpha = alpha
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.loss = loss
+        self.threshold = threshold
+        self.rounds = rounds
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.max_bin = max_bin
+        self.early_stopping_rounds = early_stopping_rounds
+        self.nthread = nthread
+        self.memory_limit = memory_limit
 
     def __sklearn_tags__(self) -> Any:
         """Declare that NaN is accepted: it counts as a missing value."""
@@ -221,18 +257,28 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self.__dict__.pop("feature_names_in_", None)
-        with tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp,
+            running({}, memory_limit=self.memory_limit) as shell,
+        ):
             folder = Path(tmp)
             data, label, classes = self._stage(X, y, target, folder)
-            schema = _schema(data, label)
+            schema = _schema(data, label, shell.memory)
             if classes is None:
                 names = [c.name for c in schema.columns if c.name != label]
                 self.n_features_in_ = len(names)
                 self.feature_names_in_ = np.asarray(names, dtype=object)
             summary = train(
-                data, schema=schema, out=folder / "model.leanfit", options=self._options()
+                data,
+                schema=schema,
+                out=folder / "model.leanfit",
+                options=self._options(),
+                boost=BoostOptions(
+                    **{name: getattr(self, name) for name, *_ in BoostOptions.table()}
+                ),
+                memory=shell.memory,
             )
-            self.model_ = load(folder / "model.leanfit")
+            self.model_ = load(folder / "model.leanfit", shell.memory)
         summary.pop("model_path", None)
         self.training_summary_ = {**summary, "schema_warnings": list(schema.warnings)}
         self.classes_ = np.asarray(self.model_.classes) if classes is None else classes
@@ -304,6 +350,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             patience=int(self.patience),
             hash_width=int(self.hash_width),
             missing_indicators=bool(self.missing_indicators),
+            **{name: getattr(self, name) for name in (*SGD_OPTIONS, "tol", "threshold")},
         )
 
     # ------------------------------------------------------------------ predict
@@ -452,8 +499,8 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        best = self._scores(X).argmax(axis=1)
-        return self.classes_[best]
+        scores = self._scores(X)  # checks that the estimator is fitted
+        return self.classes_[self.model_.predicted(scores)]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -471,10 +518,10 @@ def _labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes, codes.astype(np.int32)
 
 
-def _schema(data: DataPath, target: str) -> Schema:
+def _schema(data: DataPath, target: str, memory: Monitor) -> Schema:
     """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
     its numeric constant columns (they encode as zeros)."""
-    schema = inspect(data, target=target)
+    schema = inspect(data, target=target, memory=memory)
     for col in schema.columns:
         if col.kind == "id" and col.read_as.startswith("Float"):
             col.kind, col.feature = "integer", True

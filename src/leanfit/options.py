@@ -80,7 +80,8 @@ class Spec:
         if value is None or self.multiple:
             return
         if self.pattern is not None:
-            if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            text = value if isinstance(value, str) else repr(value)
+            if isinstance(value, bool) or not self.pattern.fullmatch(text):
                 raise ConfigError(f"{flag} must be {self.shape}. Got {value!r}.")
             return
         if self.choices is not None and value not in self.choices:
@@ -147,7 +148,7 @@ class TrainOptions(Options):
     class_weight: str | None = option(
         None,
         "balanced: weight classes inversely to their counts in the schema; or a weight per "
-        "class by its label value, 0=1,1=5 (classes not named weigh 1).",
+        "class by its label value, 0=1,1=5 (classes not named weigh 1; Python: also a dict).",
         pattern=CLASS_WEIGHT,
         shape="balanced or CLASS=WEIGHT,... (e.g. 0=1,1=5)",
     )
@@ -203,7 +204,7 @@ class TrainOptions(Options):
         "for hinge and passive-aggressive]",
         choices=SGD_LOSSES,
     )
-    threshold: str | None = option(
+    threshold: str | float | None = option(
         None,
         "Binary targets: the probability of the second class above which it is predicted "
         "(0.3), or tuned on the holdout: f1, precision@0.9 (the lowest cut reaching that "
@@ -212,6 +213,12 @@ class TrainOptions(Options):
         pattern=THRESHOLD,
         shape="a probability, f1, precision@P or recall@R (e.g. 0.3, recall@0.8)",
     )
+
+    def __post_init__(self) -> None:
+        """A ``class_weight`` dict (Python) becomes the flag's text: {0: 1, 1: 5} -> 0=1,1=5."""
+        if isinstance(self.class_weight, dict):
+            text = ",".join(f"{k}={v}" for k, v in self.class_weight.items())
+            object.__setattr__(self, "class_weight", text)
 
 
 @dataclass(frozen=True)
