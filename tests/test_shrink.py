@@ -30,7 +30,7 @@ def _assert_round_trip(tmp_path, frame: pd.DataFrame, suffix: str) -> None:
         frame.to_parquet(src, index=False)
         reference = pd.read_parquet(src)
     schema = inspect(src)
-    shrink(src, tmp_path / "out.parquet", schema)
+    shrink(src, tmp_path / "out.parquet", schema, force=True)
     back = pq.read_table(tmp_path / "out.parquet").to_pandas()
     assert len(back) == len(reference)
     for col in schema.columns:

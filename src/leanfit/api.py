@@ -13,17 +13,18 @@ treated as ``bad_rows`` says. Errors are raised as :class:`~leanfit.errors.Leanf
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect as pyinspect
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from leanfit.errors import ConfigError
 from leanfit.export import export as export_bundle
+from leanfit.io.tempfiles import owned_tempdir
 from leanfit.model import Model
 from leanfit.options import BoostOptions, Options, RunOptions, TrainOptions
 from leanfit.run import bad_row_guard, on_dask, running, with_quarantine
@@ -226,11 +227,8 @@ def train(
     run = _group(RunOptions, given)
     import_library(opts.model)  # first, without the dataframe libraries (models.registry)
     engine, where = _engine(run, "train")
-    with (
-        _shell(run, {"--out": out}, [data, schema]) as shell,
-        tempfile.TemporaryDirectory(prefix="leanfit-model-", dir=run.tmp_dir) as held,
-    ):
-        bundle = out or Path(held) / "model.leanfit"
+    with _shell(run, {"--out": out}, [data, schema]) as shell, contextlib.ExitStack() as stack:
+        bundle = out or Path(stack.enter_context(owned_tempdir("leanfit-model-"))) / "m.leanfit"
         guard = bad_row_guard(run.bad_rows, run.quarantine, out or data)
         schema = _schema(schema)
         check_training_columns(data, target, opts, schema)

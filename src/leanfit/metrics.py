@@ -145,7 +145,8 @@ class StreamingMetrics:
             cuts = np.flatnonzero(_divide(tp, np.full_like(tp, tp[0])) >= level)[-1:]
         if not len(cuts):
             raise InputError(f"--threshold {rule}: no cut reaches it on the holdout rows.")
-        return int(cuts[0]) / self.bins
+        above = np.flatnonzero((pos + neg)[cuts[0] :])  # the same rows: cut just below them
+        return int(cuts[0] + (above[0] if len(above) else 0)) / self.bins
 
     def cut_at(self, threshold: float) -> StreamingMetrics:
         """Two classes: count the confusion matrix again for class 1 predicted at
