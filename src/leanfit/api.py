@@ -42,10 +42,7 @@ def with_options(*groups: tuple[type[Options], tuple[str, ...] | None]) -> Calla
     closest option for an unknown keyword. The function gets the given ones in
     ``**given``."""
     table = [
-        row
-        for group, names in groups
-        for row in group.table()
-        if names in (ALL, None) or row[0] in names
+        row for group, names in groups for row in group.table() if names is ALL or row[0] in names
     ]
 
     def decorate(fn: Callable) -> Callable:

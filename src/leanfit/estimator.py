@@ -62,8 +62,8 @@ from leanfit.io.frames import array_table, renamed, to_arrow, write_frames
 from leanfit.memory import Monitor
 from leanfit.model import load
 from leanfit.models.predictor import predictor_for
-from leanfit.models.registry import SGD_OPTIONS, make_model
-from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, BoostOptions, TrainOptions
+from leanfit.models.registry import make_model
+from leanfit.options import DEFAULT_BATCH_ROWS, MODELS, BoostOptions, Options, TrainOptions
 from leanfit.run import running
 from leanfit.schema import Schema, inspect
 
@@ -138,21 +138,14 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=0
         Seed of the holdout split, the shuffles and the model. An int is used
         as the seed. Otherwise a seed is drawn from it.
-    tol, alpha, penalty, l1_ratio, loss : optional
-        As ``leanfit train --tol, --alpha, --penalty, --l1-ratio, --loss``: the exact
-        logistic's tolerance; the sgd family's regularisation and loss (scikit-learn's
-        SGDClassifier parameters of the same names; None: the model's default).
-    threshold : str or float, optional
-        Binary targets: the probability of ``classes_[1]`` from which it is predicted,
-        or a rule tuned on the holdout (``"f1"``, ``"precision@0.9"``,
-        ``"recall@0.8"``; needs ``holdout > 0``). None: the most likely class.
-    rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread : optional
-        The XGBoost options of ``model="xgboost"``, as ``leanfit train``'s (early
-        stopping is on with a holdout unless 0).
+    tol, alpha, penalty, l1_ratio, loss, threshold, rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread : optional
+        As ``leanfit train``'s options of the same names (``help(leanfit.train)``):
+        the logistic's tolerance, the sgd family's scikit-learn parameters, the binary
+        ``threshold`` (a probability, or "f1", "recall@0.8" ... tuned on the holdout),
+        XGBoost's options.
     memory_limit : str or int, optional
-        The memory budget of ``fit``, as ``--memory-limit``: "500MB", "2GiB", "30%" or
-        bytes. ``fit`` raises MemoryBudgetExceeded when the process's resident memory
-        passes it. None: a quarter of the memory available when ``fit`` starts.
+        The budget of ``fit`` as ``--memory-limit`` ("500MB", "30%", bytes): past it
+        ``fit`` raises MemoryBudgetExceeded. None: a quarter of the memory available.
 
     Attributes
     ----------
@@ -204,31 +197,9 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         nthread: int | None = None,
         memory_limit: str | int | None = None,
     ) -> None:
-        self.model = model
-        self.epochs = epochs
-        self.holdout = holdout
-        self.class_weight = class_weight
-        self.C = C
-        self.batch_rows = batch_rows
-        self.patience = patience
-        self.hash_width = hash_width
-        self.missing_indicators = missing_indicators
-        self.drop = drop
-        self.split_by = split_by
-        self.random_state = random_state
-        self.tol = tol
-        self.alpha = alpha
-        self.penalty = penalty
-        self.l1_ratio = l1_ratio
-        self.loss = loss
-        self.threshold = threshold
-        self.rounds = rounds
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.max_bin = max_bin
-        self.early_stopping_rounds = early_stopping_rounds
-        self.nthread = nthread
-        self.memory_limit = memory_limit
+        params = dict(locals())
+        del params["self"]
+        vars(self).update(params)  # scikit-learn's rule: every parameter stored as given
 
     def __sklearn_tags__(self) -> Any:
         """Declare that NaN is accepted: it counts as a missing value."""
@@ -337,21 +308,13 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         seed = self.random_state
         if not isinstance(seed, Integral):
             seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
-        return TrainOptions(
-            model=self.model,
-            epochs=int(self.epochs),
-            holdout=float(self.holdout),
-            class_weight=self.class_weight,
-            seed=int(seed),
-            split_by=self.split_by,
-            drop=tuple(self.drop),
-            batch_rows=int(self.batch_rows),
-            C=float(self.C),
-            patience=int(self.patience),
-            hash_width=int(self.hash_width),
-            missing_indicators=bool(self.missing_indicators),
-            **{name: getattr(self, name) for name in (*SGD_OPTIONS, "tol", "threshold")},
-        )
+        values = self._values(TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
+        return TrainOptions(**values)
+
+    def _values(self, group: type[Options]) -> dict[str, Any]:
+        """This estimator's parameters of an option group, numpy scalars made plain."""
+        values = {name: getattr(self, name, None) for name, *_ in group.table()}
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
 
     # ------------------------------------------------------------------ predict
 
