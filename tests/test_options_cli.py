@@ -56,6 +56,7 @@ def encoded_train_rows(data, opts: TrainOptions):
     return encoder.expand(X[rows]), y[rows], rows
 
 
+@pytest.mark.slow
 def test_alpha_penalty_and_loss_reach_scikit_learn(data, tmp_path):
     flags = ("--penalty", "elasticnet", "--alpha", "0.003", "--l1-ratio", "0.6")
     ours = train_cli(data, tmp_path / "m.leanfit", *flags, "--batch-rows", str(ROWS))
@@ -87,6 +88,7 @@ def test_alpha_penalty_and_loss_reach_scikit_learn(data, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_class_weight_per_class_weighs_as_scikit_learn(data, tmp_path):
     flags = ("--model", "logistic", "--holdout", "0", "--tol", "1e-10", "--batch-rows", str(ROWS))
     ours = train_cli(data, tmp_path / "w.leanfit", *flags, "--class-weight", "0=1,1=5")
@@ -103,7 +105,9 @@ def test_class_weight_per_class_weighs_as_scikit_learn(data, tmp_path):
     )
 
 
-@pytest.mark.parametrize("rule", ["f1", "recall@0.8", "precision@0.6"])
+@pytest.mark.parametrize(
+    "rule", ["f1", pytest.param("recall@0.8", marks=pytest.mark.slow), "precision@0.6"]
+)
 def test_threshold_tuned_on_the_holdout_as_scikit_learn_finds_it(data, tmp_path, rule):
     model = train_cli(data, tmp_path / "t.leanfit", "--model", "logistic", "--threshold", rule)
     cut = model.summary["threshold"]
@@ -128,6 +132,7 @@ def test_threshold_tuned_on_the_holdout_as_scikit_learn_finds_it(data, tmp_path,
     assert confusion[1][1] == int(((p >= best) & (held["label"] == 1)).sum())
 
 
+@pytest.mark.slow
 def test_predict_threshold_overrides_the_bundle(data, tmp_path):
     model = train_cli(data, tmp_path / "m.leanfit", "--threshold", "0.7")
     assert model.threshold == 0.7 and model.summary["threshold"] == 0.7
@@ -156,13 +161,13 @@ def test_threshold_needs_two_classes_and_a_holdout_to_tune(tmp_path):
 
 
 def test_xgboost_stops_early_by_default_with_a_holdout(data, tmp_path):
-    deep = ("--model", "xgboost", "--rounds", "300", "--max-depth", "10", "--learning-rate", "0.5")
+    deep = ("--model", "xgboost", "--rounds", "40", "--max-depth", "8", "--learning-rate", "0.6")
     stopped = train_cli(data, tmp_path / "s.leanfit", *deep).summary
     assert stopped["boost_options"]["early_stopping_rounds"] == 10
-    assert stopped["rounds_trained"] < 300
+    assert stopped["rounds_trained"] < 40
     assert stopped["best_iteration"] == stopped["rounds_trained"] - 11
     full = train_cli(data, tmp_path / "f.leanfit", *deep, "--holdout", "0").summary
-    assert full["rounds_trained"] == 300 and full["boost_options"]["early_stopping_rounds"] == 0
+    assert full["rounds_trained"] == 40 and full["boost_options"]["early_stopping_rounds"] == 0
     assert "[default: 10 with a holdout, else off]" in " ".join(
         cli("train", "--help").stdout.split()
     )
