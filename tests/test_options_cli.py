@@ -158,6 +158,10 @@ def test_threshold_needs_two_classes_and_a_holdout_to_tune(tmp_path):
     assert done.returncode == 1 and "needs a target of two classes; this one has 3" in done.stderr
     done = cli("train", multi, "-t", "label", "--out", tmp_path / "b", "--threshold", "best")
     assert done.returncode == 1 and "--threshold must be a probability, f1" in done.stderr
+    done = cli("train", multi, "-t", "label", "--out", tmp_path / "c", "--threshold", "f1",
+               "--holdout", "0")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == "Error: --threshold f1 is tuned on the holdout; give --holdout above 0.\n"
 
 
 def test_xgboost_stops_early_by_default_with_a_holdout(data, tmp_path):

@@ -214,6 +214,14 @@ class TrainOptions(Options):
         shape="a probability, f1, precision@P or recall@R (e.g. 0.3, recall@0.8)",
     )
 
+    def check(self) -> None:
+        """Each option's limits, and a threshold to tune needs a holdout."""
+        super().check()
+        if isinstance(self.threshold, str) and self.threshold[0].isalpha() and not self.holdout:
+            raise ConfigError(
+                f"--threshold {self.threshold} is tuned on the holdout; give --holdout above 0."
+            )
+
     def __post_init__(self) -> None:
         """A ``class_weight`` dict (Python) becomes the flag's text: {0: 1, 1: 5} -> 0=1,1=5."""
         if isinstance(self.class_weight, dict):
