@@ -152,3 +152,17 @@ def test_streaming_classifier_takes_memory_limit_and_every_train_option():
     assert (
         clf.model_.estimator.penalty == "l1" and clf.training_summary_["options"]["alpha"] == 0.05
     )
+
+
+def test_shrink_export_and_write_data_run_in_the_shell(data, tmp_path):
+    pytest.importorskip("onnx")
+    leanfit.write_data(tmp_path / "w.csv", rows=500, memory_limit="2GB")
+    with pytest.raises(leanfit.ConfigError, match="exists; give --force"):
+        leanfit.write_data(tmp_path / "w.csv", rows=500)
+    shrunk = leanfit.shrink(
+        tmp_path / "w.csv", tmp_path / "w.parquet", memory_trace=tmp_path / "t.csv"
+    )
+    assert shrunk["rows_written"] == 500 and (tmp_path / "t.csv").exists()
+    leanfit.train(data, "label", out=tmp_path / "m.leanfit", drop=("signup_date",))
+    exported = leanfit.export(tmp_path / "m.leanfit", tmp_path / "m.onnx", memory_limit="2GB")
+    assert exported["format"] == "onnx" and (tmp_path / "m.onnx").stat().st_size > 0
