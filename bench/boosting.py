@@ -70,7 +70,7 @@ def run_leanfit(path: Path) -> dict:
     from leanfit.schema import inspect
 
     schema = inspect(path, target="label")
-    opts = BoostOptions(ROUNDS, DEPTH, RATE, BINS, nthread=THREADS)
+    opts = BoostOptions(ROUNDS, DEPTH, RATE, BINS, early_stopping_rounds=0, nthread=THREADS)
     _, summary = fit_booster(path, schema, TrainOptions(holdout=HOLDOUT, seed=SEED), opts)
     return {"auc": summary["metrics"]["roc_auc"], "note": summary["matrix"]}
 
@@ -85,6 +85,7 @@ def run_leanfit_cli(path: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out):
         args = ["train", str(path), "--target", "label", "--model", "xgboost", "--json"]
         args += ["--memory-limit", "1GB", "--nthread", str(THREADS), "--out", f"{tmp}/m.leanfit"]
+        args += ["--early-stopping-rounds", "0"]  # all ROUNDS, as the references
         main(args, standalone_mode=False)
     summary = json.loads(out.getvalue())
     return {"auc": summary["metrics"]["roc_auc"], "note": summary["matrix"]}

@@ -33,8 +33,10 @@ WORKER_MEMORY = "1.5GB"
 
 def steps(engine: dict, folder: Path) -> dict[str, float]:
     """Wall seconds of each step with ``engine`` (the dask ``client`` and ``block``, or {})."""
-    from leanfit import TrainOptions, evaluate, predict, train
+    from leanfit import TrainOptions
     from leanfit.engines import dask as dask_engine
+    from leanfit.engines.local.apply import evaluate, predict
+    from leanfit.engines.local.train import train
     from leanfit.schema import inspect
 
     on_dask = bool(engine)

@@ -39,6 +39,7 @@ def leanfit_run(data: Path, trace: Path) -> dict:
         "--out",
         "bench/out/memory.leanfit",
         "--json",
+        "--force",
     ]
     run = measured(cmd)
     return {**run, "roc_auc": json.loads(run["stdout"])["metrics"]["roc_auc"]}

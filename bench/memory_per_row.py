@@ -50,7 +50,7 @@ def main() -> None:
     del df
     schema = inspect(DATA, target="label")
     out = DATA.with_suffix(".parquet")
-    shrink(DATA, out, schema)
+    shrink(DATA, out, schema, force=True)
     table = pq.read_table(out)
     chosen = table.nbytes / table.num_rows
     print(f"{ROWS:,} rows of generated data, bytes per row in memory:")

@@ -38,7 +38,7 @@ ONLY = next(
 def leanfit_run(model: str) -> dict:
     schema = OUT / "schema.json"
     cli = [sys.executable, "-m", "leanfit.cli"]
-    limit = ["--memory-limit", LIMIT]
+    limit = ["--memory-limit", LIMIT, "--force"]  # a rerun replaces its outputs
     inspected = measured(
         [*cli, "inspect", str(DATA), "--target", "label", "--out", str(schema), "--json", *limit]
     )

@@ -28,7 +28,7 @@ from leanfit.schema import inspect
 from leanfit.synth import write_data
 
 # One thread: the test machine is shared, and OpenMP slows down badly when oversubscribed.
-FAST = BoostOptions(rounds=20, nthread=1)
+FAST = BoostOptions(rounds=20, nthread=1, early_stopping_rounds=0)  # all 20 rounds
 AUC_ROUNDS = 50
 
 

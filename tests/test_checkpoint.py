@@ -185,7 +185,7 @@ def test_default_checkpoint_beside_out_only_for_long_runs(data, tmp_path):
     done = run(data, *COMMON, *KINDS["nb"], "--out", out, "--json")
     assert done.exit_code == 0, done.stderr
     assert "checkpoint" not in json.loads(done.stdout)
-    missing = run(data, *COMMON, *KINDS["nb"], "--out", out, "--resume")
+    missing = run(data, *COMMON, *KINDS["nb"], "--out", out, "--resume", "--force")
     assert missing.exit_code == 1
     assert f"no checkpoint in {tmp_path / '.m.leanfit.checkpoint'}" in missing.stderr
     assert leftovers(tmp_path) == []

@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from leanfit import TrainOptions, evaluate, load, predict, train
+from leanfit import TrainOptions, evaluate, load, predict
 from leanfit.engines import dask as dask_engine
+from leanfit.engines.local.train import train
 from leanfit.options import BoostOptions
 from leanfit.schema import inspect
 from leanfit.synth import write_data

@@ -23,16 +23,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from leanfit.errors import ConfigError, InputError
 from leanfit.estimator import StreamingClassifier
 
-EXPECTED_FAILED_CHECKS = {
+MLP_FAILED_CHECKS = {
     "check_class_weight_classifiers": (
-        "class_weight takes only 'balanced' or None: leanfit.TrainOptions has no "
-        "per-class weight dict"
+        "the weighted mlp (20 epochs on scikit-learn's 30-row problem) does not reach the "
+        "check's balanced accuracy of 0.87"
     ),
 }
 
 
 def expected_failed_checks(estimator: StreamingClassifier) -> dict[str, str]:
-    return EXPECTED_FAILED_CHECKS
+    return MLP_FAILED_CHECKS if estimator.model == "mlp" else {}
 
 
 @parametrize_with_checks(

@@ -150,7 +150,7 @@ def test_training_memory_does_not_grow_with_the_data(tmp_path):
         data = tmp_path / f"d{rows}.csv"
         leanfit.write_data(data, rows=rows, seed=5)
         code, peaks[rows], err = peak_of(
-            *("train", data, "--schema", schema, "--out", tmp_path / "m.leanfit"),
+            *("train", data, "--schema", schema, "--out", tmp_path / "m.leanfit", "--force"),
             *("--epochs", "2", "--batch-rows", "16384", "--memory-limit", "460MB"),
         )
         assert code == 0, err

@@ -9,8 +9,9 @@ import pytest
 from palmerpenguins import load_penguins_raw
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
 
-from leanfit import evaluate, inspect, load, predict, train
+from leanfit import evaluate, inspect, load, predict
 from leanfit.encode.batches import holdout_mask
+from leanfit.engines.local.train import train
 from leanfit.options import TrainOptions
 
 TARGET = "Species"

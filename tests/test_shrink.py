@@ -30,7 +30,7 @@ def _assert_round_trip(tmp_path, frame: pd.DataFrame, suffix: str) -> None:
         frame.to_parquet(src, index=False)
         reference = pd.read_parquet(src)
     schema = inspect(src)
-    shrink(src, tmp_path / "out.parquet", schema)
+    shrink(src, tmp_path / "out.parquet", schema, force=True)
     back = pq.read_table(tmp_path / "out.parquet").to_pandas()
     assert len(back) == len(reference)
     for col in schema.columns:
@@ -111,7 +111,8 @@ def test_generated_file_shrinks_and_round_trips(small_csv, tmp_path):
 def test_the_shrunk_file_trains_like_the_csv(small_csv, tmp_path):
     """shrink's Parquet holds dictionary columns: inspect and train read them as text,
     so the schema and the model are those of the CSV."""
-    from leanfit import TrainOptions, load, predict, train
+    from leanfit import TrainOptions, load, predict
+    from leanfit.engines.local.train import train
 
     schema = inspect(small_csv, target="label")
     shrink(small_csv, tmp_path / "s.parquet", schema)

@@ -167,7 +167,7 @@ def test_killed_predict_leaves_no_output(small_csv, tmp_path):
 
     train(small_csv, "label", out=tmp_path / "m.leanfit", options=TrainOptions(batch_rows=1_024))
     out = tmp_path / "p.csv"
-    script = "import sys, leanfit; leanfit.predict(*sys.argv[1:], rows=1024)"
+    script = "import sys; from leanfit.engines.local.apply import predict; predict(*sys.argv[1:], rows=1024)"
     cmd = [sys.executable, "-c", script, str(tmp_path / "m.leanfit"), str(small_csv), str(out)]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 30

@@ -1,6 +1,7 @@
 """leanfit: train, evaluate and apply classifiers on tabular data larger than memory.
 
-The public API mirrors the command line. Heavy libraries (pandas, pyarrow,
+The public API mirrors the command line: every command is a function
+(:mod:`leanfit.api`) taking the command's options as keywords. Heavy libraries (pandas, pyarrow,
 scikit-learn) load on first use, so ``inspect`` pays only for Polars and NumPy.
 """
 
@@ -9,9 +10,7 @@ from __future__ import annotations
 import importlib
 
 from leanfit import _env  # noqa: F401  (first: sets Polars' CSV read chunk)
-from leanfit.engines.local.apply import evaluate, predict
-from leanfit.engines.local.shrink import shrink
-from leanfit.engines.local.train import train
+from leanfit.api import evaluate, export, inspect, predict, shrink, train, write_data
 from leanfit.engines.local.update import update
 from leanfit.errors import (
     BundleError,
@@ -24,13 +23,12 @@ from leanfit.errors import (
 from leanfit.io.formats import Source
 from leanfit.model import Model, load
 from leanfit.options import BoostOptions, TrainOptions, UpdateOptions
-from leanfit.schema import Column, Schema, inspect
+from leanfit.schema import Column, Schema
 
 # Functions named like their module are imported above (a submodule import would
 # otherwise shadow them); the generator, which needs pyarrow, loads on first use.
 _LAZY = {
     "generate_batches": "leanfit.synth",
-    "write_data": "leanfit.synth",
     "StreamingClassifier": "leanfit.estimator",
 }
 
@@ -50,6 +48,7 @@ __all__ = [
     "TrainOptions",
     "UpdateOptions",
     "evaluate",
+    "export",
     "generate_batches",
     "inspect",
     "load",

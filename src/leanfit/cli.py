@@ -21,10 +21,11 @@ from leanfit.flags import (
     engine_options,
     group_values,
     input_options,
-    on_dask,
+    run_option,
     table_options,
 )
 from leanfit.options import BoostOptions, CheckpointOptions, TrainOptions, UpdateOptions
+from leanfit.run import on_dask
 
 
 def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
@@ -40,77 +41,52 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
     @click.option(
         "--quiet", "-q", is_flag=True, help="No progress on stderr (warnings and errors still)."
     )
-    @click.option(
-        "--memory-limit",
-        metavar="SIZE",
-        help="Memory budget: 512MB, 2GiB or 30% of the machine. The run plans its chunks "
-        "to stay under it, or refuses at once. [default: a quarter of the memory available "
-        "at start]",
-    )
-    @click.option(
-        "--memory-trace",
-        type=click.Path(dir_okay=False),
-        help="Write the RSS samples over time (CSV) to this file.",
-    )
-    @click.option(
-        "--tmp-dir",
-        type=click.Path(file_okay=False),
-        help="Folder for temporary files (block caches, XGBoost pages); leanfit folders "
-        "there whose run is gone are removed. [default: the system temp dir]",
-    )
+    @run_option("memory_limit", metavar="SIZE")
+    @run_option("memory_trace", type=click.Path(dir_okay=False))
+    @run_option("tmp_dir", type=click.Path(file_okay=False))
+    @run_option("force", is_flag=True)
     @functools.wraps(fn)
     def wrapper(
-        as_json: bool,
-        quiet: bool,
-        memory_limit: str | None,
-        memory_trace: str | None,
-        tmp_dir,
-        **kwargs,
+        as_json: bool, quiet: bool, memory_limit, memory_trace, tmp_dir, force: bool, **kwargs
     ):
         from leanfit.io.interrupts import interruptible
-        from leanfit.io.outputs import command_scope
-        from leanfit.memory import Monitor, default_limit, parse_limit
-        from leanfit.progress import Progress, shown
+        from leanfit.progress import shown
+        from leanfit.run import running
 
         # signals are recorded until the command's context closes, after its report
         click.get_current_context().with_resource(interruptible())
         start = time.perf_counter()
         try:
-            limit = parse_limit(memory_limit) if memory_limit else default_limit()
-            outputs, inputs, folder = _owned_paths(kwargs, memory_trace)
+            outputs, inputs, folder = _owned_paths(kwargs)
+            shell = {"memory_trace": memory_trace, "tmp_dir": tmp_dir, "force": force}
             with (
-                command_scope(outputs, inputs, tmp_dir=tmp_dir, folder=folder),
-                Monitor(limit, progress=Progress()) as monitor,
-                shown(monitor.progress, quiet=quiet),  # stopped before an error is printed
+                running(outputs, inputs, memory_limit=memory_limit, folder=folder, **shell) as run,
+                shown(run.memory.progress, quiet=quiet),  # stopped before an error is printed
             ):
-                try:
-                    summary, show = fn(memory=monitor, **kwargs)
-                finally:
-                    if memory_trace:
-                        monitor.write_trace(memory_trace)
+                summary, show = fn(memory=run.memory, **kwargs)
         except Exception as exc:  # the one place errors are printed
             _report_error(exc, kwargs, {"--memory-trace": memory_trace, "--tmp-dir": tmp_dir})
         summary = {"command": click.get_current_context().info_name, **summary}
         summary["seconds"] = round(time.perf_counter() - start, 3)
-        summary["memory"] = monitor.report()
-        summary["peak_rss_bytes"] = summary["memory"]["peak_rss_bytes"]
+        summary = run.finish(summary)
         if as_json:
             click.echo(json.dumps(summary, default=str))
         else:
             show(summary)
+            _show_replaced(summary)
             _show_memory(summary)
 
     return wrapper
 
 
-def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, str | None]:
+def _owned_paths(kwargs: dict) -> tuple[dict, list, str | None]:
     """The command's outputs by option name, its inputs, and which output is a folder."""
     ctx = click.get_current_context()
     out = next((p for p in ctx.command.params if p.name == "out"), None)
     label = "--out" if out is None else out.opts[0] if out.opts[0].startswith("-") else "OUT"
     folder = label if ctx.info_name == "predict" and kwargs.get("engine") == "dask" else None
     inputs = [kwargs.get(name) for name in ("data", "model", "schema_path")]
-    outputs = {label: kwargs.get("out"), "--memory-trace": memory_trace}
+    outputs = {label: kwargs.get("out")}
     outputs["--quarantine"] = kwargs.get("quarantine")
     outputs["--report"] = kwargs.get("report")
     return outputs, [i for i in inputs if i], folder
@@ -130,6 +106,11 @@ def _report_error(exc: Exception, kwargs: dict, outputs: dict) -> None:
     error = as_leanfit_error(exc, kwargs.get("data"), outputs)
     click.echo(f"Error: {' '.join(str(error).splitlines())}", err=True)
     sys.exit(error.exit_code)
+
+
+def _show_replaced(summary: dict) -> None:
+    for path in summary.get("replaced", []):
+        click.echo(f"replaced {path} (--force)")
 
 
 def _show_memory(summary: dict) -> None:
@@ -393,14 +374,23 @@ def train_(data, target, schema_path, out, report, engine, scheduler, memory, gu
     return summary, show_train
 
 
+THRESHOLD = click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Binary targets: predict the second class where its probability is at least this. "
+    "[default: the bundle's train --threshold, else the most likely class]",
+)
+
+
 @main.command("evaluate")
 @MODEL
 @DATA
+@THRESHOLD
 @engine_options
 @command
 @input_options
 @bad_row_options
-def evaluate_(model, data, engine, scheduler, memory, guard):
+def evaluate_(model, data, threshold, engine, scheduler, memory, guard):
     """Metrics of MODEL on labelled DATA, in one streaming pass.
 
     \b
@@ -410,13 +400,13 @@ def evaluate_(model, data, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import evaluate
     from leanfit.report import show_evaluate
 
-    if on_dask(engine, scheduler):
+    if on_dask(engine, scheduler, threshold):
         from leanfit.engines.dask import evaluate as dask_evaluate
 
         return dask_evaluate(
             model, data, scheduler=scheduler, memory=memory, guard=guard
         ), show_evaluate
-    return evaluate(model, data, memory=memory, guard=guard), show_evaluate
+    return evaluate(model, data, memory=memory, guard=guard, threshold=threshold), show_evaluate
 
 
 @main.command("report")
@@ -467,11 +457,12 @@ def report_(model, data, out, engine, scheduler, memory, guard):
 )
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @click.option("--keep", multiple=True, help="Copy this input column to the output (repeatable).")
+@THRESHOLD
 @engine_options
 @command
 @input_options
 @bad_row_options
-def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
+def predict_(model, data, out, proba, keep, threshold, engine, scheduler, memory, guard):
     """Stream predictions of MODEL for DATA into a file.
 
     \b
@@ -481,10 +472,12 @@ def predict_(model, data, out, proba, keep, engine, scheduler, memory, guard):
     from leanfit.engines.local.apply import predict
 
     where = {"guard": guard}
-    if on_dask(engine, scheduler):
+    if on_dask(engine, scheduler, threshold):
         from leanfit.engines.dask import predict
 
         where |= {"scheduler": scheduler}
+    else:
+        where |= {"threshold": threshold}
     summary = predict(model, data, out, proba=proba, keep=tuple(keep), memory=memory, **where)
     from leanfit.report import show_predict
 

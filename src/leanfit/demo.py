@@ -22,7 +22,9 @@ LIMIT = ["--memory-limit", "1GB"]
 def run(*args: str) -> dict:
     print(f"$ leanfit {' '.join(args)}", flush=True)
     done = subprocess.run(
-        [sys.executable, "-m", "leanfit.cli", *args, "--json"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "leanfit.cli", *args, "--json", "--force"],  # a rerun replaces
+        stdout=subprocess.PIPE,
+        text=True,
     )
     if done.returncode:
         sys.exit(done.returncode)

@@ -47,6 +47,7 @@ import pyarrow as pa
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -62,7 +63,16 @@ from leanfit.io.frames import array_table, renamed, to_arrow, write_frames
 from leanfit.model import load
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import make_model
-from leanfit.options import DEFAULT_BATCH_ROWS, INCREMENTAL, MODELS, TrainOptions, UpdateOptions
+from leanfit.options import (
+    DEFAULT_BATCH_ROWS,
+    INCREMENTAL,
+    MODELS,
+    BoostOptions,
+    Options,
+    TrainOptions,
+    UpdateOptions,
+)
+from leanfit.run import running
 from leanfit.staging import class_counts, constraints, label_codes, labels, staged_schema
 
 TARGET = "__target__"
@@ -72,19 +82,9 @@ FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
 
 
-ESTIMATOR_OPTIONS = (
-    "model",
-    "epochs",
-    "holdout",
-    "class_weight",
-    "C",
-    "batch_rows",
-    "patience",
-    "hash_width",
-    "missing_indicators",
-    "drop",
-    "split_by",
-)
+# every train and boost option but the seed (random_state), and the memory budget
+TABLE = {row[0]: row for row in (*TrainOptions.table(), *BoostOptions.table())}
+ESTIMATOR_OPTIONS = tuple(name for name in TABLE if name != "seed")
 
 
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
@@ -123,6 +123,14 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=0
         Seed of the holdout split, the shuffles and the model. An int is used
         as the seed. Otherwise a seed is drawn from it.
+    tol, alpha, penalty, l1_ratio, loss, threshold, rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread : optional
+        As ``leanfit train``'s options of the same names (``help(leanfit.train)``):
+        the logistic's tolerance, the sgd family's scikit-learn parameters, the binary
+        ``threshold`` (a probability, or "f1", "recall@0.8" ... tuned on the holdout),
+        XGBoost's options.
+    memory_limit : str or int, optional
+        The budget of ``fit`` as ``--memory-limit`` ("500MB", "30%", bytes): past it
+        ``fit`` raises MemoryBudgetExceeded. None: a quarter of the memory available.
 
     Attributes
     ----------
@@ -142,6 +150,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **{name: constraints(name) for name in ESTIMATOR_OPTIONS},
         "random_state": ["random_state"],
+        "memory_limit": [str, Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -159,19 +168,23 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         drop: tuple[str, ...] | list[str] = (),
         split_by: str | None = None,
         random_state: int | np.random.RandomState | None = 0,
+        tol: float = 1e-4,
+        alpha: float | None = None,
+        penalty: str | None = None,
+        l1_ratio: float | None = None,
+        loss: str | None = None,
+        threshold: str | float | None = None,
+        rounds: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.3,
+        max_bin: int = 256,
+        early_stopping_rounds: int | None = None,
+        nthread: int | None = None,
+        memory_limit: str | int | None = None,
     ) -> None:
-        self.model = model
-        self.epochs = epochs
-        self.holdout = holdout
-        self.class_weight = class_weight
-        self.C = C
-        self.batch_rows = batch_rows
-        self.patience = patience
-        self.hash_width = hash_width
-        self.missing_indicators = missing_indicators
-        self.drop = drop
-        self.split_by = split_by
-        self.random_state = random_state
+        params = dict(locals())
+        del params["self"]
+        vars(self).update(params)  # scikit-learn's rule: every parameter stored as given
 
     def __sklearn_tags__(self) -> Any:
         """Declare that NaN is accepted: it counts as a missing value."""
@@ -200,18 +213,28 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self.__dict__.pop("feature_names_in_", None)
-        with tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="leanfit-fit-") as tmp,
+            running({}, memory_limit=self.memory_limit) as shell,
+        ):
             folder = Path(tmp)
             data, label, classes = self._stage(X, y, target, folder)
-            schema = staged_schema(data, label)
+            schema = staged_schema(data, label, shell.memory)
             if classes is None:
                 names = [c.name for c in schema.columns if c.name != label]
                 self.n_features_in_ = len(names)
                 self.feature_names_in_ = np.asarray(names, dtype=object)
             summary = train(
-                data, schema=schema, out=folder / "model.leanfit", options=self._options()
+                data,
+                schema=schema,
+                out=folder / "model.leanfit",
+                options=self._options(),
+                boost=BoostOptions(
+                    **{name: getattr(self, name) for name, *_ in BoostOptions.table()}
+                ),
+                memory=shell.memory,
             )
-            self.model_ = load(folder / "model.leanfit")
+            self.model_ = load(folder / "model.leanfit", shell.memory)
         summary.pop("model_path", None)
         self.training_summary_ = {**summary, "schema_warnings": list(schema.warnings)}
         self.classes_ = np.asarray(self.model_.classes) if classes is None else classes
@@ -326,20 +349,13 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         seed = self.random_state
         if not isinstance(seed, Integral):
             seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
-        return TrainOptions(
-            model=self.model,
-            epochs=int(self.epochs),
-            holdout=float(self.holdout),
-            class_weight=self.class_weight,
-            seed=int(seed),
-            split_by=self.split_by,
-            drop=tuple(self.drop),
-            batch_rows=int(self.batch_rows),
-            C=float(self.C),
-            patience=int(self.patience),
-            hash_width=int(self.hash_width),
-            missing_indicators=bool(self.missing_indicators),
-        )
+        values = self._values(TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
+        return TrainOptions(**values)
+
+    def _values(self, group: type[Options]) -> dict[str, Any]:
+        """This estimator's parameters of an option group, numpy scalars made plain."""
+        values = {name: getattr(self, name, None) for name, *_ in group.table()}
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
 
     # ------------------------------------------------------------------ predict
 
@@ -487,5 +503,5 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        best = self._scores(X).argmax(axis=1)
-        return self.classes_[best]
+        scores = self._scores(X)  # checks that the estimator is fitted
+        return self.classes_[self.model_.predicted(scores)]

@@ -6,32 +6,28 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
-from leanfit.errors import ConfigError
 from leanfit.io.formats import Source
-from leanfit.io.guard import POLICIES, Guard
-from leanfit.options import Options
+from leanfit.options import Options, RunOptions
+from leanfit.run import bad_row_guard, with_quarantine
+
+
+def run_option(name: str, **kind) -> Callable[[Callable], Callable]:
+    """The click option of a :class:`~leanfit.options.RunOptions` field: its flag, default
+    and help from the table, click's ``kind`` (type, metavar) given here."""
+    default, spec = next((d, s) for n, d, _, s in RunOptions.table() if n == name)
+    kind = {"default": default, "help": spec.help} | kind
+    if spec.choices is not None and default is not False:
+        kind |= {"type": click.Choice(spec.choices), "show_default": True}
+    return click.option(spec.flag_for(name), name, **kind)
 
 
 def engine_options(fn: Callable) -> Callable:
     """``--engine`` and ``--scheduler``: run on this machine, or on Dask distributed."""
-    fn = click.option(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=None,
-        help="With --engine dask: a running Dask scheduler (tcp://host:8786); the workers "
-        "read DATA themselves. [default: start a local cluster for this command]",
-    )(fn)
-    return click.option(
-        "--engine",
-        type=click.Choice(["local", "dask"]),
-        default="local",
-        show_default=True,
-        help="local: this process; dask: partitions on Dask workers (docs/cluster.md).",
-    )(fn)
+    fn = run_option("scheduler", metavar="ADDRESS")(fn)
+    return run_option("engine")(fn)
 
 
 def input_options(fn: Callable) -> Callable:
@@ -56,44 +52,15 @@ def bad_row_options(fn: Callable) -> Callable:
     """``--bad-rows`` and ``--quarantine``: the command gets a ``guard``
     (:class:`~leanfit.io.guard.Guard`); the quarantine file is written when it is done."""
 
-    @click.option(
-        "--bad-rows",
-        type=click.Choice(POLICIES),
-        default="error",
-        show_default=True,
-        help="A CSV row that cannot be parsed or holds a value its column cannot (ragged, not "
-        "UTF-8, text in a number column, inf): error stops at it, naming the line; skip "
-        "leaves it out; quarantine also writes it to --quarantine. Rows left out are counted. "
-        "Parquet, IPC and JSON lines are typed: they have no such rows.",
-    )
-    @click.option(
-        "--quarantine",
-        type=click.Path(dir_okay=False),
-        help="With --bad-rows quarantine: the file of bad rows (file, line, reason, then the "
-        "line as it was). [default: beside the output, else beside DATA: NAME.quarantine.csv]",
-    )
+    @run_option("bad_rows")
+    @run_option("quarantine", type=click.Path(dir_okay=False))
     @functools.wraps(fn)
     def wrapper(bad_rows: str, quarantine: str | None, **kwargs):
-        if quarantine and bad_rows != "quarantine":
-            raise ConfigError(
-                f"--quarantine {quarantine} is written only with --bad-rows quarantine "
-                f"(this run has --bad-rows {bad_rows}); add --bad-rows quarantine."
-            )
-        beside = kwargs.get("out") or kwargs["data"].data[0]
-        path = Path(quarantine) if quarantine else Path(f"{beside}.quarantine.csv")
-        guard = Guard(bad_rows, path)
+        guard = bad_row_guard(bad_rows, quarantine, kwargs.get("out") or kwargs["data"])
         summary, show = fn(guard=guard, **kwargs)
-        written = guard.write()
-        return summary | ({"quarantine": written} if written else {}), show
+        return with_quarantine(summary, guard), show
 
     return wrapper
-
-
-def on_dask(engine: str, scheduler: str | None) -> bool:
-    """Whether to run on Dask; --scheduler without --engine dask is a mistake."""
-    if scheduler and engine != "dask":
-        raise ConfigError("--scheduler needs --engine dask.")
-    return engine == "dask"
 
 
 def table_options(group: type[Options]) -> Callable[[Callable], Callable]:

@@ -64,9 +64,14 @@ class StreamingMetrics:
     bins : int, default=65536
         Histogram bins over [0, 1] per class for ROC AUC and average precision.
         More bins give a smaller ``auc_error_bound`` (2**16 bins: 1 MiB per class).
+    threshold : float, optional
+        Two classes: the predicted class is 1 where its probability is at least this
+        (default: the argmax).
     """
 
-    def __init__(self, n_classes: int, *, bins: int = DEFAULT_BINS) -> None:
+    def __init__(
+        self, n_classes: int, *, bins: int = DEFAULT_BINS, threshold: float | None = None
+    ) -> None:
         for name, value, low in (("n_classes", n_classes, 2), ("bins", bins, 1)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise ConfigError(
@@ -75,6 +80,7 @@ class StreamingMetrics:
         self.n_classes = int(n_classes)
         self.bins = int(bins)
         self.n_rows = 0
+        self.threshold = threshold
         self._weighted = False
         self._confusion: Floats = np.zeros((self.n_classes, self.n_classes))
         self._log_loss_sum = 0.0
@@ -115,7 +121,7 @@ class StreamingMetrics:
             return
         k = self.n_classes
         onehot = y[:, None] == np.arange(k)
-        cells = y * k + p.argmax(axis=1)
+        cells = y * k + self._predicted(p)
         self._confusion += np.bincount(cells, weights=w, minlength=k * k).reshape(k, k)
         p_true = np.clip(p[np.arange(len(y)), y], eps, 1 - eps)
         self._log_loss_sum += _weighted_sum(-np.log(p_true), w)
@@ -127,6 +133,52 @@ class StreamingMetrics:
         counts = np.bincount(flat.ravel(), weights=weights, minlength=2 * k * self.bins)
         self._hist += counts.reshape(k, 2, self.bins)
         self._calibration += _calibration_sums(p, onehot, w)
+
+    def _predicted(self, p: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            return p.argmax(axis=1)
+        return (p[:, 1] >= self.threshold).astype(np.int64)
+
+    def tuned_threshold(self, rule: str) -> float:
+        """The cut of class 1's probability that ``rule`` picks, at a histogram bin edge:
+        ``f1`` (the best F1), ``precision@P`` (the lowest cut whose precision is at least
+        P: the most recall), ``recall@R`` (the highest cut keeping recall R); a number
+        is returned as it is. Raises ConfigError for more than two classes, InputError
+        when no cut meets the rule.
+
+        >>> m = StreamingMetrics(2, bins=10)
+        >>> m.update(np.array([0, 0, 1, 1]), np.array([[0.8, 0.2], [0.45, 0.55], [0.35, 0.65], [0.1, 0.9]]))
+        >>> m.tuned_threshold("f1"), m.tuned_threshold("precision@1"), m.tuned_threshold("recall@0.5")
+        (0.6, 0.6, 0.9)
+        """
+        kind, level = threshold_rule(rule, self.n_classes)
+        if kind == "fixed":
+            return level
+        neg, pos = self._hist[1, 0], self._hist[1, 1]
+        tp, fp = np.cumsum(pos[::-1])[::-1], np.cumsum(neg[::-1])[::-1]  # rows at bin >= b
+        if kind == "f1":
+            cuts = [int(np.argmax(_divide(2.0 * tp, tp + fp + tp[0])))]
+        elif kind == "precision":
+            cuts = np.flatnonzero((_divide(tp, tp + fp) >= level) & (tp > 0))[:1]
+        else:
+            cuts = np.flatnonzero(_divide(tp, np.full_like(tp, tp[0])) >= level)[-1:]
+        if not len(cuts):
+            raise InputError(f"--threshold {rule}: no cut reaches it on the holdout rows.")
+        above = np.flatnonzero((pos + neg)[cuts[0] :])  # the same rows: cut just below them
+        return int(cuts[0] + (above[0] if len(above) else 0)) / self.bins
+
+    def cut_at(self, threshold: float) -> StreamingMetrics:
+        """Two classes: count the confusion matrix again for class 1 predicted at
+        ``threshold`` and up, from the histograms (exact at a bin edge, as tuned cuts
+        are; otherwise the rows of the bin holding the cut count as below it)."""
+        threshold_rule(str(threshold), self.n_classes)
+        edge = int(np.ceil(threshold * self.bins))
+        neg, pos = self._hist[1, 0], self._hist[1, 1]
+        self._confusion = np.array(
+            [[neg[:edge].sum(), neg[edge:].sum()], [pos[:edge].sum(), pos[edge:].sum()]]
+        )
+        self.threshold = threshold
+        return self
 
     def merge(self, other: StreamingMetrics) -> StreamingMetrics:
         """Add the rows accumulated by ``other`` (same ``n_classes`` and ``bins``); return self."""
@@ -253,6 +305,21 @@ class StreamingMetrics:
         """|weight of the class - probability sum| summed over bins, over all rows."""
         gaps = np.abs(self._calibration[:, 2] - self._calibration[:, 1]).sum(axis=1) / total
         return float(gaps[1] if self.n_classes == 2 else gaps.mean())
+
+
+def threshold_rule(rule: str, n_classes: int) -> tuple[str, float]:
+    """``("fixed", cut)``, ``("f1", 0)``, ``("precision", P)`` or ``("recall", R)`` of a
+    ``--threshold`` value; a ConfigError unless the target has two classes.
+
+    >>> threshold_rule("recall@0.8", 2), threshold_rule("0.3", 2)
+    (('recall', 0.8), ('fixed', 0.3))
+    """
+    if n_classes != 2:
+        raise ConfigError(f"--threshold needs a target of two classes; this one has {n_classes}.")
+    name, _, level = str(rule).partition("@")
+    if name in ("f1", "precision", "recall"):
+        return name, float(level or 0)
+    return "fixed", float(rule)
 
 
 def _check_chunk(

@@ -82,6 +82,8 @@ class Model:
 
     def __init__(self, schema: Schema, encoder: Encoder, estimator, meta: dict):
         self.schema, self.encoder, self.estimator, self.meta = schema, encoder, estimator, meta
+        self.summary: dict = meta["training"]  # leanfit.train: the whole command summary
+        self.threshold: float | None = meta["training"].get("threshold")  # --threshold
         self.classes = np.asarray(schema.classes)
         self.predictor = predictor_for(estimator, encoder)
 
@@ -178,7 +180,7 @@ class Model:
             raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
         p = self.frame_scores(frame)
         columns = {name: frame.get_column(name).to_arrow() for name in keep}
-        columns["prediction"] = pa.array(self.classes[p.argmax(axis=1)])
+        columns["prediction"] = pa.array(self.classes[self.predicted(p)])
         if proba:
             for i, label in enumerate(self.classes):
                 columns[f"proba_{label}"] = pa.array(p[:, i].astype(np.float32))
@@ -205,7 +207,18 @@ class Model:
         return np.concatenate([self.frame_scores(f) for f in self._frames(data)])
 
     def predict(self, data) -> np.ndarray:
-        return self.classes[self.predict_proba(data).argmax(axis=1)]
+        return self.classes[self.predicted(self.predict_proba(data))]
+
+    def predicted(self, p: np.ndarray) -> np.ndarray:
+        """The class code of each row of probabilities: the argmax, or with two classes
+        and a ``threshold``, class 1 where its probability reaches it."""
+        if self.threshold is None:
+            return p.argmax(axis=1)
+        return (p[:, 1] >= self.threshold).astype(np.int64)
+
+    def new_metrics(self) -> StreamingMetrics:
+        """An empty StreamingMetrics that predicts as this model does."""
+        return StreamingMetrics(len(self.classes), threshold=self.threshold)
 
 
 def load(path: str | os.PathLike, memory: Monitor | None = None) -> Model:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,27 @@ from leanfit.errors import ConfigError
 
 MODELS = ("sgd", "hinge", "passive-aggressive", "perceptron", "nb", "mlp", "logistic", "xgboost")
 INCREMENTAL = MODELS[:6]
+SGD_FAMILY = MODELS[:4]  # scikit-learn's SGDClassifier and Perceptron
+SGD_LOSSES = (
+    "log_loss",
+    "hinge",
+    "modified_huber",
+    "squared_hinge",
+    "perceptron",
+    "squared_error",
+    "huber",
+    "epsilon_insensitive",
+    "squared_epsilon_insensitive",
+)
+BAD_ROWS = ("error", "skip", "quarantine")
 DEFAULT_BATCH_ROWS = 131_072
+STOPPING_ROUNDS = 10  # xgboost's early stopping with a holdout, unless told otherwise
+CLASS_WEIGHT = re.compile(
+    r"balanced|[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?(?:,[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)*"
+)
+THRESHOLD = re.compile(
+    r"f1|(?:precision|recall)@(?:0?\.[0-9]+|1(?:\.0*)?)|0?\.[0-9]+|[01](?:\.0*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -50,11 +71,18 @@ class Spec:
     multiple: bool = False
     flag: str | None = None
     short: str | None = None
+    pattern: re.Pattern | None = None  # the whole text must match (``shape`` says how)
+    shape: str = ""
 
     def check(self, name: str, value: Any) -> None:
         """Raise :class:`ConfigError` naming the flag when ``value`` is not allowed."""
         flag = self.flag_for(name)
         if value is None or self.multiple:
+            return
+        if self.pattern is not None:
+            text = value if isinstance(value, str) else repr(value)
+            if isinstance(value, bool) or not self.pattern.fullmatch(text):
+                raise ConfigError(f"{flag} must be {self.shape}. Got {value!r}.")
             return
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
@@ -118,7 +146,11 @@ class TrainOptions(Options):
         0.2, "Share of rows held out for evaluation (0: none).", low=0, high=1, high_open=True
     )
     class_weight: str | None = option(
-        None, "Weight classes inversely to their counts in the schema.", choices=("balanced",)
+        None,
+        "balanced: weight classes inversely to their counts in the schema; or a weight per "
+        "class by its label value, 0=1,1=5 (classes not named weigh 1; Python: also a dict).",
+        pattern=CLASS_WEIGHT,
+        shape="balanced or CLASS=WEIGHT,... (e.g. 0=1,1=5)",
     )
     seed: int = option(0, "Random seed (holdout split, shuffling, the model).")
     split_by: str | None = option(
@@ -147,6 +179,54 @@ class TrainOptions(Options):
     missing_indicators: bool = option(
         False, "Add a 0/1 column per numeric column with missing values.", choices=(False, True)
     )
+    alpha: float | None = option(
+        None,
+        "Regularisation strength of the sgd family (sgd, hinge, passive-aggressive, "
+        "perceptron), scikit-learn's alpha. [default: 1e-5; perceptron 1e-4]",
+        low=0,
+    )
+    penalty: str | None = option(
+        None,
+        "Regularisation of the sgd family. [default: l2; none for passive-aggressive and "
+        "perceptron]",
+        choices=("l2", "l1", "elasticnet"),
+    )
+    l1_ratio: float | None = option(
+        None,
+        "Share of L1 in --penalty elasticnet (0: L2 only, 1: L1 only). [default: 0.15]",
+        low=0,
+        high=1,
+    )
+    loss: str | None = option(
+        None,
+        "Loss of scikit-learn's SGDClassifier (sgd, hinge, passive-aggressive); only "
+        "log_loss and modified_huber give probabilities. [default: log_loss for sgd, hinge "
+        "for hinge and passive-aggressive]",
+        choices=SGD_LOSSES,
+    )
+    threshold: str | float | None = option(
+        None,
+        "Binary targets: the probability of the second class above which it is predicted "
+        "(0.3), or tuned on the holdout: f1, precision@0.9 (the lowest cut reaching that "
+        "precision), recall@0.8 (the highest cut keeping that recall). Stored in the bundle; "
+        "predict and evaluate use it. [default: 0.5]",
+        pattern=THRESHOLD,
+        shape="a probability, f1, precision@P or recall@R (e.g. 0.3, recall@0.8)",
+    )
+
+    def check(self) -> None:
+        """Each option's limits, and a threshold to tune needs a holdout."""
+        super().check()
+        if isinstance(self.threshold, str) and self.threshold[0].isalpha() and not self.holdout:
+            raise ConfigError(
+                f"--threshold {self.threshold} is tuned on the holdout; give --holdout above 0."
+            )
+
+    def __post_init__(self) -> None:
+        """A ``class_weight`` dict (Python) becomes the flag's text: {0: 1, 1: 5} -> 0=1,1=5."""
+        if isinstance(self.class_weight, dict):
+            text = ",".join(f"{k}={v}" for k, v in self.class_weight.items())
+            object.__setattr__(self, "class_weight", text)
 
 
 @dataclass(frozen=True)
@@ -160,9 +240,72 @@ class BoostOptions(Options):
         256, "xgboost: histogram bins per feature (memory: ~1 byte per value).", low=2
     )
     early_stopping_rounds: int | None = option(
-        None, "xgboost: stop when the holdout loss has not improved for N rounds.", low=1
+        None,
+        "xgboost: stop when the holdout loss has not improved for N rounds and keep the best "
+        f"round (0: off). [default: {STOPPING_ROUNDS} with a holdout, else off]",
+        low=0,
     )
     nthread: int | None = option(None, "xgboost: threads [default: all cores].", low=1)
+
+    def effective(self, holdout: float) -> BoostOptions:
+        """These options as they run: early stopping's default filled in from ``holdout``.
+
+        >>> BoostOptions().effective(0.2).early_stopping_rounds, BoostOptions().effective(0)
+        (10, BoostOptions(rounds=100, max_depth=6, learning_rate=0.3, max_bin=256, early_stopping_rounds=0, nthread=None))
+        """
+        rounds = self.early_stopping_rounds
+        if rounds and not holdout:
+            raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
+        if rounds is None:
+            rounds = STOPPING_ROUNDS if holdout else 0
+        return dataclasses.replace(self, early_stopping_rounds=rounds)
+
+
+@dataclass(frozen=True)
+class RunOptions(Options):
+    """What every command takes besides its own options: the budget, temp files, bad
+    rows, the engine, overwriting. The command line's ``--memory-limit`` ... and the
+    Python API's ``memory_limit=`` ... are made from these."""
+
+    memory_limit: str | int | None = option(
+        None,
+        "Memory budget: 512MB, 2GiB, 30% of the machine (Python: also an int of bytes). The "
+        "run plans its chunks to stay under it, or refuses at once. [default: a quarter of "
+        "the memory available at start]",
+    )
+    memory_trace: str | None = option(None, "Write the RSS samples over time (CSV) to this file.")
+    tmp_dir: str | None = option(
+        None,
+        "Folder for temporary files (block caches, XGBoost pages); leanfit folders there whose "
+        "run is gone are removed. [default: the system temp dir]",
+    )
+    bad_rows: str = option(
+        "error",
+        "A row that cannot be parsed or holds a value its column cannot (ragged, not UTF-8, "
+        "text in a number column, inf): error stops at it, naming the line; skip leaves it "
+        "out; quarantine also writes it to --quarantine. Rows left out are counted.",
+        choices=BAD_ROWS,
+    )
+    quarantine: str | None = option(
+        None,
+        "With --bad-rows quarantine: the file of bad rows (file, line, reason, then the line "
+        "as it was). [default: beside the output, else beside DATA: NAME.quarantine.csv]",
+    )
+    engine: str = option(
+        "local",
+        "local: this process; dask: partitions on Dask workers (docs/cluster.md).",
+        choices=("local", "dask"),
+    )
+    scheduler: str | None = option(
+        None,
+        "With --engine dask: a running Dask scheduler (tcp://host:8786); the workers read DATA "
+        "themselves. [default: start a local cluster for this command]",
+    )
+    force: bool = option(
+        False,
+        "Replace outputs that exist (else an existing output is an error).",
+        choices=(False, True),
+    )
 
 
 def same_as(group: type[Options], name: str) -> Any:

@@ -162,7 +162,15 @@ def show_train(s: dict) -> None:
         f"{', sparse' if s.get('sparse') else ''}); held out {s['rows_holdout']:,} rows."
     )
     if s.get("matrix"):
-        console.print(f"XGBoost data: {s['matrix']}; {s['rounds_trained']} rounds trained.")
+        console.print(
+            f"XGBoost data: {s['matrix']}; {s['rounds_trained']} rounds trained, round "
+            f"{s['best_iteration'] + 1} kept."
+        )
+    if s.get("threshold") is not None:
+        console.print(
+            f"threshold {s['options']['threshold']}: the second class is predicted where its "
+            f"probability is at least {s['threshold']:.4g} (the metrics count at it)."
+        )
     if s.get("feature_importance"):
         top = list(s["feature_importance"].items())[:10]
         console.print("top features by gain: " + ", ".join(f"{k} {v:,.1f}" for k, v in top))

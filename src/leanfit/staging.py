@@ -15,17 +15,21 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from leanfit.errors import InputError
-from leanfit.options import TrainOptions
+from leanfit.options import BoostOptions, TrainOptions
 from leanfit.schema import Schema, inspect
 
 NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
+TABLE = {row[0]: row for row in (*TrainOptions.table(), *BoostOptions.table())}
 
 
 def constraints(name: str) -> list[Any]:
-    """scikit-learn's constraints of a train option, from its declaration (leanfit.options)."""
-    _, default, annotation, spec = next(row for row in TrainOptions.table() if row[0] == name)
+    """scikit-learn's constraints of a train or boost option, from its declaration
+    (leanfit.options)."""
+    _, default, annotation, spec = TABLE[name]
     allowed: list[Any]
-    if str(annotation) == "bool":
+    if spec.pattern is not None:  # class_weight also as a dict, threshold as a number
+        allowed = [str, dict if name == "class_weight" else Interval(Real, 0, 1, closed="both")]
+    elif str(annotation) == "bool":
         allowed = ["boolean"]
     elif spec.multiple:
         allowed = [list, tuple]
@@ -69,10 +73,10 @@ def class_counts(schema: Schema, n_classes: int) -> list[int]:
     return [int(found.get(code, 0)) for code in range(n_classes)]
 
 
-def staged_schema(data, target: str) -> Schema:
+def staged_schema(data, target: str, memory=None) -> Schema:
     """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
     its numeric constant columns (they encode as zeros)."""
-    schema = inspect(data, target=target)
+    schema = inspect(data, target=target, memory=memory)
     for col in schema.columns:
         if col.kind == "id" and col.read_as.startswith("Float"):
             col.kind, col.feature = "integer", True

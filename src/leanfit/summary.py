@@ -88,6 +88,12 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "files": ((int,), "files written (dask predict)"),
     "cluster": ((dict,), "the Dask cluster: scheduler, workers, their memory and peaks"),
     "seconds": (NUMBER, "wall seconds of the whole command"),
+    "threshold": (
+        NUMBER,
+        "binary: the cut of the second class's probability (--threshold): fixed, or tuned on "
+        "the holdout",
+    ),
+    "replaced": ((list,), "existing outputs this run replaced (--force)"),
     "peak_rss_bytes": ((int,), "peak resident memory of the process, as the OS counts it"),
     "memory": ((dict,), "the memory report: limit, baseline, peak, peak by stage, within_limit"),
 }

@@ -18,7 +18,7 @@ import polars as pl
 
 from leanfit.encode.encoder import Encoder
 from leanfit.encode.trees import Feature, feature_matrix
-from leanfit.errors import SchemaMismatch
+from leanfit.errors import ConfigError, SchemaMismatch
 from leanfit.options import TrainOptions
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import storage_expr
@@ -132,8 +132,29 @@ def balanced_weights(schema: Schema) -> np.ndarray:
 
 
 def class_weights(schema: Schema, opts: TrainOptions) -> np.ndarray | None:
-    """The weight of each class code under ``--class-weight`` (None: unweighted)."""
-    return balanced_weights(schema) if opts.class_weight else None
+    """The weight of each class code under ``--class-weight`` (None: unweighted):
+    ``balanced``, or ``CLASS=WEIGHT,...`` naming classes by their label value.
+
+    >>> from leanfit.schema.columns import Schema
+    >>> s = Schema([], 6, [], target="y", classes=["no", "yes"], class_counts=[4, 2])
+    >>> class_weights(s, TrainOptions(class_weight="yes=5")).tolist()
+    [1.0, 5.0]
+    """
+    if opts.class_weight is None:
+        return None
+    if opts.class_weight == "balanced":
+        return balanced_weights(schema)
+    names = [str(c) for c in schema.classes]
+    weights = np.ones(len(names), dtype=np.float32)
+    for item in opts.class_weight.split(","):
+        label, weight = item.rsplit("=", 1)
+        if label.strip() not in names:
+            raise ConfigError(
+                f"--class-weight: {label.strip()!r} is not a class of '{schema.target}' "
+                f"(its classes: {', '.join(names)})."
+            )
+        weights[names.index(label.strip())] = float(weight)
+    return weights
 
 
 # --------------------------------------------------------------------------- linear models

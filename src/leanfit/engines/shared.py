@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from leanfit.metrics import StreamingMetrics
+from leanfit.errors import InputError
+from leanfit.metrics import StreamingMetrics, threshold_rule
 from leanfit.models.registry import scores
 
 Progress = Callable[[dict], None]
@@ -54,3 +55,24 @@ def block_metrics(proba: Callable, blocks: Iterable, n_classes: int) -> Streamin
     for X, y, _ in blocks:
         metrics.update(np.asarray(y, dtype=np.int64), proba(X))
     return metrics if metrics.n_rows else None
+
+
+def holdout_result(
+    metrics: StreamingMetrics | None, rule: str | None, class_names: list[str]
+) -> tuple[dict | None, float | None]:
+    """The holdout metrics as a summary reports them, and the ``--threshold`` cut: a
+    fixed one, or the one its rule picks on the holdout (the metrics then count at it)."""
+    if rule is None:
+        return (metrics.result(class_names=class_names, curves=True) if metrics else None), None
+    if metrics is None:
+        return None, metrics_free_cut(rule, len(class_names))
+    cut = metrics.tuned_threshold(rule)
+    return metrics.cut_at(cut).result(class_names=class_names, curves=True), cut
+
+
+def metrics_free_cut(rule: str, n_classes: int) -> float:
+    """A fixed cut; a rule to tune needs holdout rows."""
+    kind, level = threshold_rule(rule, n_classes)
+    if kind != "fixed":
+        raise InputError(f"--threshold {rule}: no holdout rows to tune it on; raise --holdout.")
+    return level

@@ -332,18 +332,31 @@ def command_scope(
     *,
     tmp_dir: str | os.PathLike | None = None,
     folder: str | None = None,
-) -> Iterator[None]:
+    force: bool = False,
+) -> Iterator[list[str]]:
     """What one command owns while it runs: its temp root (swept) and every output,
-    checked and claimed. ``outputs`` maps each option's name (``--out``) to its path;
-    ``folder`` names the one that is a folder. (The caller records signals around it:
-    :func:`leanfit.io.interrupts.interruptible`.)"""
+    checked and claimed; yields the outputs that exist and will be replaced (an
+    existing output is refused unless ``force``). ``outputs`` maps each option's name
+    (``--out``) to its path; ``folder`` names the one that is a folder. (The caller
+    records signals around it: :func:`leanfit.io.interrupts.interruptible`.)"""
     inputs = list(_flat(inputs))
     given = {label: Path(path) for label, path in outputs.items() if path is not None}
     _refuse_twice(given)
     with using_temp_root(tmp_dir), contextlib.ExitStack() as stack:
         for label, path in given.items():
             stack.enter_context(claimed_output(path, inputs, label=label, folder=label == folder))
-        yield
+        yield _existing(given, force)
+
+
+def _existing(outputs: dict[str, Path], force: bool) -> list[str]:
+    """The outputs that exist; without ``force`` the first is refused."""
+    existing = {label: path for label, path in outputs.items() if os.path.lexists(path)}
+    if existing and not force:
+        label, path = next(iter(existing.items()))
+        raise ConfigError(
+            f"{label} {path} exists; give --force (Python: force=True) to replace it."
+        )
+    return [str(path) for path in existing.values()]
 
 
 def _refuse_twice(outputs: dict[str, Path]) -> None:

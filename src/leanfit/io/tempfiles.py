@@ -26,7 +26,7 @@ from pathlib import Path
 from leanfit.io import interrupts
 
 OWNER = ".owner"
-KINDS = ("leanfit-cache-", "leanfit-xgb-")
+KINDS = ("leanfit-cache-", "leanfit-xgb-", "leanfit-model-")  # the last: train without --out
 STAGING = ".leanfit-new-"
 STAGING_AGE = 3600.0  # seconds after which an unnamed staging folder is abandoned
 

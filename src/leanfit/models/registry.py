@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from leanfit.errors import BundleError, ConfigError
-from leanfit.options import MODELS, TrainOptions
+from leanfit.options import MODELS, SGD_FAMILY, TrainOptions
 
 _CLASSES = {
     "SGDClassifier": "sklearn.linear_model",
@@ -91,8 +91,21 @@ def make_model(
 
 
 def model_for(opts: TrainOptions, *, sparse: bool = False):
-    """A fresh estimator for ``opts.model`` with the options that apply to it."""
-    return make_model(opts.model, seed=opts.seed, sparse=sparse, C=opts.C, tol=opts.tol)
+    """A fresh estimator for ``opts.model`` with the options that apply to it; an option
+    given for a model it does not apply to is a ConfigError."""
+    model = make_model(opts.model, seed=opts.seed, sparse=sparse, C=opts.C, tol=opts.tol)
+    given = {name: getattr(opts, name) for name in SGD_OPTIONS if getattr(opts, name) is not None}
+    for name in given:
+        users = SGD_FAMILY[:3] if name == "loss" else SGD_FAMILY
+        if opts.model not in users:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} applies to --model {', '.join(users)}, "
+                f"not {opts.model}."
+            )
+    return model.set_params(**given) if given else model
+
+
+SGD_OPTIONS = ("alpha", "penalty", "l1_ratio", "loss")  # scikit-learn's parameter names
 
 
 def import_library(name: str) -> None:

@@ -29,7 +29,6 @@ from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
 from leanfit.io.partitions import Part, read_part
 from leanfit.io.source import estimate_rows
 from leanfit.memory import Monitor
-from leanfit.metrics import StreamingMetrics
 from leanfit.model import load
 from leanfit.options import DEFAULT_BATCH_ROWS
 
@@ -78,7 +77,7 @@ def evaluate(
 def evaluate_part(part: Part, types: dict | None, model):
     """StreamingMetrics of ``model`` on the partition's labelled rows (None if none)."""
     frame = read_part(part, types)
-    metrics = StreamingMetrics(len(model.classes))
+    metrics = model.new_metrics()
     for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
         model.add_metrics(metrics, frame.slice(start, DEFAULT_BATCH_ROWS), part.name)
     return metrics if metrics.n_rows else None

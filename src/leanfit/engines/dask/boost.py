@@ -26,6 +26,7 @@ from leanfit.engines.dask.cluster import (
     tree_reduce,
 )
 from leanfit.engines.dask.train import Job, Layout, metrics_part
+from leanfit.engines.shared import holdout_result
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
 from leanfit.memory import Monitor
@@ -85,8 +86,7 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=
     progress = (memory or Monitor.unbounded()).progress
     bopts = boost or BoostOptions()
     bopts.check()
-    if bopts.early_stopping_rounds and not opts.holdout:
-        raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
+    bopts = bopts.effective(opts.holdout)
     features, notes = boost_features(schema, opts.drop)
     if not features:
         raise ConfigError("no feature columns left to train on.")
@@ -168,6 +168,8 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=
             progress.plan(sum(s["holdout"] for s in shapes))
             follow(per_part, progress, [s["holdout"] for s in shapes])
         metrics = whole.result()
+    names = [str(x) for x in schema.classes]
+    metrics, cut = holdout_result(metrics, opts.threshold, names)
     summary = booster_summary(
         model,
         schema,
@@ -176,10 +178,8 @@ def fit_booster(cl: Cluster, where: Layout, schema: Schema, opts, boost, memory=
         rows=(sum(s["train"] for s in shapes), sum(s["holdout"] for s in shapes)),
         rounds_trained=booster.num_boosted_rounds(),
         notes=notes,
-        metrics=metrics.result(class_names=[str(x) for x in schema.classes], curves=True)
-        if metrics
-        else None,
-    )
+        metrics=metrics,
+    ) | ({"threshold": cut} if cut is not None else {})
     return (
         model,
         None,

@@ -37,7 +37,7 @@ from leanfit.engines.dask.cluster import (
     row_offsets,
     tree_reduce,
 )
-from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
+from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
 from leanfit.models.merge import average_models, merge_naive_bayes
@@ -225,9 +225,9 @@ def fit(
     del train
     with progress.stage("holdout"):
         progress.plan(n_holdout)
-        metrics = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
-        classes = [str(x) for x in schema.classes]
-        metrics = metrics.result(class_names=classes, curves=True) if metrics else None
+        held = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
+        names = [str(x) for x in schema.classes]
+        metrics, cut = holdout_result(held, opts.threshold, names)
         if metrics and epochs:  # the last epoch's holdout loss, shown too
             last = {"epoch": epochs, "holdout_log_loss": metrics["log_loss"]}
             progress.note({"stage": "epoch", **last})
@@ -239,7 +239,7 @@ def fit(
         history=history,
         metrics=metrics,
         seconds=time.perf_counter() - started,
-    )
+    ) | ({"threshold": cut} if cut is not None else {})
     return (
         model,
         encoder,

@@ -17,8 +17,8 @@ from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.io.source import estimate_rows, resolve_paths
 from leanfit.memory import Monitor
-from leanfit.metrics import StreamingMetrics
-from leanfit.model import load
+from leanfit.metrics import threshold_rule
+from leanfit.model import Model, load
 
 
 @checks_output("out", inputs=("model_path", "data"))
@@ -32,15 +32,17 @@ def predict(
     rows: int | None = None,
     memory: Monitor | None = None,
     guard: Guard | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Stream predictions for ``data`` into ``out``: CSV (``.csv``, ``.csv.gz``), Parquet,
     Arrow IPC (``.arrow``, ``.feather``) or JSON lines (``.jsonl``), by its name.
 
     With an active ``guard`` bad rows get no prediction and are counted (``rows_bad``).
-    Memory: chunks of ``rows`` rows, or as many as ``memory``'s limit allows.
+    ``threshold`` replaces the bundle's ``--threshold``. Memory: chunks of ``rows``
+    rows, or as many as ``memory``'s limit allows.
     """
     fmt = output_format(out)
-    model = load(model_path, memory)
+    model = with_threshold(load(model_path, memory), threshold)
     data = resolve_paths(data)
     model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
@@ -77,16 +79,18 @@ def evaluate(
     memory: Monitor | None = None,
     guard: Guard | None = None,
     curves: bool = False,
+    threshold: float | None = None,
 ) -> dict:
     """Metrics of the bundle on labelled ``data``, in one streaming pass; rows without a
     label (and, with an active ``guard``, bad rows) are counted, not scored. With
-    ``curves``, the metrics hold the points of the curves (StreamingMetrics.curves)."""
-    model = load(model_path, memory)
+    ``curves``, the metrics hold the points of the curves (StreamingMetrics.curves);
+    ``threshold`` replaces the bundle's ``--threshold``."""
+    model = with_threshold(load(model_path, memory), threshold)
     data = resolve_paths(data)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
     rows = rows or model.plan_rows(memory)
-    metrics, counts = StreamingMetrics(len(model.classes)), RowCounts()
+    metrics, counts = model.new_metrics(), RowCounts()
     with memory.stage("evaluate"):
         memory.progress.plan(estimate_rows(resolve_paths(data)))
         for frame in model.batches(data, rows, guard):
@@ -98,3 +102,11 @@ def evaluate(
     result = metrics.result(class_names=[str(c) for c in model.classes], curves=curves)
     accounting = counts.summary(guard, f"'{model.schema.target}'")
     return {**model.describe(model_path, data), **accounting, "metrics": result}
+
+
+def with_threshold(model: Model, threshold: float | None) -> Model:
+    """``model`` predicting class 1 from ``threshold`` on (two classes), if given."""
+    if threshold is not None:
+        threshold_rule(str(threshold), len(model.classes))
+        model.threshold = float(threshold)
+    return model

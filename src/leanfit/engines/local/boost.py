@@ -25,6 +25,7 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
 from leanfit.engines.checkpoint import Checkpoint
 from leanfit.engines.local.boost_checkpoint import BoostCheckpoint
+from leanfit.engines.shared import holdout_result
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.scan import iter_batches
@@ -246,13 +247,13 @@ def _quantize(kind: type, it: BatchIter, **kwargs) -> xgb.DMatrix | None:
 
 
 def holdout_metrics(
-    model: BoostedModel, holdout: BatchIter, class_names: list[str], progress: Progress
-) -> dict:
+    model: BoostedModel, holdout: BatchIter, progress: Progress
+) -> StreamingMetrics:
     """:class:`StreamingMetrics` of ``model`` on the holdout rows, batch by batch."""
     metrics = StreamingMetrics(model.n_classes)
     for X, y, _ in progress.counted(holdout.batches()):
         metrics.update(y.astype(np.int64), model.proba(X))
-    return metrics.result(class_names=class_names, curves=True)
+    return metrics
 
 
 def fit_booster(
@@ -307,8 +308,7 @@ def fit_booster(
     bopts.check()
     if schema.target is None:
         raise ConfigError("the schema has no target: run `leanfit inspect --target` to make one.")
-    if bopts.early_stopping_rounds and not opts.holdout:
-        raise ConfigError("--early-stopping-rounds needs a holdout (--holdout > 0).")
+    bopts = bopts.effective(opts.holdout)
     started = time.perf_counter()
     features, notes = (init.features, []) if init else boost_features(schema, opts.drop)
     if not features:
@@ -335,7 +335,11 @@ def fit_booster(
         held = iters[1].rows if opts.holdout else 0
         with memory.progress.stage("holdout"):
             memory.progress.plan(held)
-            metrics = holdout_metrics(model, iters[1], names, memory.progress) if held else None
+            metrics, cut = holdout_result(
+                holdout_metrics(model, iters[1], memory.progress) if held else None,
+                opts.threshold,
+                names,
+            )
         cache_bytes = sum(it.blocks.nbytes for it in iters if it.blocks)
     summary = booster_summary(
         model,
@@ -354,7 +358,7 @@ def fit_booster(
         "matrix_estimate_bytes": estimate,
         "cache_bytes": cache_bytes,
         "train_seconds": round(time.perf_counter() - started, 3),
-    }
+    } | ({"threshold": cut} if cut is not None else {})
 
 
 def plan_booster(schema: Schema, opts: TrainOptions, memory: Monitor, libraries: int) -> Plan:

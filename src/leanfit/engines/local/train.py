@@ -29,13 +29,14 @@ from leanfit.engines.checkpoint import (
     restore_trainer,
     save_trainer,
 )
-from leanfit.engines.shared import EarlyStopping, block_metrics, log_loss_sum
+from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
+from leanfit.metrics import threshold_rule
 from leanfit.model import save_bundle
 from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, TrainOptions
@@ -284,9 +285,10 @@ def holdout_loss(model, blocks) -> float:
     return total / max(count, 1)
 
 
-def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str]) -> dict:
+def evaluate_blocks(model, blocks, n_classes: int, class_names: list[str], rule=None) -> tuple:
+    """The holdout metrics and the ``--threshold`` cut (engines.shared.holdout_result)."""
     metrics = block_metrics(lambda X: scores(model, X), blocks, n_classes)
-    return metrics.result(class_names=class_names, curves=True)
+    return holdout_result(metrics, rule, class_names)
 
 
 @checks_output("out", inputs=("data",))
@@ -339,6 +341,8 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         or inspect(data, target=target, memory=memory, guard=guard)
     )
     check_target(schema, target)
+    if opts.threshold is not None:
+        threshold_rule(opts.threshold, len(schema.classes))
     if opts.model == "xgboost":
         # after import_library: XGBoost is then loaded without the dataframe libraries
         from leanfit.engines.local.boost import train_booster
@@ -362,15 +366,17 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
             trainer.fit(data, train_cache, holdout_cache)
         with memory.stage("evaluate"):
             memory.progress.plan(holdout_cache.rows)
-            metrics = (
+            names = [str(c) for c in schema.classes]
+            metrics, cut = (
                 evaluate_blocks(
                     trainer.model,
                     memory.progress.counted(holdout_cache.blocks()),
                     len(schema.classes),
-                    [str(c) for c in schema.classes],
+                    names,
+                    opts.threshold,
                 )
                 if holdout_cache.rows
-                else None
+                else holdout_result(None, opts.threshold, names)
             )
         if metrics and trainer.epochs_done:  # the last epoch's holdout loss, shown too
             last = {"epoch": trainer.epochs_done, "holdout_log_loss": metrics["log_loss"]}
@@ -385,6 +391,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
             seconds=time.perf_counter() - started,
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
+        summary |= {"threshold": cut} if cut is not None else {}
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
