@@ -196,6 +196,11 @@ def memory_text(rss: int, limit: int) -> str:
 
 
 def memory_style(rss: int, limit: int) -> str:
+    """The colour of the memory bar: green, yellow from 75% of the limit, red from 90%.
+
+    >>> [memory_style(rss, 100) for rss in (50, 80, 95)]
+    ['green', 'yellow', 'red']
+    """
     share = rss / max(limit, 1)
     return "red" if share >= RED_AT else "yellow" if share >= YELLOW_AT else "green"
 
