@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 bad input or options (``Error: ...`` on stderr);
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -69,7 +70,7 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
         from leanfit.io.interrupts import interruptible
         from leanfit.io.outputs import command_scope
         from leanfit.memory import Monitor, default_limit, parse_limit
-        from leanfit.progress import Progress, shown
+        from leanfit.progress import Progress
 
         # signals are recorded until the command's context closes, after its report
         click.get_current_context().with_resource(interruptible())
@@ -80,7 +81,7 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             with (
                 command_scope(outputs, inputs, tmp_dir=tmp_dir, folder=folder),
                 Monitor(limit, progress=Progress()) as monitor,
-                shown(monitor.progress, quiet=quiet),  # stopped before an error is printed
+                _progress_shown(monitor.progress, quiet),
             ):
                 try:
                     summary, show = fn(memory=monitor, **kwargs)
@@ -100,6 +101,20 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             _show_memory(summary)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _progress_shown(progress, quiet: bool):
+    """Progress on stderr, stopped before an error is printed, also by a forced exit."""
+    from leanfit.io import interrupts
+    from leanfit.progress import shown
+
+    with shown(progress, quiet=quiet) as stop:
+        interrupts.on_exit(stop, stop)
+        try:
+            yield
+        finally:
+            interrupts.forget(stop)
 
 
 def _owned_paths(kwargs: dict, memory_trace: str | None) -> tuple[dict, list, str | None]:

@@ -208,14 +208,14 @@ def memory_style(rss: int, limit: int) -> str:
 @contextlib.contextmanager
 def shown(
     progress: Progress, *, quiet: bool = False, stream=None, every: float = PLAIN_EVERY
-) -> Iterator[None]:
+) -> Iterator[Callable[[], None]]:
     """Show ``progress`` on ``stream`` (stderr) while the block runs: live when it is a
     terminal, plain lines (at most one each ``every`` seconds) otherwise, nothing when
     ``quiet``. The display is stopped (and its last state drawn) before the block's
-    exception goes on."""
+    exception goes on; the block gets the display's ``stop`` (it may be called again)."""
     stream = stream or sys.stderr
     if quiet:
-        yield
+        yield lambda: None
         return
     if stream.isatty():
         display = LiveDisplay(progress, stream)
@@ -223,7 +223,7 @@ def shown(
         display = PlainDisplay(progress, stream, every)
     display.start()
     try:
-        yield
+        yield display.stop
     finally:
         display.stop()
 

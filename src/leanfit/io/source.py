@@ -6,8 +6,7 @@ and checks them before any is parsed: each file's bytes are of its format (a
 and every file has the first file's columns in the same order (files are read by
 position, so another order would put values under the wrong names). :func:`resolve`
 does the same for inputs that may be URLs (``s3://``, ``file://``), as strings a
-Dask worker can open. :func:`open_bytes` and :func:`size` read either;
-:func:`estimate_rows` says how many rows to expect, for progress.
+Dask worker can open. :func:`open_bytes` and :func:`size` read either.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import csv
 import glob as globlib
 import gzip
-import zlib
 from pathlib import Path
 
 from leanfit.errors import InputError
@@ -24,7 +22,6 @@ DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 SHOWN_COLUMNS = 8
-HEAD_BYTES = 1 << 20  # what estimate_rows reads of each CSV file
 
 
 def resolve_paths(data: str | Path | list[str | Path]) -> list[Path]:
@@ -205,31 +202,3 @@ def resolve(data) -> list[str]:
     if len({f.endswith((".parquet", ".pq")) for f in found}) > 1:
         raise InputError("The inputs mix CSV and Parquet files; give one format at a time.")
     return found
-
-
-def estimate_rows(paths: list) -> int | None:
-    """The rows of ``paths`` as progress expects them: Parquet's from its footers,
-    a CSV file's from its size and the lines of its first MiB (gzip'd: the lines its
-    first compressed MiB holds); None for remote files or one that cannot be read
-    (the pass itself then says why)."""
-    import polars as pl
-
-    total = 0
-    for path in map(str, paths):
-        if is_url(path) and not path.startswith("file://"):
-            return None
-        path = local_path(path)
-        try:
-            if is_parquet(Path(path)):
-                total += pl.scan_parquet(path).select(pl.len()).collect().item()
-                continue
-            with open(path, "rb") as f:
-                head = f.read(HEAD_BYTES)
-            gzipped = head[:2] == GZIP_MAGIC
-            text = zlib.decompressobj(wbits=31).decompress(head) if gzipped else head
-        except (OSError, zlib.error, pl.exceptions.PolarsError):
-            return None
-        lines = text.count(b"\n") + (not text.endswith(b"\n"))
-        whole = len(head) < HEAD_BYTES
-        total += lines - 1 if whole else int(Path(path).stat().st_size * lines / len(head)) - 1
-    return total

@@ -41,7 +41,8 @@ from leanfit.io.partitions import (
     parse_types,
     plan_parts,
 )
-from leanfit.io.source import estimate_rows, is_url, resolve, size
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import is_url, resolve, size
 from leanfit.memory import Monitor, peak_rss
 from leanfit.progress import Progress
 from leanfit.schema.rules import read_types

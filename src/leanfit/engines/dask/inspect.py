@@ -25,7 +25,8 @@ from leanfit.errors import ColumnTypeError
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import Part, sample, scan_part
-from leanfit.io.source import estimate_rows, is_url
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import is_url
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.progress import Progress
