@@ -275,9 +275,9 @@ def train(
                 if holdout_cache.rows
                 else None
             )
-        if metrics and trainer.epoch:  # the last epoch's holdout loss, shown too
-            last = {"epoch": trainer.epoch, "holdout_log_loss": metrics["log_loss"]}
-            memory.progress.note({"stage": "epoch", **last})
+            if metrics and trainer.epoch:  # the last epoch's holdout loss, shown too
+                last = {"epoch": trainer.epoch, "holdout_log_loss": metrics["log_loss"]}
+                memory.progress.note({"stage": "epoch", **last})
         summary = linear_summary(
             opts,
             plan,
