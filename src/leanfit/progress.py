@@ -42,7 +42,6 @@ class Stage:
     unit: str = "rows"
     passes: int = 1
     events: dict[str, Event] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
     planned: float = field(default_factory=time.perf_counter)  # when done last started at 0
     ended: float | None = None
 
@@ -52,10 +51,6 @@ class Stage:
         if self.ended is not None:
             return 1.0
         return None if not self.total else min(self.done / self.total, 1.0)
-
-    @property
-    def elapsed(self) -> float:
-        return (self.ended or time.perf_counter()) - self.started
 
     def describe(self) -> str:
         """The stage's latest events in words: epoch, holdout loss, L-BFGS pass, round."""
@@ -229,7 +224,8 @@ def shown(
 
 
 class PlainDisplay:
-    """One line per stage at most every ``every`` seconds, from a thread of its own."""
+    """A line on the current stage at most every ``every`` seconds, from a thread of its
+    own (nothing in a run shorter than that)."""
 
     def __init__(self, progress: Progress, stream, every: float = PLAIN_EVERY):
         self.progress, self.stream, self.every = progress, stream, every
