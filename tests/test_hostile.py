@@ -39,7 +39,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-PROGRESS = re.compile(r"^(epoch|L-BFGS|round) ")
+PROGRESS = re.compile(r"^[A-Za-z-]+: (\d{1,3}% )?[\d,]+ (rows|rounds), ")  # plain progress lines
 WORKERS = 3
 HEADER = "x,f,c,label\n"
 LATE = 10_200  # a line after the rows the column types are inferred from

@@ -94,6 +94,8 @@ def test_terminal_shows_percent_eta_speed_and_memory(data, tmp_path):
     assert re.search(r"[\d,]+ rows/s", shown_text)
     assert re.search(r"memory .*RSS [\d,]+ MB of 3,000 MB \(\d+%\)", shown_text)
     assert re.search(r"holdout loss 0\.\d{5} after epoch 1", shown_text)
+    last = re.search(r"evaluate .*holdout loss (0\.\d{5}) after epoch 2", shown_text)
+    assert last and re.search(rf"log_loss +. +{last[1]}", stdout), stdout  # the metrics' loss
     # the last frame: inspect read every line of the file; train saw them twice
     rows = lines_of(data)
     assert re.search(rf"inspect .*100% +{rows:,} rows", shown_text), shown_text[-3000:]

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 bad input or options (``Error: ...`` on stderr);
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -50,7 +51,6 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
         as_json: bool, quiet: bool, memory_limit, memory_trace, tmp_dir, force: bool, **kwargs
     ):
         from leanfit.io.interrupts import interruptible
-        from leanfit.progress import shown
         from leanfit.run import running
 
         # signals are recorded until the command's context closes, after its report
@@ -61,7 +61,7 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             shell = {"memory_trace": memory_trace, "tmp_dir": tmp_dir, "force": force}
             with (
                 running(outputs, inputs, memory_limit=memory_limit, folder=folder, **shell) as run,
-                shown(run.memory.progress, quiet=quiet),  # stopped before an error is printed
+                _progress_shown(run.memory.progress, quiet),  # stopped before an error is printed
             ):
                 summary, show = fn(memory=run.memory, **kwargs)
         except Exception as exc:  # the one place errors are printed
@@ -77,6 +77,20 @@ def command(fn: Callable[..., tuple[dict, Callable[[dict], None]]]) -> Callable:
             _show_memory(summary)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _progress_shown(progress, quiet: bool):
+    """Progress on stderr, stopped before an error is printed, also by a forced exit."""
+    from leanfit.io import interrupts
+    from leanfit.progress import shown
+
+    with shown(progress, quiet=quiet) as stop:
+        interrupts.on_exit(stop, stop)
+        try:
+            yield
+        finally:
+            interrupts.forget(stop)
 
 
 def _owned_paths(kwargs: dict) -> tuple[dict, list, str | None]:

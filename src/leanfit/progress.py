@@ -42,7 +42,6 @@ class Stage:
     unit: str = "rows"
     passes: int = 1
     events: dict[str, Event] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
     planned: float = field(default_factory=time.perf_counter)  # when done last started at 0
     ended: float | None = None
 
@@ -52,10 +51,6 @@ class Stage:
         if self.ended is not None:
             return 1.0
         return None if not self.total else min(self.done / self.total, 1.0)
-
-    @property
-    def elapsed(self) -> float:
-        return (self.ended or time.perf_counter()) - self.started
 
     def describe(self) -> str:
         """The stage's latest events in words: epoch, holdout loss, L-BFGS pass, round."""
@@ -196,6 +191,11 @@ def memory_text(rss: int, limit: int) -> str:
 
 
 def memory_style(rss: int, limit: int) -> str:
+    """The colour of the memory bar: green, yellow from 75% of the limit, red from 90%.
+
+    >>> [memory_style(rss, 100) for rss in (50, 80, 95)]
+    ['green', 'yellow', 'red']
+    """
     share = rss / max(limit, 1)
     return "red" if share >= RED_AT else "yellow" if share >= YELLOW_AT else "green"
 
@@ -203,14 +203,14 @@ def memory_style(rss: int, limit: int) -> str:
 @contextlib.contextmanager
 def shown(
     progress: Progress, *, quiet: bool = False, stream=None, every: float = PLAIN_EVERY
-) -> Iterator[None]:
+) -> Iterator[Callable[[], None]]:
     """Show ``progress`` on ``stream`` (stderr) while the block runs: live when it is a
     terminal, plain lines (at most one each ``every`` seconds) otherwise, nothing when
     ``quiet``. The display is stopped (and its last state drawn) before the block's
-    exception goes on."""
+    exception goes on; the block gets the display's ``stop`` (it may be called again)."""
     stream = stream or sys.stderr
     if quiet:
-        yield
+        yield lambda: None
         return
     if stream.isatty():
         display = LiveDisplay(progress, stream)
@@ -218,13 +218,14 @@ def shown(
         display = PlainDisplay(progress, stream, every)
     display.start()
     try:
-        yield
+        yield display.stop
     finally:
         display.stop()
 
 
 class PlainDisplay:
-    """One line per stage at most every ``every`` seconds, from a thread of its own."""
+    """A line on the current stage at most every ``every`` seconds, from a thread of its
+    own (nothing in a run shorter than that)."""
 
     def __init__(self, progress: Progress, stream, every: float = PLAIN_EVERY):
         self.progress, self.stream, self.every = progress, stream, every

@@ -9,14 +9,12 @@ file has the first file's columns in the same order (files are read by position,
 another order would put values under the wrong names). Folders named ``key=value``
 on the way to Parquet or IPC files are hive partitions: ``key`` becomes a column.
 URLs are resolved through fsspec (``memory://``; ``s3://`` needs ``s3fs``).
-:func:`estimate_rows` says how many rows to expect, for progress.
 """
 
 from __future__ import annotations
 
 import glob as globlib
 import os
-import zlib
 from pathlib import Path
 
 import polars as pl
@@ -31,14 +29,12 @@ from leanfit.io.formats import (
     checked_format,
     csv_header,
     default_separator,
-    format_of,
     names_files,
 )
 from leanfit.io.readers import hive_parts, is_url, ndjson_types, open_raw, open_stream
 
 SHOWN_COLUMNS = 8
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-HEAD_BYTES = 1 << 20  # what estimate_rows reads of each CSV file
 
 
 def resolve_paths(data) -> Input:
@@ -240,41 +236,3 @@ def _shown(names: list[str]) -> str:
     return f"column{'s' if len(names) > 1 else ''} {shown}" + (
         f" and {more} more" if more > 0 else ""
     )
-
-
-def estimate_rows(data) -> int | None:
-    """The rows of ``data`` (an Input, or anything :func:`resolve_paths` takes) as
-    progress expects them: Parquet's and IPC's from their footers, a CSV or JSON-lines
-    file's from its size and the lines of its first MiB (gzip'd: the lines its first
-    compressed MiB holds); None for in-memory data, remote or other compressed files, or
-    a file that cannot be read (the pass itself then says why)."""
-    try:
-        inp = resolve_paths(data)
-    except InputError:  # the pass itself says what is wrong
-        return None
-    if inp.frame is not None:
-        return None
-    total = 0
-    for path in inp.paths:
-        if is_url(path):
-            return None
-        try:
-            if inp.form.format in ("parquet", "ipc"):
-                scan = pl.scan_parquet if inp.form.format == "parquet" else pl.scan_ipc
-                total += scan(path).select(pl.len()).collect().item()
-                continue
-            with open(path, "rb") as f:
-                head = f.read(HEAD_BYTES)
-            compression = format_of(path)[1]
-            if compression not in (None, "gzip"):
-                return None
-            text = zlib.decompressobj(wbits=31).decompress(head) if compression else head
-        except (OSError, zlib.error, pl.exceptions.PolarsError):
-            return None
-        lines = text.count(b"\n") + (not text.endswith(b"\n"))
-        header = 1 if inp.form.format == "csv" else 0
-        whole = len(head) < HEAD_BYTES
-        total += (
-            lines - header if whole else int(Path(path).stat().st_size * lines / len(head)) - header
-        )
-    return total

@@ -31,7 +31,7 @@ import polars as pl
 
 from leanfit.errors import ConfigError, InputError, SchemaMismatch
 from leanfit.io.outputs import atomic_path
-from leanfit.io.source import estimate_rows
+from leanfit.io.sizes import estimate_rows
 
 SCHEMA_VERSION = 1
 

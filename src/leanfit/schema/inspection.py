@@ -19,7 +19,8 @@ from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
 from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
-from leanfit.io.source import estimate_rows, resolve_paths
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.progress import Progress

@@ -27,7 +27,7 @@ from leanfit.engines.dask.cluster import (
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
 from leanfit.io.partitions import Part, read_part
-from leanfit.io.source import estimate_rows
+from leanfit.io.sizes import estimate_rows
 from leanfit.memory import Monitor
 from leanfit.model import load
 from leanfit.options import DEFAULT_BATCH_ROWS

@@ -42,7 +42,8 @@ from leanfit.io.partitions import (
     plan_parts,
 )
 from leanfit.io.readers import is_url
-from leanfit.io.source import estimate_rows, resolve_paths, size
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import resolve_paths, size
 from leanfit.memory import Monitor, peak_rss
 from leanfit.progress import Progress
 from leanfit.schema.rules import read_types

@@ -24,7 +24,7 @@ from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.formats import Input
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import Part, sample, scan_part
-from leanfit.io.source import estimate_rows
+from leanfit.io.sizes import estimate_rows
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.progress import Progress

@@ -15,7 +15,8 @@ from leanfit.errors import InputError
 from leanfit.io.formats import output_format
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
-from leanfit.io.source import estimate_rows, resolve_paths
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.metrics import threshold_rule
 from leanfit.model import Model, load

@@ -37,7 +37,8 @@ from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
 from leanfit.io.scan import iter_batches
-from leanfit.io.source import estimate_rows, resolve_paths
+from leanfit.io.sizes import estimate_rows
+from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
 from leanfit.metrics import StreamingMetrics
 from leanfit.model import Model, load, save_bundle
