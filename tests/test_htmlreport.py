@@ -152,7 +152,9 @@ def test_report_without_data_is_the_training_holdout(trained):
     }
     run = data["run"]
     assert run["learning_curve"]["step"] == "epoch"
-    assert run["learning_curve"]["y"] == [h["holdout_log_loss"] for h in summary["history"]]
+    losses = [h["holdout_log_loss"] for h in summary["history"]]
+    assert run["learning_curve"]["y"] == [*losses, summary["metrics"]["log_loss"]]
+    assert run["learning_curve"]["x"] == list(range(1, summary["epochs_run"] + 1))
     trace = run["memory_trace"]
     assert 0 < len(trace["seconds"]) <= 2_000 and trace["limit_bytes"] > max(trace["rss_bytes"])
     assert {"inspect", "train", "evaluate"} <= set(run["stage_seconds"])

@@ -61,7 +61,7 @@ class LearningCurve:
         """``step``, ``loss`` (what x and y are), ``x`` and ``y``; None without points."""
         if not self.x:
             return None
-        return {"step": self.step, "loss": self.loss, "x": self.x, "y": self.y}
+        return {"step": self.step, "loss": self.loss, "x": list(self.x), "y": list(self.y)}
 
 
 def _point(event: dict) -> tuple[str, str, int, float] | None:
@@ -109,6 +109,17 @@ def memory_trace(samples: list[Sample], max_points: int = MAX_TRACE_POINTS) -> d
     }
 
 
+def _with_last_epoch(learning: dict | None, summary: dict) -> dict | None:
+    epochs, metrics = summary.get("epochs_run"), summary.get("metrics")
+    if not epochs or not metrics or (learning and learning["step"] != "epoch"):
+        return learning
+    learning = learning or {"step": "epoch", "loss": "holdout log loss", "x": [], "y": []}
+    if epochs not in learning["x"]:
+        learning["x"].append(epochs)
+        learning["y"].append(metrics["log_loss"])
+    return learning
+
+
 def _bands(t: np.ndarray, stages: list[str]) -> list[list]:
     """``[stage, start, end]`` for each run of samples in one stage; a band ends where
     the next begins."""
@@ -123,14 +134,18 @@ def _bands(t: np.ndarray, stages: list[str]) -> list[list]:
     return bands
 
 
-def run_record(memory, curve: object = None) -> dict[str, Any]:
+def run_record(memory, curve: object = None, summary: dict | None = None) -> dict[str, Any]:
     """The ``run_record`` of a training summary: ``learning_curve`` (None when the run
-    recorded none: ``curve`` is not a LearningCurve or saw no step), ``memory_trace`` (with ``limit_bytes`` and ``baseline_bytes``) and
+    recorded none: ``curve`` is not a LearningCurve or saw no step; the last epoch's
+    holdout log loss, which no progress event carries, is the ``summary``'s metrics'
+    log loss: the final model on the holdout), ``memory_trace`` (with ``limit_bytes`` and ``baseline_bytes``) and
     ``stage_seconds``, from ``memory`` (a Monitor) as the run stands now."""
     samples = list(memory.samples)  # the sampling thread appends meanwhile
     trace = memory_trace(samples) | {"limit_bytes": memory.limit, "baseline_bytes": memory.baseline}
     return {
-        "learning_curve": curve.as_dict() if isinstance(curve, LearningCurve) else None,
+        "learning_curve": _with_last_epoch(
+            curve.as_dict() if isinstance(curve, LearningCurve) else None, summary or {}
+        ),
         "memory_trace": trace,
         "stage_seconds": stage_seconds(samples),
     }

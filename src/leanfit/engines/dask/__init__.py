@@ -71,7 +71,7 @@ def train(
     summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}
     if out is not None:
         with memory.stage("save"):
-            record = {"run_record": run_record(memory, progress)}
+            record = {"run_record": run_record(memory, progress, summary)}
             save_bundle(out, schema, encoder, model, summary | record)
         summary["output"] = str(out)
     return summary

@@ -337,7 +337,7 @@ def train_booster(
         )
     if out is not None:
         with memory.stage("save"):
-            record = {"run_record": run_record(memory, progress)}
+            record = {"run_record": run_record(memory, progress, summary)}
             save_bundle(out, schema, None, model, summary | record)
         summary["output"] = str(out)
     return summary

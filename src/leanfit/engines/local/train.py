@@ -272,7 +272,7 @@ def train(
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     if out is not None:
         with memory.stage("save"):
-            record = {"run_record": run_record(memory, progress)}
+            record = {"run_record": run_record(memory, progress, summary)}
             save_bundle(out, schema, trainer.encoder, trainer.model, summary | record)
         summary["output"] = str(out)
     return summary
