@@ -50,6 +50,8 @@ class LearningCurve:
         point = _point(event)
         if point is not None:
             self.step, self.loss, x, y = point
+            if self.x and self.x[-1] == x:  # the same step measured again: the later one
+                self.x.pop(), self.y.pop()
             self.x.append(x)
             self.y.append(float(y))
             if len(self.x) > MAX_CURVE_POINTS:  # every other point, the last one kept
@@ -69,7 +71,7 @@ class LearningCurve:
         """``step``, ``loss`` (what x and y are), ``x`` and ``y``; None without points."""
         if not self.x:
             return None
-        return {"step": self.step, "loss": self.loss, "x": self.x, "y": self.y}
+        return {"step": self.step, "loss": self.loss, "x": list(self.x), "y": list(self.y)}
 
 
 def _point(event: dict) -> tuple[str, str, int, float] | None:

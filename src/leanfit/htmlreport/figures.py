@@ -78,7 +78,13 @@ def figures(data: dict) -> list[Figure]:
             _calibration,
             why,
         ),
-        _figure("scores", "Score histograms by class", curves, _score_histograms, why),
+        _figure(
+            "scores",
+            "Score histograms by class",
+            curves,
+            lambda c: _score_histograms(c, data["classes"]),
+            why,
+        ),
         _figure(
             "weights",
             (data.get("weights") or {}).get("title", "Feature weights"),
@@ -178,13 +184,14 @@ def _calibration(curves: dict) -> str:
     return line_chart(series, frame, Extras(legend="top left"))
 
 
-def _score_histograms(curves: dict) -> str:
+def _score_histograms(curves: dict, classes: list[str]) -> str:
     """Per curve class: the share of its rows, and of the others, in each score bin."""
     charts = []
     for c in curves["classes"]:
         scores, name = c["scores"], str(c["class"])
+        others = f"class {classes[0]} rows" if len(classes) == 2 else "other classes' rows"
         shares = {}
-        for key, label in (("negative", "other classes' rows"), ("positive", f"class {name} rows")):
+        for key, label in (("negative", others), ("positive", f"class {name} rows")):
             total = sum(scores[key]) or 1
             shares[label] = [v / total for v in scores[key]]
         top = max(max(v) for v in shares.values()) or 1.0
@@ -193,7 +200,10 @@ def _score_histograms(curves: dict) -> str:
             for label, values in shares.items()
         ]
         frame = Frame(
-            f"predicted probability of class {name}", "share of rows", (0.0, 1.0), (0.0, top * 1.05)
+            f"predicted probability of class {name}",
+            "share of the group's rows",
+            (0.0, 1.0),
+            (0.0, top * 1.05),
         )
         charts.append(line_chart(series, frame))
     if len(charts) == 1:
