@@ -70,6 +70,12 @@ def variants(folder) -> dict[str, tuple[str, str | None]]:
         out.write(raw)
     frame.write_ipc(folder / "d.feather")
     frame.write_ipc(folder / "d.arrow")
+    table = frame.to_arrow()
+    with (
+        pa.OSFile(str(folder / "stream.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as writer,
+    ):
+        writer.write_table(table, max_chunksize=1_000)
     frame.write_ndjson(folder / "d.jsonl")
     frame.write_parquet(folder / "d.parquet")
     return {
@@ -81,13 +87,14 @@ def variants(folder) -> dict[str, tuple[str, str | None]]:
         "gzip": (folder / "d.csv.gz", None),
         "feather": (folder / "d.feather", None),
         "arrow": (folder / "d.arrow", None),
+        "arrow-stream": (folder / "stream.arrow", None),
         "ndjson": (folder / "d.jsonl", None),
         "parquet": (folder / "d.parquet", None),
     }
 
 
 FORMATS = ["tsv", "semicolon", "tab-named-csv", "zstd", "bzip2", "gzip", "feather"]
-FORMATS += ["arrow", "ndjson", "parquet"]
+FORMATS += ["arrow", "arrow-stream", "ndjson", "parquet"]
 
 
 @pytest.mark.parametrize("name", FORMATS)
@@ -103,7 +110,7 @@ def test_each_format_through_the_cli_matches_pandas(name, variants, reference):
     assert summary["class_counts"] == counts
 
 
-@pytest.mark.parametrize("name", ["tsv", "semicolon", "bzip2", "feather", "ndjson"])
+@pytest.mark.parametrize("name", ["tsv", "semicolon", "bzip2", "feather", "arrow-stream", "ndjson"])
 def test_each_format_trains_the_plain_csv_model(name, variants, reference):
     path, separator = variants[name]
     summary = leanfit.train(leanfit.Source(path, separator=separator), "label", options=SGD)
@@ -366,7 +373,7 @@ def test_memory_urls_on_the_dask_engine(memory_files, folder, reference):
             n_workers=1,
             threads_per_worker=2,
             processes=False,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be another run's
             silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster) as client,

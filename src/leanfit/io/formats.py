@@ -36,9 +36,11 @@ FORMATS = {
     ".ndjson": "ndjson",
 }
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}  # of CSV and TSV
+IPC_STREAM = b"\xff\xff\xff\xff"
 MAGIC = {
     b"PAR1": "parquet",
     b"ARROW1": "ipc",
+    IPC_STREAM: "ipc",  # the IPC stream format (pyarrow.ipc.new_stream)
     b"\x1f\x8b": "gzip",
     b"\x28\xb5\x2f\xfd": "zstd",
     b"BZh": "bz2",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import polars as pl
 
-from leanfit.io.formats import Form, format_of
+from leanfit.io.formats import IPC_STREAM, Form, format_of
 
 BLOCK = 8 << 20
 INFER_ROWS = 10_000
@@ -195,7 +195,7 @@ def scan_binary(paths: list[str], form: Form) -> pl.LazyFrame:
     """Parquet or Arrow IPC files, hive partition columns added; dictionary columns
     (leanfit shrink writes them) read as the text they hold, so that every stage sees
     the same types as from a CSV."""
-    if all(polars_reads(p) for p in paths):
+    if all(polars_reads(p) and not ipc_stream(p, form) for p in paths):
         scan = pl.scan_parquet if form.format == "parquet" else pl.scan_ipc
         hive = {"hive_partitioning": True, "hive_schema": dict(form.hive)} if form.hive else {}
         lf = scan(paths, **hive)
@@ -233,10 +233,22 @@ def arrow_batches(f, fmt: str, schema_only: bool = False):
         if schema_only:
             return [pf.schema_arrow.empty_table()]
         return (pf.read_row_group(i) for i in range(pf.num_row_groups))
-    reader = pa.ipc.open_file(f)
+    stream = f.read(4) == IPC_STREAM
+    f.seek(0)
+    reader = pa.ipc.open_stream(f) if stream else pa.ipc.open_file(f)
     if schema_only:
         return [reader.schema.empty_table()]
+    if stream:
+        return iter(reader)
     return (reader.get_batch(i) for i in range(reader.num_record_batches))
+
+
+def ipc_stream(path: str, form: Form) -> bool:
+    """Whether ``path`` holds Arrow IPC in the stream format (Polars scans only files)."""
+    if form.format != "ipc":
+        return False
+    with open_raw(path) as f:
+        return f.read(4) == IPC_STREAM
 
 
 def hive_values(path: str, form: Form) -> list[pl.Expr]:
