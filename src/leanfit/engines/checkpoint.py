@@ -42,7 +42,7 @@ import numpy as np
 from leanfit import bundle
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
-from leanfit.errors import ConfigError, InputError
+from leanfit.errors import ConfigError, InputError, Interrupted, MemoryBudgetExceeded
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.models.registry import model_state, restore_model
@@ -277,14 +277,19 @@ class Checkpoint:
 @contextlib.contextmanager
 def checkpointing(checkpoint: Checkpoint | None):
     """Hold ``checkpoint`` in the block; remove it when the block succeeds, else keep it
-    (when it holds a state to resume from)."""
+    (when it holds a state to resume from), saying so in a signal's or the memory
+    limit's error: those runs continue with ``--resume``."""
     if checkpoint is None:
         yield None
         return
     try:
         yield checkpoint
-    except BaseException:
-        checkpoint.release(remove=not (checkpoint.folder / STATE).exists())
+    except BaseException as error:
+        kept = (checkpoint.folder / STATE).exists()
+        checkpoint.release(remove=not kept)
+        if kept and isinstance(error, Interrupted | MemoryBudgetExceeded) and error.args:
+            note = f"The checkpoint {checkpoint.folder} is kept: add --resume to continue."
+            error.args = (f"{error.args[0]} {note}", *error.args[1:])
         raise
     checkpoint.release(remove=True)
 
