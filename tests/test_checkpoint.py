@@ -76,10 +76,12 @@ def run(*args) -> Result:
     return CliRunner().invoke(main, ["train", *map(str, args)])
 
 
-def saved_state(folder: Path) -> tuple[dict, dict] | None:
-    """The checkpoint's progress and arrays, or None while there is none (or it is
-    being replaced)."""
+def saved_state(folder: Path, since: float = 0.0) -> tuple[dict, dict] | None:
+    """The checkpoint's progress and arrays, or None while there is none saved after
+    ``since`` (or it is being replaced)."""
     try:
+        if (folder / STATE).stat().st_mtime < since:
+            return None
         parts, arrays = bundle.load(folder / STATE)
     except Exception:  # not there yet, or renamed under us: read again
         return None
@@ -90,14 +92,16 @@ def kill_when(
     args: list, folder: Path, ready, delay: float = 0.0, sig: int = signal.SIGKILL
 ) -> dict:
     """Start ``train args``; send ``sig`` once its checkpoint satisfies ``ready`` (then
-    ``delay`` seconds later); return the progress saved last ({} if it finished)."""
+    ``delay`` seconds later); return the progress saved last ({} if it finished). Only
+    a state this run saved counts (a resumed run starts beside its predecessor's)."""
+    started = time.time()
     with subprocess.Popen(
         cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env()
     ) as proc:
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
-                state = saved_state(folder)
+                state = saved_state(folder, since=started)
                 if state is not None and ready(*state):
                     break
                 if proc.poll() is not None:
@@ -107,8 +111,8 @@ def kill_when(
         finally:
             proc.send_signal(sig)
             proc.wait()
-        if proc.returncode == 0:
-            return {}  # it finished first: nothing to resume
+        if proc.returncode in (0, -signal.SIGTERM):
+            return {}  # it finished first (or SIGTERM came after its handler was gone)
         if sig == signal.SIGTERM:  # one line, naming the checkpoint kept
             error = proc.stderr.read().decode().strip()
             assert proc.returncode == 143 and "is kept: add --resume" in error, error

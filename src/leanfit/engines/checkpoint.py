@@ -225,6 +225,7 @@ class Checkpoint:
         caches: dict[str, BlockCache] | None = None,
     ) -> None:
         """Write the state durably; ``caches`` are synced first and their state kept."""
+        started = time.monotonic()
         caches = caches or {}
         for cache in caches.values():
             cache.sync()
@@ -245,7 +246,6 @@ class Checkpoint:
             "model": settings,
         }
         named = {f"model.{k}": v for k, v in learned.items()} | (arrays or {}) | trace
-        started = time.monotonic()
         bundle.save(self.folder / STATE, parts, named, durable=True)
         self._last = time.monotonic()
         self.saves, self.save_seconds = self.saves + 1, self.save_seconds + self._last - started
