@@ -187,12 +187,13 @@ def _boost(
     _release_free_heap()  # what the parse freed, before XGBoost allocates its per-row state
     if bopts.early_stopping_rounds and not evals:
         raise InputError("no holdout rows to watch for early stopping; raise --holdout.")
-    start, callbacks = None, [RoundReport(progress)] if progress else []
+    start, callbacks = None, []
     if saver is not None:
         saver.after_parse()
         start = saver.booster()
-        callbacks += saver.callbacks(bopts, start)
+        callbacks = saver.callbacks(bopts, start)
     done = start.num_boosted_rounds() if start is not None else 0
+    callbacks = ([RoundReport(progress, done)] if progress else []) + callbacks
     return xgb.train(
         booster_params(n_classes, seed, bopts),
         train,
