@@ -42,7 +42,7 @@ import numpy as np
 from leanfit import bundle
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
-from leanfit.errors import ConfigError, InputError
+from leanfit.errors import ConfigError, InputError, Interrupted, MemoryBudgetExceeded
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.models.registry import model_state, restore_model
@@ -225,6 +225,7 @@ class Checkpoint:
         caches: dict[str, BlockCache] | None = None,
     ) -> None:
         """Write the state durably; ``caches`` are synced first and their state kept."""
+        started = time.monotonic()
         caches = caches or {}
         for cache in caches.values():
             cache.sync()
@@ -245,7 +246,6 @@ class Checkpoint:
             "model": settings,
         }
         named = {f"model.{k}": v for k, v in learned.items()} | (arrays or {}) | trace
-        started = time.monotonic()
         bundle.save(self.folder / STATE, parts, named, durable=True)
         self._last = time.monotonic()
         self.saves, self.save_seconds = self.saves + 1, self.save_seconds + self._last - started
@@ -277,14 +277,19 @@ class Checkpoint:
 @contextlib.contextmanager
 def checkpointing(checkpoint: Checkpoint | None):
     """Hold ``checkpoint`` in the block; remove it when the block succeeds, else keep it
-    (when it holds a state to resume from)."""
+    (when it holds a state to resume from), saying so in a signal's or the memory
+    limit's error: those runs continue with ``--resume``."""
     if checkpoint is None:
         yield None
         return
     try:
         yield checkpoint
-    except BaseException:
-        checkpoint.release(remove=not (checkpoint.folder / STATE).exists())
+    except BaseException as error:
+        kept = (checkpoint.folder / STATE).exists()
+        checkpoint.release(remove=not kept)
+        if kept and isinstance(error, Interrupted | MemoryBudgetExceeded) and error.args:
+            note = f"The checkpoint {checkpoint.folder} is kept: add --resume to continue."
+            error.args = (f"{error.args[0]} {note}", *error.args[1:])
         raise
     checkpoint.release(remove=True)
 

@@ -98,14 +98,15 @@ class BoostedModel:
 
 
 class RoundReport(xgb.callback.TrainingCallback):
-    """Sends ``{"stage": "boost", "round": i, "holdout_logloss": ...}`` per round."""
+    """Sends ``{"stage": "boost", "round": i, "holdout_logloss": ...}`` per round
+    (``done``: rounds of the booster training continues, counted too)."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, done: int = 0):
         super().__init__()
-        self.progress = progress
+        self.progress, self.done = progress, done
 
     def after_iteration(self, model, epoch: int, evals_log: dict) -> bool:
-        event = {"stage": "boost", "round": epoch + 1}
+        event = {"stage": "boost", "round": self.done + epoch + 1}
         for data, metrics in evals_log.items():
             event |= {f"{data}_{name}": values[-1] for name, values in metrics.items()}
         self.progress(event)

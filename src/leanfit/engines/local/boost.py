@@ -208,13 +208,15 @@ def _boost(
         progress.note(event)
         progress.advance()
 
-    start, callbacks = init, [RoundReport(each_round)]
+    start = init
     if saver is not None:
         saver.after_parse()
         start = saver.booster() or init
-        callbacks += saver.callbacks(bopts, start)
     base = init.num_boosted_rounds() if init is not None else 0
     done = start.num_boosted_rounds() - base if start is not None else 0
+    callbacks = [RoundReport(each_round, base + done)]
+    if saver is not None:
+        callbacks += saver.callbacks(bopts, start)
     with progress.stage("boost"):
         progress.plan(bopts.rounds, unit="rounds")
         progress.advance(done)
