@@ -65,26 +65,28 @@ from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import make_model
 from leanfit.options import (
     DEFAULT_BATCH_ROWS,
-    INCREMENTAL,
     MODELS,
     BoostOptions,
-    Options,
     TrainOptions,
     UpdateOptions,
 )
 from leanfit.run import running
-from leanfit.staging import class_counts, constraints, label_codes, labels, staged_schema
+from leanfit.staging import (
+    ESTIMATOR_OPTIONS,
+    class_counts,
+    constraints,
+    incremental_only,
+    label_codes,
+    labels,
+    option_values,
+    staged_schema,
+)
 
 TARGET = "__target__"
 DataPath = str | os.PathLike
 Frame = pd.DataFrame | pl.DataFrame | pa.Table | pa.RecordBatch
 FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
-
-
-# every train and boost option but the seed (random_state), and the memory budget
-TABLE = {row[0]: row for row in (*TrainOptions.table(), *BoostOptions.table())}
-ESTIMATOR_OPTIONS = tuple(name for name in TABLE if name != "seed")
 
 
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
@@ -296,12 +298,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         return path, TARGET, classes
 
     def _check_incremental(self) -> bool:
-        if self._model_name() not in INCREMENTAL:
-            raise AttributeError(
-                f"partial_fit is not available for model={self._model_name()!r}: it learns "
-                f"from all rows at once. Incremental models: {', '.join(INCREMENTAL)}."
-            )
-        return True
+        return incremental_only(self._model_name())
 
     @available_if(_check_incremental)
     def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> Self:
@@ -349,13 +346,8 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         seed = self.random_state
         if not isinstance(seed, Integral):
             seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
-        values = self._values(TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
+        values = option_values(self, TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
         return TrainOptions(**values)
-
-    def _values(self, group: type[Options]) -> dict[str, Any]:
-        """This estimator's parameters of an option group, numpy scalars made plain."""
-        values = {name: getattr(self, name, None) for name, *_ in group.table()}
-        return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
 
     # ------------------------------------------------------------------ predict
 

@@ -15,11 +15,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from leanfit.errors import InputError
-from leanfit.options import BoostOptions, TrainOptions
+from leanfit.options import INCREMENTAL, BoostOptions, Options, TrainOptions
 from leanfit.schema import Schema, inspect
 
 NUMERIC_READS = ("Float", "Int", "UInt", "Boolean")
 TABLE = {row[0]: row for row in (*TrainOptions.table(), *BoostOptions.table())}
+# every train and boost option but the seed (random_state), and the memory budget
+ESTIMATOR_OPTIONS = tuple(name for name in TABLE if name != "seed")
 
 
 def constraints(name: str) -> list[Any]:
@@ -86,3 +88,20 @@ def staged_schema(data, target: str, memory=None) -> Schema:
                 col.kind = "boolean" if col.read_as == "Boolean" else "float"
                 col.feature = True
     return schema
+
+
+def incremental_only(model: str) -> bool:
+    """True for a model kind that learns batch by batch; AttributeError for the others
+    (``partial_fit`` is then not available)."""
+    if model not in INCREMENTAL:
+        raise AttributeError(
+            f"partial_fit is not available for model={model!r}: it learns from all rows at "
+            f"once. Incremental models: {', '.join(INCREMENTAL)}."
+        )
+    return True
+
+
+def option_values(estimator: Any, group: type[Options]) -> dict[str, Any]:
+    """The estimator's parameters of an option group, numpy scalars made plain."""
+    values = {name: getattr(estimator, name, None) for name, *_ in group.table()}
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
