@@ -10,6 +10,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import auc, average_precision_score, roc_auc_score
 
 from leanfit.metrics import CALIBRATION_BINS, CURVE_POINTS, HISTOGRAM_BINS, StreamingMetrics
+from leanfit.progress import Progress
 from leanfit.runrecord import MAX_CURVE_POINTS, LearningCurve, memory_trace, stage_seconds
 
 
@@ -110,12 +111,12 @@ def test_memory_trace_keeps_the_peak_and_is_bounded():
 
 
 def test_learning_curve_records_steps_and_stays_bounded():
-    seen = []
-    curve = LearningCurve(seen.append)
-    curve({"stage": "train", "epoch": 1, "rows": 10, "rows_per_s": 1.0})
+    progress = Progress()
+    curve = LearningCurve.of(progress)
+    assert LearningCurve.of(progress) is curve  # one curve listens to a run's progress
+    progress.note({"stage": "train", "epoch": 1})
     for i in range(1, 2_501):
-        curve({"stage": "lbfgs", "iteration": i, "loss": 1.0 / i})
-    assert len(seen) == 2_501  # every event passed on
+        progress.note({"stage": "lbfgs", "iteration": i, "loss": 1.0 / i})
     d = curve.as_dict()
     assert d["step"] == "L-BFGS pass" and len(d["x"]) <= MAX_CURVE_POINTS
     assert d["x"][-1] == 2_500 and d["y"][-1] == pytest.approx(1 / 2_500)

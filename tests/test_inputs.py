@@ -50,7 +50,7 @@ def folder(tmp_path_factory):
 def reference(folder):
     """pandas' reading of the plain CSV, and the model trained on it."""
     frame = pd.read_csv(folder / "plain.csv")
-    summary = leanfit.train(folder / "plain.csv", "label", options=SGD)
+    summary = leanfit.train(folder / "plain.csv", "label", options=SGD).summary
     return frame, summary
 
 
@@ -113,7 +113,7 @@ def test_each_format_through_the_cli_matches_pandas(name, variants, reference):
 @pytest.mark.parametrize("name", ["tsv", "semicolon", "bzip2", "feather", "arrow-stream", "ndjson"])
 def test_each_format_trains_the_plain_csv_model(name, variants, reference):
     path, separator = variants[name]
-    summary = leanfit.train(leanfit.Source(path, separator=separator), "label", options=SGD)
+    summary = leanfit.train(leanfit.Source(path, separator=separator), "label", options=SGD).summary
     _, plain = reference
     assert summary["rows_train"] == plain["rows_train"]
     assert summary["rows_holdout"] == plain["rows_holdout"]
@@ -210,7 +210,7 @@ def test_hive_partitions_are_columns_features_and_split_keys(folder, tmp_path):
     )  # fmt: skip
     assert code == 0, trained
     opts = leanfit.TrainOptions(model="sgd", epochs=1, split_by="month")
-    expected = leanfit.train(flat, "label", options=opts)
+    expected = leanfit.train(flat, "label", options=opts).summary
     assert trained["rows_holdout"] == expected["rows_holdout"] > 0
     assert trained["metrics"]["roc_auc"] == pytest.approx(expected["metrics"]["roc_auc"])
     model = leanfit.load(bundle)
@@ -232,7 +232,7 @@ def test_memory_urls_on_the_local_engine(memory_files, reference):
     frame, plain = reference
     for url in (f"{memory_files}/d.csv", f"{memory_files}/p", f"{memory_files}/*.csv"):
         assert leanfit.inspect(url, target="label").rows == len(frame)
-    summary = leanfit.train(f"{memory_files}/d.csv", "label", options=SGD)
+    summary = leanfit.train(f"{memory_files}/d.csv", "label", options=SGD).summary
     (url,) = summary["input"]  # as fsspec spells it: memory:///leanfit-test/d.csv
     assert url.startswith("memory://") and url.endswith("/leanfit-test/d.csv")
     assert summary["metrics"]["roc_auc"] == pytest.approx(plain["metrics"]["roc_auc"], rel=1e-6)
@@ -264,14 +264,14 @@ def typed_frame(variants) -> pl.DataFrame:
 def parquet_model(variants, tmp_path_factory):
     """The model trained on the Parquet file: the reference of the in-memory inputs."""
     out = tmp_path_factory.mktemp("model") / "p.leanfit"
-    summary = leanfit.train(variants["parquet"][0], "label", options=SGD, out=out)
+    summary = leanfit.train(variants["parquet"][0], "label", options=SGD, out=out).summary
     return leanfit.load(out), summary
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_in_memory_inputs_train_like_the_file(kind, typed_frame, parquet_model):
     data = in_memory(typed_frame)[kind]
-    summary = leanfit.train(data, "label", options=SGD)
+    summary = leanfit.train(data, "label", options=SGD).summary
     _, expected = parquet_model
     assert summary["rows_train"] + summary["rows_holdout"] == typed_frame.height
     assert summary["metrics"]["roc_auc"] == pytest.approx(expected["metrics"]["roc_auc"])
@@ -319,7 +319,7 @@ def test_typed_bad_rows_are_the_rows_holding_inf(typed_frame, tmp_path):
     assert code == 0, summary
     assert summary["rows_bad"] == 2 and summary["rows"] == typed_frame.height
     kept = frame.filter(~rows.is_in([5, 900]))
-    expected = leanfit.train(kept, "label", options=SGD)
+    expected = leanfit.train(kept, "label", options=SGD).summary
     assert summary["metrics"]["roc_auc"] == pytest.approx(expected["metrics"]["roc_auc"])
     written = pd.read_csv(quarantine)
     assert written["line"].tolist() == [6, 901]

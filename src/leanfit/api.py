@@ -218,6 +218,7 @@ def train(
     """
     from leanfit.engines.local.train import train as local_train
     from leanfit.models.registry import import_library
+    from leanfit.io.source import resolve_paths
     from leanfit.schema.columns import check_training_columns
 
     opts = _group(TrainOptions, given, options, "options")
@@ -228,6 +229,7 @@ def train(
     with _shell(run, {"--out": out}, [data, schema]) as shell, contextlib.ExitStack() as stack:
         bundle = out or Path(stack.enter_context(owned_tempdir("leanfit-model-"))) / "m.leanfit"
         guard = bad_row_guard(run.bad_rows, run.quarantine, out or data)
+        data = resolve_paths(data)  # once: a stream of frames is read once
         schema = _schema(schema)
         check_training_columns(data, target, opts, schema)
         if progress is not None:

@@ -378,9 +378,9 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
                 if holdout_cache.rows
                 else holdout_result(None, opts.threshold, names)
             )
-        if metrics and trainer.epochs_done:  # the last epoch's holdout loss, shown too
-            last = {"epoch": trainer.epochs_done, "holdout_log_loss": metrics["log_loss"]}
-            memory.progress.note({"stage": "epoch", **last})
+            if metrics and trainer.epochs_done:  # the last epoch's holdout loss, shown too
+                last = {"epoch": trainer.epochs_done, "holdout_log_loss": metrics["log_loss"]}
+                memory.progress.note({"stage": "epoch", **last})
         summary = linear_summary(
             opts,
             plan,
