@@ -266,8 +266,12 @@ class Checkpoint:
         return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
     def release(self, *, remove: bool = False) -> None:
-        """Let the folder go: removed (after a saved model), else kept for ``--resume``."""
+        """Let the folder go: removed (after a saved model), else kept for ``--resume``.
+        The state goes first: a kill while the blocks are removed must not leave a state
+        whose blocks are gone."""
         if remove:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / STATE).unlink()
             shutil.rmtree(self.folder, ignore_errors=True)
         if self._lock is not None:
             os.close(self._lock)
