@@ -43,6 +43,7 @@ from leanfit import bundle
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import ConfigError, InputError, Interrupted, MemoryBudgetExceeded
+from leanfit.io.outputs import fsync
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.models.registry import model_state, restore_model
@@ -272,6 +273,7 @@ class Checkpoint:
         if remove:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / STATE).unlink()
+                fsync(self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)
         if self._lock is not None:
             os.close(self._lock)
