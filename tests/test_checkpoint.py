@@ -155,7 +155,7 @@ def test_resume_after_kill_gives_the_same_model(kind, data, tmp_path):
     assert summary["checkpoint"]["resumed"] is True and summary["checkpoint"]["saves"] >= 1
     assert summary["rows"] == 8_000 == summary["rows_train"] + summary["rows_holdout"]
     same_model(tmp_path / "ref.leanfit", tmp_path / "m.leanfit")
-    assert leftovers(tmp_path) == []
+    assert not folder.exists() and leftovers(tmp_path) == []
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -230,13 +230,15 @@ def test_random_kills_resume_to_the_same_model(data, tmp_path):
             sig = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
             stopped = kill_when([*resumable, *extra], folder, ready, rng.uniform(0, 0.3), sig)
             killed += bool(stopped)
-        if folder.exists():  # (also when killed after saving the model, before cleaning up)
+        if (folder / STATE).exists():  # (also when killed after saving the model)
             resumed = run(*resumable, "--resume")
             assert resumed.exit_code == 0, (trial, kind, resumed.stderr)
         same_model(ref, where / "m.leanfit")
-        # a kill between removing the checkpoint and letting --out go leaves its lock
-        # file, which the next run writing --out takes over
+        # a kill while the run cleans up after saving the model may leave the lock file
+        # of --out (the next run writing --out takes it over) and a checkpoint folder
+        # whose state is gone (the state is removed first: nothing to resume)
         assert leftovers(where) in ([], [".m.leanfit.lock"]), trial
+        assert not (folder / STATE).exists(), trial
     assert killed >= 20
 
 

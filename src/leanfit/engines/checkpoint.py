@@ -43,6 +43,7 @@ from leanfit import bundle
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import ConfigError, InputError, Interrupted, MemoryBudgetExceeded
+from leanfit.io.outputs import fsync
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor
 from leanfit.models.registry import model_state, restore_model
@@ -266,8 +267,13 @@ class Checkpoint:
         return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
     def release(self, *, remove: bool = False) -> None:
-        """Let the folder go: removed (after a saved model), else kept for ``--resume``."""
+        """Let the folder go: removed (after a saved model), else kept for ``--resume``.
+        The state goes first: a kill while the blocks are removed must not leave a state
+        whose blocks are gone."""
         if remove:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / STATE).unlink()
+                fsync(self.folder)
             shutil.rmtree(self.folder, ignore_errors=True)
         if self._lock is not None:
             os.close(self._lock)
