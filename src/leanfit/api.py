@@ -217,8 +217,8 @@ def train(
     {options}
     """
     from leanfit.engines.local.train import train as local_train
-    from leanfit.models.registry import import_library
     from leanfit.io.source import resolve_paths
+    from leanfit.models.registry import import_library
     from leanfit.schema.columns import check_training_columns
 
     opts = _group(TrainOptions, given, options, "options")
