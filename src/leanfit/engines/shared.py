@@ -17,7 +17,9 @@ import numpy as np
 
 from leanfit.errors import InputError
 from leanfit.metrics import StreamingMetrics, threshold_rule
+from leanfit.model import save_bundle
 from leanfit.models.registry import scores
+from leanfit.runrecord import run_record
 
 Progress = Callable[[dict], None]
 
@@ -76,3 +78,13 @@ def metrics_free_cut(rule: str, n_classes: int) -> float:
     if kind != "fixed":
         raise InputError(f"--threshold {rule}: no holdout rows to tune it on; raise --holdout.")
     return level
+
+
+def save_trained(out, schema, encoder, model, summary: dict, memory) -> dict:
+    """Save the trained model's bundle to ``out`` (if given), with the run's record
+    (:mod:`leanfit.runrecord`); the summary, naming ``output``."""
+    if out is None:
+        return summary
+    with memory.stage("save"):
+        save_bundle(out, schema, encoder, model, summary | {"run_record": run_record(memory)})
+    return summary | {"output": str(out)}

@@ -16,10 +16,10 @@ from leanfit.engines.dask.apply import evaluate, predict
 from leanfit.engines.dask.cluster import cluster, process_peak_rss
 from leanfit.engines.dask.inspect import inspect, inspect_on
 from leanfit.engines.dask.train import check_model, fit, layout
+from leanfit.engines.shared import save_trained
 from leanfit.memory import Monitor
-from leanfit.model import save_bundle
 from leanfit.options import BoostOptions, TrainOptions
-from leanfit.runrecord import LearningCurve, run_record
+from leanfit.runrecord import LearningCurve
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import check_target
 
@@ -69,9 +69,4 @@ def train(
     bad = guard.count if guard is not None else 0
     used = summary["rows_train"] + summary["rows_holdout"]
     summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}
-    if out is not None:
-        with memory.stage("save"):
-            record = {"run_record": run_record(memory)}
-            save_bundle(out, schema, encoder, model, summary | record)
-        summary["output"] = str(out)
-    return summary
+    return save_trained(out, schema, encoder, model, summary, memory)

@@ -25,7 +25,7 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
 from leanfit.engines.checkpoint import Checkpoint
 from leanfit.engines.local.boost_checkpoint import BoostCheckpoint
-from leanfit.engines.shared import holdout_result
+from leanfit.engines.shared import holdout_result, save_trained
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.scan import iter_batches
@@ -34,7 +34,6 @@ from leanfit.io.tempfiles import owned_tempdir
 from leanfit.memory import MAX_ROWS as MAX_PAGE_ROWS
 from leanfit.memory import Monitor
 from leanfit.metrics import StreamingMetrics
-from leanfit.model import save_bundle
 from leanfit.models.booster import (
     BoostedModel,
     RoundReport,
@@ -44,7 +43,6 @@ from leanfit.models.booster import (
 )
 from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.progress import Progress
-from leanfit.runrecord import run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.rules import scan_with_schema
 
@@ -409,12 +407,7 @@ def train_booster(
             guard=guard,
             checkpoint=checkpoint,
         )
-    if out is not None:
-        with memory.stage("save"):
-            record = {"run_record": run_record(memory)}
-            save_bundle(out, schema, None, model, summary | record)
-        summary["output"] = str(out)
-    return summary
+    return save_trained(out, schema, None, model, summary, memory)
 
 
 def _iters(

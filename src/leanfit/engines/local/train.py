@@ -29,7 +29,13 @@ from leanfit.engines.checkpoint import (
     restore_trainer,
     save_trainer,
 )
-from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
+from leanfit.engines.shared import (
+    EarlyStopping,
+    block_metrics,
+    holdout_result,
+    log_loss_sum,
+    save_trained,
+)
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
@@ -37,10 +43,9 @@ from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
 from leanfit.metrics import threshold_rule
-from leanfit.model import save_bundle
 from leanfit.models.registry import import_library, model_for, scores
 from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, TrainOptions
-from leanfit.runrecord import LearningCurve, run_record
+from leanfit.runrecord import LearningCurve
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
 from leanfit.schema.rules import check_target, scan_with_schema
@@ -394,9 +399,4 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         summary |= {"threshold": cut} if cut is not None else {}
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
-    if out is not None:
-        with memory.stage("save"):
-            record = {"run_record": run_record(memory)}
-            save_bundle(out, schema, trainer.encoder, trainer.model, summary | record)
-        summary["output"] = str(out)
-    return summary
+    return save_trained(out, schema, trainer.encoder, trainer.model, summary, memory)
