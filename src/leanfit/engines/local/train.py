@@ -324,11 +324,15 @@ def train(
     opts.check()
     memory = memory or Monitor.unbounded()
     LearningCurve.of(memory.progress)
-    # Import the model's library first: the baseline is then interpreter and libraries,
-    # and a hopeless limit is refused before any data is read. Memory an inspect pass
-    # below leaves to the allocator is reused by the training pass, not added to it.
+    # Import the model's library first: the baseline is then interpreter and libraries
+    # (the process as the command found it, plus the library), and a hopeless limit is
+    # refused before any data is read. Memory that checks or an inspect pass leave to the
+    # allocator is reused by the training pass, not added to it.
+    before = current_rss()
     import_library(opts.model)
-    libraries = current_rss()
+    libraries = (
+        current_rss() + min(memory.baseline - before, 0) if memory.baseline else current_rss()
+    )
     memory.plan(fixed=PARSER_BYTES)
     data = resolve_paths(data)  # once: a one-shot stream of frames is read here
     boost = boost or BoostOptions()
