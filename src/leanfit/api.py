@@ -300,7 +300,8 @@ def predict(
     data : path, folder, glob or list of them
         The rows to predict.
     out : path
-        The predictions file: .csv, .csv.gz or .parquet (``engine="dask"``: a folder).
+        The predictions file, by its name: .csv, .csv.gz, .parquet, .arrow or .jsonl
+        (``engine="dask"``: a folder of Parquet files).
     proba : bool, default=False
         Add one probability column per class.
     keep : tuple of str, default=()
