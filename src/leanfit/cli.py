@@ -7,6 +7,8 @@ Exit codes: 0 success; 1 bad input or options (``Error: ...`` on stderr);
 from __future__ import annotations
 
 import functools
+import os
+import sys
 
 import click
 
@@ -399,5 +401,20 @@ def export_(model, fmt, out, memory):
     return export(model, out, fmt=fmt, memory=memory), show_export
 
 
+def entry() -> None:
+    """The console script: :func:`main`; a failed command then ends the process at once.
+    A Polars query that an error abandoned mid-stream may still be running native
+    threads, which abort the interpreter's teardown ("terminate called without an
+    active exception") after the ``Error:`` line; nothing is left to tear down."""
+    try:
+        main()
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code if isinstance(done.code, int) else 1)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    entry()
