@@ -82,22 +82,7 @@ class Guard:
                 )
             layout = self.screen(path, types, separator)
             bad = sorted(line for source, line in self.found if source == str(path))
-            lf = (
-                pl.scan_csv(
-                    path,
-                    separator=separator,
-                    schema=parse_layout(layout),
-                    truncate_ragged_lines=True,
-                    ignore_errors=True,
-                    encoding="utf8-lossy",
-                    raise_if_empty=False,
-                )
-                .with_columns(fitted(layout))
-                .with_row_index(LINE, offset=2)
-            )
-            if bad:
-                lf = lf.filter(~pl.col(LINE).is_in(pl.Series(bad, dtype=pl.UInt32).implode()))
-            frames.append(lf.drop(LINE))
+            frames.append(good_rows(path, separator, layout, 2, bad))
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
     def screen(self, path, types: Mapping[str, pl.DataType], separator: str = ",") -> dict:
@@ -315,6 +300,28 @@ def _suspects(path, types: Mapping[str, pl.DataType], separator: str = ",") -> p
     if misfits:
         suspect = suspect | pl.any_horizontal(misfits)
     return lf.filter(suspect).select(pl.col(LINE).cast(pl.Int64), line)
+
+
+def good_rows(source, separator: str, types, first_line: int, bad) -> pl.LazyFrame:
+    """The rows of the CSV ``source`` (a path or bytes with its header) read by the typed
+    parser as ``types`` (leniently: a bad value is null), its lines numbered from
+    ``first_line`` and the ``bad`` ones left out."""
+    lf = (
+        pl.scan_csv(
+            source,
+            separator=separator,
+            schema=parse_layout(types),
+            truncate_ragged_lines=True,
+            ignore_errors=True,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+        )
+        .with_columns(fitted(types))
+        .with_row_index(LINE, offset=first_line)
+    )
+    if bad:
+        lf = lf.filter(~pl.col(LINE).is_in(pl.Series(bad, dtype=pl.UInt32).implode()))
+    return lf.drop(LINE)
 
 
 def parse_layout(types: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.io.formats import CSV, Form, Input, format_of
-from leanfit.io.guard import LINE, TEXT, fitted, parse_layout
+from leanfit.io.guard import TEXT, good_rows
 from leanfit.io.readers import hive_values, open_raw, polars_reads, scan_binary
 from leanfit.io.scan import read_sample, scan
 from leanfit.io.source import size
@@ -171,22 +171,8 @@ def _part_bytes(part: Part) -> bytes:
 def _guarded_rows(part: Part, types: dict) -> pl.LazyFrame:
     """The partition's rows read leniently by the typed parser, its bad lines
     (``part.skip``, found by :class:`~leanfit.io.guard.Guard`) left out by number."""
-    lf = (
-        pl.scan_csv(
-            io.BytesIO(_part_bytes(part)),
-            separator=part.form.separator,
-            schema=parse_layout(types),
-            truncate_ragged_lines=True,
-            ignore_errors=True,
-            encoding="utf8-lossy",
-            raise_if_empty=False,
-        )
-        .with_columns(fitted(types))
-        .with_row_index(LINE, offset=part.first_line)
-    )
-    if part.skip:
-        lf = lf.filter(~pl.col(LINE).is_in(pl.Series(part.skip, dtype=pl.UInt32).implode()))
-    return lf.drop(LINE)
+    source = io.BytesIO(_part_bytes(part))
+    return good_rows(source, part.form.separator, types, part.first_line, part.skip)
 
 
 def count_lines(part: Part) -> int:
