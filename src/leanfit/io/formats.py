@@ -52,17 +52,8 @@ DATA_SUFFIXES = (
     *FORMATS,
     *(f"{text}{c}" for text in (".csv", ".tsv") for c in COMPRESSIONS),
 )
-OUTPUTS = {  # predictions by the output's name
-    ".csv": "csv",
-    ".csv.gz": "csv.gz",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "ipc",
-    ".feather": "ipc",
-    ".ipc": "ipc",
-    ".jsonl": "ndjson",
-    ".ndjson": "ndjson",
-}
+# predictions by the output's name: every data format but TSV, and gzip'd CSV
+OUTPUTS = {s: f for s, f in FORMATS.items() if s != ".tsv"} | {".csv.gz": "csv.gz"}
 COMPRESSED = {"gzip": "gzip'd", "zstd": "zstd-compressed", "bz2": "bzip2-compressed"}
 LOOKALIKES = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 
