@@ -49,6 +49,7 @@ from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
 
 MIN_WORKER_BYTES = 500_000_000
+WORKER_WAIT_S = 15  # for a worker still connecting, or one its nanny is restarting
 
 
 @dataclass
@@ -172,6 +173,8 @@ def _worker_deaths():
 
 
 def _describe(client) -> Cluster:
+    with contextlib.suppress(TimeoutError):
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     info = client.scheduler_info(n_workers=-1)
     limits = [w.get("memory_limit") or 0 for w in info["workers"].values()]
     if not limits:
