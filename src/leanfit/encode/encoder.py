@@ -27,6 +27,7 @@ Blocks are float32: dense, or CSR when the one-hot and hashed part is wide
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -230,11 +231,19 @@ class Encoder:
             self._slots = (np.concatenate(tables).astype(np.int32), np.asarray(starts, np.uint32))
         return self._slots
 
-    def expand(self, block: OneHotBlock | np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
-        """The plain block (CSR or dense, as ``transform`` gives) of a one-hot block."""
+    def expand(
+        self, block: OneHotBlock | np.ndarray | sp.csr_matrix, rows: np.ndarray | None = None
+    ) -> np.ndarray | sp.csr_matrix:
+        """The plain block (CSR or dense, as ``transform`` gives) of a one-hot block, or
+        of its ``rows`` in their order (a selection and a shuffle in one copy)."""
         if not isinstance(block, OneHotBlock):
-            return block
-        return block.tocsr() if self.sparse else block.toarray()
+            return block if rows is None else block[rows]
+        return block.tocsr(rows) if self.sparse else block.toarray(rows)
+
+    def plain(self, blocks: Iterator[tuple]) -> Iterator[tuple]:
+        """``(X, y, w)`` blocks with each ``X`` expanded (:meth:`expand`)."""
+        for X, *rest in blocks:
+            yield self.expand(X), *rest
 
     def _lookup(self, c: dict) -> tuple[pl.Enum, np.ndarray]:
         """The column's levels as an Enum, and slot by level code (unknown last);

@@ -49,13 +49,20 @@ class OneHotBlock:
     def T(self) -> _Transposed:
         return _Transposed(self)
 
-    def tocsr(self) -> sp.csr_matrix:
-        return _csr(self.dense, self.slots, self.width)
+    def tocsr(self, rows: np.ndarray | None = None) -> sp.csr_matrix:
+        """The CSR matrix of the block (of its ``rows``, in their order, if given)."""
+        dense, slots = (
+            (self.dense, self.slots) if rows is None else (self.dense[rows], self.slots[rows])
+        )
+        return _csr(dense, slots, self.width)
 
-    def toarray(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=self.dense.dtype)
-        out[:, : self.dense.shape[1]] = self.dense
-        np.put_along_axis(out, self.slots, 1.0, axis=1)
+    def toarray(self, rows: np.ndarray | None = None) -> np.ndarray:
+        dense, slots = (
+            (self.dense, self.slots) if rows is None else (self.dense[rows], self.slots[rows])
+        )
+        out = np.zeros((dense.shape[0], self.width), dtype=dense.dtype)
+        out[:, : dense.shape[1]] = dense
+        np.put_along_axis(out, slots, 1.0, axis=1)
         return out
 
 
@@ -84,7 +91,10 @@ def _csr(dense: np.ndarray, slots: np.ndarray, width: int) -> sp.csr_matrix:
     indices = np.empty((n, p + q), dtype=np.int32)
     indices[:, :p] = np.arange(p, dtype=np.int32)
     indices[:, p:] = slots
-    data = np.ones((n, p + q), dtype=np.float32)
+    data = np.empty((n, p + q), dtype=dense.dtype)
     data[:, :p] = dense
+    data[:, p:] = 1
     indptr = np.arange(0, n * (p + q) + 1, p + q, dtype=np.int64)
-    return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, width))
+    X = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, width))
+    X.has_canonical_format = True  # indices rise along each row: dense part, then slots
+    return X

@@ -201,24 +201,21 @@ class Trainer:
             counts=self.counts,
             cursor=self.cursor,
         )
+        # blocks are cached compact (one-hot slots) and expanded when learned from
         for X, y, train in blocks:
             if not train.all():
-                held = self.encoder.expand(X[~train])
-                holdout_cache.append(held, y[~train], self.weights(y[~train]))
+                holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
             rows = np.flatnonzero(train)
             if incremental:
-                rows = self.rng.permutation(rows)  # select and shuffle in one copy
-            Xt, yt = X[rows], y[rows]
-            del X, y, train
-            if incremental:
-                Xt = self.encoder.expand(Xt)
+                rows = self.rng.permutation(rows)
+            yt = y[rows]
+            if len(yt) and keep_train:
+                train_cache.append(X[rows], yt, self.weights(yt))
             if len(yt):
                 self.train_rows += len(yt)
-                if keep_train:
-                    train_cache.append(Xt, yt, self.weights(yt))
-                if incremental:
-                    self._learn(Xt, yt, self.weights(yt), epoch=1)
-            del Xt, yt
+                if incremental:  # select and shuffle in one copy
+                    self._learn(self.encoder.expand(X, rows), yt, self.weights(yt), epoch=1)
+            del X, y, train, yt
             if self.cursor.whole:
                 self._save()
 
@@ -270,7 +267,8 @@ class Trainer:
         while self.epoch <= self.opts.epochs:
             if self.order is None:
                 if holdout_cache.rows:
-                    loss = holdout_loss(self.model, self.progress.counted(holdout_cache.blocks()))
+                    held = self.encoder.plain(holdout_cache.blocks())
+                    loss = holdout_loss(self.model, self.progress.counted(held))
                     if self.stopper.stop(self.epoch - 1, loss, self.history, self.progress.note):
                         break
                 self.order = self.rng.permutation(train_cache.count)
@@ -278,7 +276,8 @@ class Trainer:
             for X, y, w in train_cache.blocks(self.order[self.index :]):
                 self.progress.advance(len(y))
                 order = self.rng.permutation(len(y))
-                self._learn(X[order], y[order], None if w is None else w[order], epoch=self.epoch)
+                X = self.encoder.expand(X, order)
+                self._learn(X, y[order], None if w is None else w[order], epoch=self.epoch)
                 self.index += 1
                 self._save()
             self.epoch, self.order, self.index = self.epoch + 1, None, 0
@@ -379,7 +378,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
             metrics, cut = (
                 evaluate_blocks(
                     trainer.model,
-                    memory.progress.counted(holdout_cache.blocks()),
+                    memory.progress.counted(trainer.encoder.plain(holdout_cache.blocks())),
                     len(schema.classes),
                     names,
                     opts.threshold,

@@ -247,7 +247,12 @@ def _learn_more(model: Model, data, opts, memory, guard) -> tuple[Model, dict]:
             trainer.fit(data, train_cache, holdout_cache)
         with memory.stage("evaluate"):
             after = (
-                evaluate_blocks(trainer.model, holdout_cache.blocks(), len(names), names)[0]
+                evaluate_blocks(
+                    trainer.model,
+                    trainer.encoder.plain(holdout_cache.blocks()),
+                    len(names),
+                    names,
+                )[0]
                 if holdout_cache.rows
                 else None
             )
