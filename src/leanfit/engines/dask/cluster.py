@@ -49,6 +49,7 @@ from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
 
 MIN_WORKER_BYTES = 500_000_000
+PRELOAD = "leanfit.engines.dask.preload"
 WORKER_WAIT_S = 15  # for a worker still connecting, or one its nanny is restarting
 
 
@@ -60,6 +61,16 @@ class Cluster:
     workers: int
     worker_memory: int
     address: str
+    addresses: tuple[str, ...] = ()
+
+    def place(self, index: int) -> dict:
+        """``submit`` keywords putting partition ``index`` on a worker, round robin, so
+        that every worker holds as many partitions as the others (their number is a
+        multiple of the workers'). Loose: a task whose worker has left runs elsewhere."""
+        if not self.addresses:
+            return {}
+        where = self.addresses[index % len(self.addresses)]
+        return {"workers": [where], "allow_other_workers": True}
 
     def report(self) -> dict:
         """Workers, their memory limit and each one's peak RSS (OS count) so far."""
@@ -137,11 +148,23 @@ def cluster(
 
 @contextlib.contextmanager
 def _local_cluster(limit: int):
+    workers, per_worker = local_shape(limit)
+    with local_cluster(workers, per_worker) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int, per_worker: int | str) -> Iterator[object]:
+    """A client of a new LocalCluster: ``workers`` single-threaded worker processes
+    with ``per_worker`` bytes each, Polars sharing the cores between them, leanfit
+    imported when a worker starts (:mod:`.preload`), and no work stealing: tasks
+    stay where :meth:`Cluster.place` puts them, by their partitions' blocks."""
+    import dask
     from distributed import Client, LocalCluster
 
-    workers, per_worker = local_shape(limit)
     threads = max(1, _cores() // workers)
     with (
+        dask.config.set({"distributed.scheduler.work-stealing": False}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -150,6 +173,7 @@ def _local_cluster(limit: int):
             dashboard_address=None,
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
             env={"POLARS_MAX_THREADS": str(threads)},
+            preload=[PRELOAD],
         ) as local,
         Client(local) as c,
     ):
@@ -180,15 +204,18 @@ def _describe(client) -> Cluster:
     if not limits:
         raise ConfigError(f"the Dask scheduler at {info.get('address')} has no workers.")
     smallest = min(limits) or 4_000_000_000
-    return Cluster(client, len(limits), smallest, info.get("address", ""))
+    addresses = tuple(sorted(info["workers"]))
+    return Cluster(client, len(limits), smallest, info.get("address", ""), addresses)
 
 
 def locate(data, workers: int, worker_memory: int, block: int | None = None):
-    """On a worker: the input files and their partitions."""
+    """On a worker: the input files and their partitions; unless ``block`` is given,
+    sized by the workers' memory and as many for every worker."""
     paths = resolve_paths(data)
-    if block is None:
-        block = block_size(sum(size(p) for p in paths), workers, worker_memory)
-    return paths, plan_parts(paths, block)
+    if block is not None:
+        return paths, plan_parts(paths, block)
+    block = block_size(sum(size(p) for p in paths), workers, worker_memory)
+    return paths, plan_parts(paths, block, multiple=workers)
 
 
 def absolute(path) -> str:
