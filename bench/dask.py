@@ -2,8 +2,9 @@
 
 Usage: python bench/dask.py [ROWS]   (default 200,000 rows; keep it small on a laptop)
 
-For each worker count a LocalCluster of single-threaded worker processes (Polars
-also limited to one thread per worker, so a worker is one core) runs the same
+For each worker count the LocalCluster leanfit starts (single-threaded worker
+processes, here with Polars limited to one thread each, so a worker is one core)
+runs the same
 steps on ``data/bench-dask-ROWS.csv``: ``inspect``, ``train --model nb``,
 ``train --model logistic``, ``evaluate`` and ``predict``. Reported per step: wall
 time (cluster start excluded), the speed-up of 2 workers over 1, and from Dask's
@@ -22,7 +23,6 @@ bench/out/dask.json.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import tempfile
@@ -63,7 +63,7 @@ class Timer:
         from distributed import get_task_stream
 
         c = self.client
-        workers0, client0 = c.run(cpu_seconds), cpu_seconds()
+        workers0, client0, sent0 = c.run(cpu_seconds), cpu_seconds(), sent_bytes(c)
         with get_task_stream(client=c) as stream:
             start = time.perf_counter()
             result = fn(*args, client=c, **kwargs)
@@ -73,8 +73,21 @@ class Timer:
         self.steps[name] = described(stream.data, wall, len(workers1)) | {
             "worker_cpu_seconds": round(sum(workers1.values()) - sum(workers0.values()), 2),
             "client_cpu_seconds": round(client1 - client0, 2),
+            "sent_bytes": sent_bytes(c) - sent0,
         }
         return result
+
+
+def sent_bytes(client) -> int:
+    """Bytes the workers have sent so far (results to the client, data to each other),
+    as the workers' own metrics count them (reported to the scheduler every second)."""
+    time.sleep(1.1)  # let the last heartbeat carry the step's metrics
+    metrics = client.run_on_scheduler(scheduler_metrics)
+    return int(metrics.get(("get-data", "memory-read", "bytes"), 0))
+
+
+def scheduler_metrics(dask_scheduler) -> dict:
+    return dict(dask_scheduler.cumulative_worker_metrics)
 
 
 def described(tasks: list[dict], wall: float, workers: int) -> dict:
@@ -121,21 +134,12 @@ def steps(timer: Timer, folder: Path) -> None:
 
 
 def on_cluster(workers: int) -> dict:
-    from distributed import Client, LocalCluster
-
+    """The steps on the LocalCluster leanfit starts, one core (one Polars thread) per worker."""
     from leanfit.engines.dask import process_peak_rss
+    from leanfit.engines.dask.cluster import local_cluster
 
     with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=WORKER_MEMORY,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-            env={"POLARS_MAX_THREADS": "1"},
-        ) as cluster,
-        Client(cluster) as client,
+        local_cluster(workers, WORKER_MEMORY, polars_threads=1) as client,
         tempfile.TemporaryDirectory() as folder,
     ):
         timer = Timer(client)

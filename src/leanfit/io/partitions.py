@@ -63,6 +63,11 @@ class Part:
         return Input((self.path,), self.form)
 
     @property
+    def plain_csv(self) -> bool:
+        """A CSV that Polars reads itself: its rows are counted without types."""
+        return self.form.format == "csv" and polars_reads(self.path)
+
+    @property
     def name(self) -> str:
         whole = self.end is None
         return Path(self.path).name + ("" if whole else f"[{self.start}:{self.end}]")
@@ -205,7 +210,8 @@ def read_part(part: Part, types: dict | None) -> pl.DataFrame:
 
 
 def count_rows(part: Part, types: dict | None) -> int:
-    """Rows in the partition (a cheap pass: no column is parsed)."""
+    """Rows in the partition (a cheap pass: no column is parsed, and a plain CSV
+    needs no ``types``: :attr:`Part.plain_csv`)."""
     if part.first_line is not None:
         return count_lines(part) - len(part.skip)
     if part.parquet:
@@ -216,7 +222,16 @@ def count_rows(part: Part, types: dict | None) -> int:
         end = meta.num_row_groups if part.end is None else part.end
         return sum(meta.row_group(i).num_rows for i in range(part.start, end))
     with translated(part.input):
-        return int(scan_part(part, types).select(pl.len()).collect().item())
+        return int(_rows_scan(part, types).select(pl.len()).collect().item())
+
+
+def _rows_scan(part: Part, types: dict | None) -> pl.LazyFrame:
+    if not part.plain_csv:
+        return scan_part(part, types)
+    source = part.path if part.end is None else io.BytesIO(_part_bytes(part))
+    return pl.scan_csv(
+        source, separator=part.form.separator, infer_schema=False, raise_if_empty=False
+    )
 
 
 # --------------------------------------------------------------------------- types

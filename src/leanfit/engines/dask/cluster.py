@@ -154,15 +154,18 @@ def _local_cluster(limit: int):
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int, per_worker: int | str) -> Iterator[object]:
+def local_cluster(
+    workers: int, per_worker: int | str, polars_threads: int | None = None
+) -> Iterator[object]:
     """A client of a new LocalCluster: ``workers`` single-threaded worker processes
-    with ``per_worker`` bytes each, Polars sharing the cores between them, leanfit
-    imported when a worker starts (:mod:`.preload`), and no work stealing: tasks
-    stay where :meth:`Cluster.place` puts them, by their partitions' blocks."""
+    with ``per_worker`` bytes each, Polars sharing the cores between them (or
+    ``polars_threads`` each), leanfit imported when a worker starts (:mod:`.preload`),
+    and no work stealing: tasks stay where :meth:`Cluster.place` puts them, by their
+    partitions' blocks."""
     import dask
     from distributed import Client, LocalCluster
 
-    threads = max(1, _cores() // workers)
+    threads = polars_threads or max(1, _cores() // workers)
     with (
         dask.config.set({"distributed.scheduler.work-stealing": False}),
         LocalCluster(
@@ -248,13 +251,22 @@ def merge_metrics(a, b):
 
 def partitions_for(cl: Cluster, data, schema, block: int | None, guard=None):
     """``(paths, parts, types)`` of ``data`` read with ``schema``: the parser's types,
-    or with an active ``guard`` the schema's own, every partition knowing its bad rows."""
+    or with an active ``guard`` the schema's own, every partition knowing its bad rows.
+    The parser's types are a future, being inferred by a worker: tasks given it start
+    when it is done, without waiting for the client."""
     paths, parts = locate_on(cl, data, block)
     if guard is not None and guard.active:
         types = read_types(schema)
         return paths, guard_parts(cl, paths, parts, types, guard), types
-    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False).result()
+    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False)
     return paths, parts, types
+
+
+def resolved(types):
+    """``types`` itself, or the value of a future of them (:func:`partitions_for`)."""
+    from distributed import Future
+
+    return types.result() if isinstance(types, Future) else types
 
 
 def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, guard) -> list[Part]:
@@ -324,11 +336,15 @@ def gather_following(c, futures: list, progress: Progress, rows_of) -> list:
 def row_offsets(
     cl: Cluster, parts: list[Part], types, progress: Progress | None = None
 ) -> tuple[list[int], int]:
-    """Each partition's first global row number (a cheap counting pass), and the total."""
+    """Each partition's first global row number (a cheap counting pass), and the total;
+    plain CSV partitions are counted while ``types`` (maybe a future) is inferred."""
     progress = progress or Progress()
     with progress.stage("count"):
         progress.plan(estimate_rows(sorted({p.path for p in parts})))
-        futures = cl.client.map(count_rows, parts, types=types, pure=False)
+        futures = [
+            cl.client.submit(count_rows, p, None if p.plain_csv else types, pure=False)
+            for p in parts
+        ]
         counts = gather_following(cl.client, futures, progress, int)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
     return offsets, int(sum(counts))

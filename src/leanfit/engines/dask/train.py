@@ -34,6 +34,7 @@ from leanfit.engines.dask.cluster import (
     gather_following,
     merge_metrics,
     partitions_for,
+    resolved,
     row_offsets,
     tree_reduce,
 )
@@ -184,7 +185,7 @@ def layout(
     ``guard`` the rows are the good ones, read with the schema's types."""
     paths, parts, types = partitions_for(cl, data, schema, block, guard)
     offsets, rows = row_offsets(cl, parts, types, progress)
-    return Layout(paths, parts, offsets, rows, types)
+    return Layout(paths, parts, offsets, rows, resolved(types))
 
 
 def fit(
@@ -288,7 +289,8 @@ def _fit_logistic(
             c.submit(terms_part, group, coef, model.fit_intercept, **cl.place(j), pure=False)
             for j, group in enumerate(groups)
         ]
-        parts = gather_following(c, tasks, progress, lambda p: p[3])
+        parts = c.gather(tasks)  # one round trip per evaluation
+        progress.advance(sum(p[3] for p in parts))
         return (
             sum(p[0] for p in parts),
             np.sum([p[1] for p in parts], axis=0),
