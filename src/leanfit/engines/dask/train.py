@@ -5,7 +5,10 @@ its first global row number and the holdout split selects exactly the rows the
 local engine selects. Each partition is then parsed and encoded once, on a worker
 (:func:`leanfit.encode.batches.encode_part`, as locally), into train and holdout
 blocks that stay in that worker's memory (Dask spills them to disk past 70% of the
-worker's share). What differs from the local engine is only where the sums run:
+worker's share): partition ``i`` on worker ``i mod workers``
+(:meth:`~leanfit.engines.dask.cluster.Cluster.place`), and every later task on its
+blocks there too, so blocks never travel. What differs from the local engine is only
+where the sums run:
 
 * ``nb``: per-partition naive Bayes models, merged (:mod:`leanfit.models.merge`);
 * ``logistic``: :meth:`ExactLogisticRegression.fit_terms` with the loss and
