@@ -206,6 +206,7 @@ def fit(
         c.submit(encoded_partition, part, offset, job, **cl.place(i), pure=False)
         for i, (part, offset) in enumerate(zip(parts, offsets, strict=True))
     ]
+    first = _first_pass(cl, opts.model, encoded, job, encoder.n_features)
     with progress.stage("encode"):
         progress.plan(where.rows)
         futures = on_blocks(cl, side_rows, encoded)
@@ -222,11 +223,10 @@ def fit(
     with progress.stage("L-BFGS" if opts.model == "logistic" else "fit"):
         if opts.model == "nb":
             progress.plan(n_train)
-            futures = on_blocks(cl, nb_part, encoded, job)
-            follow(futures, progress, counts[:, 0].tolist())
-            model = merge_naive_bayes(c.gather(futures))
+            follow(first, progress, counts[:, 0].tolist())
+            model = merge_naive_bayes(c.gather(first))
         elif opts.model == "logistic":
-            model = _fit_logistic(cl, encoded, counts[:, 0], opts, k, encoder.n_features, progress)
+            model = _fit_logistic(cl, encoded, first, counts[:, 0], opts, k, progress)
         else:
             model, epochs = _fit_sgd(
                 cl, encoded, counts, opts, k, encoder.sparse, history, progress
@@ -260,6 +260,17 @@ def fit(
     )
 
 
+def _first_pass(cl: Cluster, model: str, encoded: list, job, n_features: int) -> list:
+    """The fit's first pass over the blocks, submitted with the encoding so that each
+    task starts as soon as its blocks are made, with no wait for the client:
+    naive Bayes models, or the logistic's column squares (none for the sgd family)."""
+    if model == "nb":
+        return on_blocks(cl, nb_part, encoded, job)
+    if model == "logistic":
+        return on_blocks(cl, squares_part, encoded, n_features)
+    return []
+
+
 def on_blocks(cl: Cluster, fn, encoded: list, *args) -> list:
     """``fn(encoded[i], *args)`` for every partition ``i``, on the worker holding its
     blocks (a task elsewhere would first copy them there)."""
@@ -278,10 +289,11 @@ def holdout_metrics(cl: Cluster, encoded: list, model, job, progress: Progress, 
 
 
 def _fit_logistic(
-    cl: Cluster, encoded: list, rows: np.ndarray, opts: TrainOptions, k: int, n_features, progress
+    cl: Cluster, encoded: list, per_part: list, rows: np.ndarray, opts: TrainOptions, k, progress
 ):
     """The exact logistic, each loss/gradient evaluation summed by one task per worker
-    on the blocks it holds (``rows``: the train rows of each partition)."""
+    on the blocks it holds (``per_part``: futures of each partition's column squares;
+    ``rows``: the train rows of each partition)."""
     c, model = cl.client, model_for(opts)
     n_train = int(sum(rows))
     held = len(cl.addresses) or 1  # partition i is on worker i % held (Cluster.place)
@@ -301,9 +313,9 @@ def _fit_logistic(
         )
 
     progress.plan(n_train, passes=2)  # column squares, first evaluation
-    futures = on_blocks(cl, squares_part, encoded, n_features)
-    follow(futures, progress, rows.tolist())
-    squares = sum(c.gather(futures))
+    follow(per_part, progress, rows.tolist())
+    squares = sum(c.gather(per_part))
+    n_features = len(squares) - 1
     if squares[-1] <= 0:
         raise InputError("the training rows hold no samples (or only zero sample weights).")
 
