@@ -199,6 +199,11 @@ def report(results: dict) -> None:
         )
     print("util: seconds computing in tasks (task stream) over wall x workers")
     print("cpu s: CPU seconds of the worker processes, summed")
+    print(f"{'step':<16}{'client cpu s 1/2':>18}{'MB sent by workers 1/2':>24}")
+    for step in one:
+        client = f"{one[step]['client_cpu_seconds']:.2f}/{two[step]['client_cpu_seconds']:.2f}"
+        sent = f"{one[step]['sent_bytes'] / 1e6:.2f}/{two[step]['sent_bytes'] / 1e6:.2f}"
+        print(f"{step:<16}{client:>18}{sent:>24}")
     for workers in (1, 2):
         peaks = ", ".join(f"{p:,} MB" for p in results[f"dask_{workers}"]["worker_peak_rss_mb"])
         print(f"peak RSS per worker with {workers} worker(s): {peaks}")
