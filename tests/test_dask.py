@@ -1,6 +1,7 @@
 """The Dask engine against the local engine, on a real two-process LocalCluster.
 
-Every test shares one cluster (2 worker processes, 1 thread each) and splits the
+Every test shares one cluster (the LocalCluster leanfit starts: 2 worker
+processes, 1 thread each) and splits the
 20,000-row files into byte ranges of 1 MB (4 to 6 partitions), so merging and row
 offsets are exercised. Comparisons are with the local engine on the same data.
 """
@@ -8,7 +9,6 @@ offsets are exercised. Comparisons are with the local engine on the same data.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from dataclasses import asdict
@@ -21,6 +21,8 @@ import pytest
 from leanfit import TrainOptions, evaluate, load, predict
 from leanfit.engines import dask as dask_engine
 from leanfit.engines.local.train import train
+from leanfit.io.partitions import count_rows, parse_types, plan_parts, read_part
+from leanfit.io.source import resolve_paths
 from leanfit.options import BoostOptions
 from leanfit.schema import inspect
 from leanfit.synth import write_data
@@ -38,18 +40,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit="1.5GB",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            env={"POLARS_MAX_THREADS": "1"},
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+    from leanfit.engines.dask.cluster import local_cluster
+
+    with local_cluster(2, "1.5GB", polars_threads=1) as c:
         yield c
 
 
@@ -305,3 +298,44 @@ def test_bad_rows_are_the_local_engines(tmp_path, client):
     for key in ("rows", "rows_train", "rows_holdout", "rows_unlabelled"):
         assert remote[key] == local[key], key
     assert remote["metrics"]["confusion_matrix"] == local["metrics"]["confusion_matrix"]
+
+
+def test_partitions_are_a_multiple_of_the_workers_and_hold_every_row(small_csv, tmp_path):
+    frame = pl.read_csv(small_csv)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.slice(0, 3_000).write_csv(folder / "a.csv")
+    frame.slice(3_000, 12_000).write_csv(folder / "b.csv")
+    frame.slice(15_000).write_csv(folder / "c.csv")
+    paths = resolve_paths(folder)
+    types = parse_types(paths, None)
+    for workers in (2, 3, 4):
+        parts = plan_parts(paths, 1_500_000, multiple=workers)
+        assert len(parts) % workers == 0 and len(parts) >= 4, workers
+        assert [p.index for p in parts] == list(range(len(parts)))
+        rows = pl.concat([read_part(p, types) for p in parts])
+        assert rows.equals(frame), workers
+        assert sum(count_rows(p, None) for p in parts) == frame.height
+
+
+def test_blocks_stay_on_the_worker_that_encoded_them(small_csv, schemas, client):
+    """Partitions sized by leanfit are dealt evenly to the workers, and every later
+    task on a partition's blocks (logistic's L-BFGS passes, sgd's epochs and holdout
+    losses between them, the holdout metrics) runs where they are: no encoded block
+    leaves its worker, for another worker or the client."""
+    from dask.utils import key_split
+
+    def outgoing(dask_worker):
+        return [key for sent in dask_worker.transfer_outgoing_log for key in sent["keys"]]
+
+    before = {w: len(keys) for w, keys in client.run(outgoing).items()}
+    with distributed.get_task_stream(client=client) as stream:
+        for model in ("logistic", "sgd"):
+            opts = TrainOptions(model=model, epochs=3)
+            trained = dask_engine.train(small_csv, schema=schemas[1], options=opts, client=client)
+            assert trained["partitions"] == 4  # 5.6 MB over 2 workers, 2 partitions each
+    sent = [k for w, keys in client.run(outgoing).items() for k in keys[before[w] :]]
+    assert {key_split(k) for k in sent} >= {"terms_part", "side_rows"}  # results left
+    assert "encoded_partition" not in {key_split(k) for k in sent}
+    encoded = [t["worker"] for t in stream.data if key_split(t["key"]) == "encoded_partition"]
+    assert sorted(encoded.count(w) for w in set(encoded)) == [4, 4]

@@ -63,33 +63,46 @@ class Part:
         return Input((self.path,), self.form)
 
     @property
+    def plain_csv(self) -> bool:
+        """A CSV that Polars reads itself: its rows are counted without types."""
+        return self.form.format == "csv" and polars_reads(self.path)
+
+    @property
     def name(self) -> str:
         whole = self.end is None
         return Path(self.path).name + ("" if whole else f"[{self.start}:{self.end}]")
 
 
-def plan_parts(paths: Input, block: int) -> list[Part]:
+def plan_parts(paths: Input, block: int, multiple: int = 1) -> list[Part]:
     """Cut the files of ``paths`` into partitions of about ``block`` bytes (runs on a
-    worker)."""
-    parts: list[Part] = []
+    worker), their number a multiple of ``multiple`` (the workers) where CSV files
+    can be cut further: the largest pieces are cut again until it is."""
     form = paths.form
+    sizes: dict[str, int] = {}  # CSV files cut into byte ranges: their sizes
+    runs: dict[str, list] = {}  # every other file: its own partitions
     for path in paths:
         if form.format == "parquet":
-            for start, end in _row_group_runs(path, block):
-                parts.append(Part(len(parts), path, start, end, form=form))
-            continue
-        total = size(path)
-        whole = form.format != "csv" or format_of(path)[1] or not polars_reads(path)
-        if whole or total <= block:
-            parts.append(Part(len(parts), path, form=form))
-            continue
-        pieces = math.ceil(total / block)
-        bounds = [round(total * i / pieces) for i in range(pieces + 1)]
-        parts += [
-            Part(len(parts) + i, path, a, b, form=form)
-            for i, (a, b) in enumerate(itertools.pairwise(bounds))
-        ]
+            runs[path] = _row_group_runs(path, block)
+        elif form.format != "csv" or format_of(path)[1] or not polars_reads(path):
+            runs[path] = [(0, None)]
+        else:
+            sizes[path] = size(path)
+    pieces = {path: max(math.ceil(n / block), 1) for path, n in sizes.items()}
+    missing = -(sum(pieces.values()) + sum(map(len, runs.values()))) % multiple
+    for _ in range(missing if pieces else 0):
+        largest = max(pieces, key=lambda p: sizes[p] / pieces[p])
+        pieces[largest] += 1
+    parts: list[Part] = []
+    for path in paths:
+        ranges = runs[path] if path in runs else _byte_ranges(sizes[path], pieces[path])
+        parts += [Part(len(parts) + i, path, a, b, form=form) for i, (a, b) in enumerate(ranges)]
     return parts
+
+
+def _byte_ranges(total: int, pieces: int) -> list[tuple[int, int | None]]:
+    if pieces == 1:
+        return [(0, None)]
+    return list(itertools.pairwise(round(total * i / pieces) for i in range(pieces + 1)))
 
 
 def _row_group_runs(path: str, block: int) -> list[tuple[int, int | None]]:
@@ -197,7 +210,8 @@ def read_part(part: Part, types: dict | None) -> pl.DataFrame:
 
 
 def count_rows(part: Part, types: dict | None) -> int:
-    """Rows in the partition (a cheap pass: no column is parsed)."""
+    """Rows in the partition (a cheap pass: no column is parsed, and a plain CSV
+    needs no ``types``: :attr:`Part.plain_csv`)."""
     if part.first_line is not None:
         return count_lines(part) - len(part.skip)
     if part.parquet:
@@ -208,7 +222,16 @@ def count_rows(part: Part, types: dict | None) -> int:
         end = meta.num_row_groups if part.end is None else part.end
         return sum(meta.row_group(i).num_rows for i in range(part.start, end))
     with translated(part.input):
-        return int(scan_part(part, types).select(pl.len()).collect().item())
+        return int(_rows_scan(part, types).select(pl.len()).collect().item())
+
+
+def _rows_scan(part: Part, types: dict | None) -> pl.LazyFrame:
+    if not part.plain_csv:
+        return scan_part(part, types)
+    source = part.path if part.end is None else io.BytesIO(_part_bytes(part))
+    return pl.scan_csv(
+        source, separator=part.form.separator, infer_schema=False, raise_if_empty=False
+    )
 
 
 # --------------------------------------------------------------------------- types

@@ -12,8 +12,6 @@ import os
 import uuid
 from pathlib import Path
 
-import numpy as np
-
 from leanfit.engines.dask.cluster import (
     absolute,
     cluster,
@@ -21,7 +19,6 @@ from leanfit.engines.dask.cluster import (
     gather_following,
     merge_metrics,
     partitions_for,
-    row_offsets,
     tree_reduce,
 )
 from leanfit.errors import ConfigError, InputError
@@ -51,13 +48,13 @@ def evaluate(
     with memory.stage("evaluate"), cluster(scheduler, memory, client=client) as cl:
         c = cl.client
         paths, parts, types = partitions_for(cl, data, model.schema, block, guard)
-        offsets, read = row_offsets(cl, parts, types, memory.progress)
-        memory.progress.plan(read)
+        expected = estimate_rows(paths)
+        memory.progress.plan(expected)
         shared = c.scatter(model, broadcast=True)
         futures = c.map(evaluate_part, parts, types=types, model=shared, pure=False)
-        metrics = tree_reduce(c, futures, merge_metrics)
-        follow(futures, memory.progress, np.diff([*offsets, read]).tolist())
-        metrics = metrics.result()
+        whole = tree_reduce(c, futures, merge_counted)
+        follow(futures, memory.progress, [(expected or 0) / len(parts)] * len(parts))
+        metrics, read = whole.result()
         report = cl.report()
     if metrics is None:
         raise InputError(f"{data}: no labelled rows to evaluate.")
@@ -75,12 +72,18 @@ def evaluate(
 
 
 def evaluate_part(part: Part, types: dict | None, model):
-    """StreamingMetrics of ``model`` on the partition's labelled rows (None if none)."""
+    """StreamingMetrics of ``model`` on the partition's labelled rows (None if none),
+    and the rows read."""
     frame = read_part(part, types)
     metrics = model.new_metrics()
     for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
         model.add_metrics(metrics, frame.slice(start, DEFAULT_BATCH_ROWS), part.name)
-    return metrics if metrics.n_rows else None
+    return (metrics if metrics.n_rows else None), frame.height
+
+
+def merge_counted(a: tuple, b: tuple) -> tuple:
+    """Two ``(metrics, rows)`` merged."""
+    return merge_metrics(a[0], b[0]), a[1] + b[1]
 
 
 # --------------------------------------------------------------------------- predict

@@ -49,6 +49,7 @@ from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
 
 MIN_WORKER_BYTES = 500_000_000
+PRELOAD = "leanfit.engines.dask.preload"
 WORKER_WAIT_S = 15  # for a worker still connecting, or one its nanny is restarting
 
 
@@ -60,6 +61,16 @@ class Cluster:
     workers: int
     worker_memory: int
     address: str
+    addresses: tuple[str, ...] = ()
+
+    def place(self, index: int) -> dict:
+        """``submit`` keywords putting partition ``index`` on a worker, round robin, so
+        that every worker holds as many partitions as the others (their number is a
+        multiple of the workers'). Loose: a task whose worker has left runs elsewhere."""
+        if not self.addresses:
+            return {}
+        where = self.addresses[index % len(self.addresses)]
+        return {"workers": [where], "allow_other_workers": True}
 
     def report(self) -> dict:
         """Workers, their memory limit and each one's peak RSS (OS count) so far."""
@@ -137,11 +148,26 @@ def cluster(
 
 @contextlib.contextmanager
 def _local_cluster(limit: int):
+    workers, per_worker = local_shape(limit)
+    with local_cluster(workers, per_worker) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def local_cluster(
+    workers: int, per_worker: int | str, polars_threads: int | None = None
+) -> Iterator[object]:
+    """A client of a new LocalCluster: ``workers`` single-threaded worker processes
+    with ``per_worker`` bytes each, Polars sharing the cores between them (or
+    ``polars_threads`` each), leanfit imported when a worker starts (:mod:`.preload`),
+    and no work stealing: tasks stay where :meth:`Cluster.place` puts them, by their
+    partitions' blocks."""
+    import dask
     from distributed import Client, LocalCluster
 
-    workers, per_worker = local_shape(limit)
-    threads = max(1, _cores() // workers)
+    threads = polars_threads or max(1, _cores() // workers)
     with (
+        dask.config.set({"distributed.scheduler.work-stealing": False}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -150,6 +176,7 @@ def _local_cluster(limit: int):
             dashboard_address=None,
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
             env={"POLARS_MAX_THREADS": str(threads)},
+            preload=[PRELOAD],
         ) as local,
         Client(local) as c,
     ):
@@ -180,15 +207,18 @@ def _describe(client) -> Cluster:
     if not limits:
         raise ConfigError(f"the Dask scheduler at {info.get('address')} has no workers.")
     smallest = min(limits) or 4_000_000_000
-    return Cluster(client, len(limits), smallest, info.get("address", ""))
+    addresses = tuple(sorted(info["workers"]))
+    return Cluster(client, len(limits), smallest, info.get("address", ""), addresses)
 
 
 def locate(data, workers: int, worker_memory: int, block: int | None = None):
-    """On a worker: the input files and their partitions."""
+    """On a worker: the input files and their partitions; unless ``block`` is given,
+    sized by the workers' memory and as many for every worker."""
     paths = resolve_paths(data)
-    if block is None:
-        block = block_size(sum(size(p) for p in paths), workers, worker_memory)
-    return paths, plan_parts(paths, block)
+    if block is not None:
+        return paths, plan_parts(paths, block)
+    block = block_size(sum(size(p) for p in paths), workers, worker_memory)
+    return paths, plan_parts(paths, block, multiple=workers)
 
 
 def absolute(path) -> str:
@@ -221,13 +251,22 @@ def merge_metrics(a, b):
 
 def partitions_for(cl: Cluster, data, schema, block: int | None, guard=None):
     """``(paths, parts, types)`` of ``data`` read with ``schema``: the parser's types,
-    or with an active ``guard`` the schema's own, every partition knowing its bad rows."""
+    or with an active ``guard`` the schema's own, every partition knowing its bad rows.
+    The parser's types are a future, being inferred by a worker: tasks given it start
+    when it is done, without waiting for the client."""
     paths, parts = locate_on(cl, data, block)
     if guard is not None and guard.active:
         types = read_types(schema)
         return paths, guard_parts(cl, paths, parts, types, guard), types
-    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False).result()
+    types = cl.client.submit(parse_types, paths, schema.read_overrides(), pure=False)
     return paths, parts, types
+
+
+def resolved(types):
+    """``types`` itself, or the value of a future of them (:func:`partitions_for`)."""
+    from distributed import Future
+
+    return types.result() if isinstance(types, Future) else types
 
 
 def guard_parts(cl: Cluster, paths: list[str], parts: list[Part], types: dict, guard) -> list[Part]:
@@ -297,11 +336,15 @@ def gather_following(c, futures: list, progress: Progress, rows_of) -> list:
 def row_offsets(
     cl: Cluster, parts: list[Part], types, progress: Progress | None = None
 ) -> tuple[list[int], int]:
-    """Each partition's first global row number (a cheap counting pass), and the total."""
+    """Each partition's first global row number (a cheap counting pass), and the total;
+    plain CSV partitions are counted while ``types`` (maybe a future) is inferred."""
     progress = progress or Progress()
     with progress.stage("count"):
         progress.plan(estimate_rows(sorted({p.path for p in parts})))
-        futures = cl.client.map(count_rows, parts, types=types, pure=False)
+        futures = [
+            cl.client.submit(count_rows, p, None if p.plain_csv else types, pure=False)
+            for p in parts
+        ]
         counts = gather_following(cl.client, futures, progress, int)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
     return offsets, int(sum(counts))

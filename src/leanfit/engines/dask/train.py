@@ -5,7 +5,10 @@ its first global row number and the holdout split selects exactly the rows the
 local engine selects. Each partition is then parsed and encoded once, on a worker
 (:func:`leanfit.encode.batches.encode_part`, as locally), into train and holdout
 blocks that stay in that worker's memory (Dask spills them to disk past 70% of the
-worker's share). What differs from the local engine is only where the sums run:
+worker's share): partition ``i`` on worker ``i mod workers``
+(:meth:`~leanfit.engines.dask.cluster.Cluster.place`), and every later task on its
+blocks there too, so blocks never travel. What differs from the local engine is only
+where the sums run:
 
 * ``nb``: per-partition naive Bayes models, merged (:mod:`leanfit.models.merge`);
 * ``logistic``: :meth:`ExactLogisticRegression.fit_terms` with the loss and
@@ -34,6 +37,7 @@ from leanfit.engines.dask.cluster import (
     gather_following,
     merge_metrics,
     partitions_for,
+    resolved,
     row_offsets,
     tree_reduce,
 )
@@ -86,19 +90,15 @@ def encoded_partition(part: Part, offset: int, job: Job) -> dict[str, list]:
     return out
 
 
-def side(blocks: dict, which: str) -> list:
-    return blocks[which]
-
-
 def side_rows(blocks: dict) -> tuple[int, int]:
     return tuple(sum(len(y) for _, y, _ in blocks[s]) for s in SIDES)
 
 
-def nb_part(blocks: list, job: Job):
+def nb_part(encoded: dict, job: Job):
     """A naive Bayes model of the partition's train rows (None when it has none)."""
     model = model_for(job.opts, sparse=job.encoder.sparse)
     classes = np.arange(len(job.schema.classes))
-    for X, y, w in blocks:
+    for X, y, w in encoded["train"]:
         kwargs = {"classes": classes} if not hasattr(model, "classes_") else {}
         if not job.encoder.sparse:  # GaussianNB sums in the dtype of X: float64 is exact
             X = X.astype(np.float64)
@@ -106,22 +106,24 @@ def nb_part(blocks: list, job: Job):
     return model if hasattr(model, "classes_") else None
 
 
-def terms_part(partitions: list[list], coef: np.ndarray, fit_intercept: bool):
-    """Loss sum, gradient and weight sum of the train blocks of some partitions."""
+def terms_part(partitions: list[dict], coef: np.ndarray, fit_intercept: bool):
+    """Loss sum, gradient, weight sum and rows of the train blocks of some partitions."""
     from leanfit.models.logistic import block_terms  # scikit-learn only when used
 
-    loss, grad, sw = 0.0, np.zeros_like(coef), 0.0
-    for blocks in partitions:
-        for X, y, w in blocks:
+    loss, grad, sw, rows = 0.0, np.zeros_like(coef), 0.0, 0
+    for encoded in partitions:
+        for X, y, w in encoded["train"]:
             block_loss, block_grad, block_sw = block_terms(coef, X, y, w, fit_intercept)
             loss, grad, sw = loss + block_loss, grad + block_grad, sw + block_sw
-    return loss, grad, sw
+            rows += len(y)
+    return loss, grad, sw, rows
 
 
-def squares_part(blocks: list, n_features: int) -> np.ndarray:
+def squares_part(encoded: dict, n_features: int) -> np.ndarray:
     """Column sums of squares and weight sum of a partition (see ``leanfit.models.logistic``)."""
     from leanfit.models.logistic import block_squares
 
+    blocks = encoded["train"]
     return sum((block_squares(X, y, w) for X, y, w in blocks), np.zeros(n_features + 1))
 
 
@@ -130,15 +132,21 @@ def metrics_part(blocks: list, model, encoder, n_classes: int):
     return block_metrics(predictor_for(model, encoder).proba, blocks, n_classes)
 
 
-def loss_part(blocks: list, model) -> tuple[float, int]:
-    return log_loss_sum(model, blocks)
+def holdout_part(encoded: dict, model, job: Job):
+    """StreamingMetrics of ``model`` on the partition's holdout rows (None without)."""
+    return metrics_part(encoded["holdout"], model, job.encoder, len(job.schema.classes))
 
 
-def sgd_part(blocks: list, model, classes: np.ndarray, seed: int, epoch: int, index: int):
+def loss_part(encoded: dict, model) -> tuple[float, int]:
+    return log_loss_sum(model, encoded["holdout"])
+
+
+def sgd_part(encoded: dict, model, classes: np.ndarray, seed: int, epoch: int, index: int):
     """Continue ``model`` over the partition's train rows, shuffled; (model, rows)."""
     model = copy.deepcopy(model)
     rng = np.random.default_rng([seed, epoch, index])
     rows = 0
+    blocks = encoded["train"]
     for i in rng.permutation(len(blocks)):
         X, y, w = blocks[i]
         order = rng.permutation(len(y))
@@ -180,7 +188,7 @@ def layout(
     ``guard`` the rows are the good ones, read with the schema's types."""
     paths, parts, types = partitions_for(cl, data, schema, block, guard)
     offsets, rows = row_offsets(cl, parts, types, progress)
-    return Layout(paths, parts, offsets, rows, types)
+    return Layout(paths, parts, offsets, rows, resolved(types))
 
 
 def fit(
@@ -194,14 +202,16 @@ def fit(
     parts, offsets, types = where.parts, where.offsets, where.types
     encoder = Encoder.from_options(schema, opts)
     job = c.scatter(Job(schema, opts, types, encoder), broadcast=True)
-    encoded = c.map(encoded_partition, parts, offsets, job=job, pure=False)
-    train = c.map(side, encoded, which="train", pure=False)
-    holdout = c.map(side, encoded, which="holdout", pure=False)
+    encoded = [
+        c.submit(encoded_partition, part, offset, job, **cl.place(i), pure=False)
+        for i, (part, offset) in enumerate(zip(parts, offsets, strict=True))
+    ]
+    first = _first_pass(cl, opts.model, encoded, job, encoder.n_features)
     with progress.stage("encode"):
         progress.plan(where.rows)
-        futures = c.map(side_rows, encoded, pure=False)
+        futures = on_blocks(cl, side_rows, encoded)
         counts = np.array(gather_following(c, futures, progress, sum))
-    del encoded, futures
+    del futures
     n_train, n_holdout = (int(x) for x in counts.sum(axis=0))
     if n_train == 0:
         raise InputError("no training rows: every labelled row fell in the holdout.")
@@ -213,19 +223,17 @@ def fit(
     with progress.stage("L-BFGS" if opts.model == "logistic" else "fit"):
         if opts.model == "nb":
             progress.plan(n_train)
-            futures = c.map(nb_part, train, job=job, pure=False)
-            follow(futures, progress, counts[:, 0].tolist())
-            model = merge_naive_bayes(c.gather(futures))
+            follow(first, progress, counts[:, 0].tolist())
+            model = merge_naive_bayes(c.gather(first))
         elif opts.model == "logistic":
-            model = _fit_logistic(c, train, counts[:, 0], opts, k, encoder.n_features, progress)
+            model = _fit_logistic(cl, encoded, first, counts[:, 0], opts, k, progress)
         else:
             model, epochs = _fit_sgd(
-                c, train, holdout, counts, opts, k, encoder.sparse, history, progress
+                cl, encoded, counts, opts, k, encoder.sparse, history, progress
             )
-    del train
     with progress.stage("holdout"):
         progress.plan(n_holdout)
-        held = holdout_metrics(c, holdout, model, encoder, k, progress, counts[:, 1].tolist())
+        held = holdout_metrics(cl, encoded, model, job, progress, counts[:, 1].tolist())
         names = [str(x) for x in schema.classes]
         metrics, cut = holdout_result(held, opts.threshold, names)
         if metrics and epochs:  # the last epoch's holdout loss, shown too
@@ -252,42 +260,52 @@ def fit(
     )
 
 
-def holdout_metrics(c, holdout: list, model, encoder, k: int, progress: Progress, rows: list):
+def _first_pass(cl: Cluster, model: str, encoded: list, job, n_features: int) -> list:
+    """The fit's first pass over the blocks, submitted with the encoding so that each
+    task starts as soon as its blocks are made, with no wait for the client:
+    naive Bayes models, or the logistic's column squares (none for the sgd family)."""
+    if model == "nb":
+        return on_blocks(cl, nb_part, encoded, job)
+    if model == "logistic":
+        return on_blocks(cl, squares_part, encoded, n_features)
+    return []
+
+
+def on_blocks(cl: Cluster, fn, encoded: list, *args) -> list:
+    """``fn(encoded[i], *args)`` for every partition ``i``, on the worker holding its
+    blocks (a task elsewhere would first copy them there)."""
+    c = cl.client
+    return [c.submit(fn, e, *args, **cl.place(i), pure=False) for i, e in enumerate(encoded)]
+
+
+def holdout_metrics(cl: Cluster, encoded: list, model, job, progress: Progress, rows: list):
     """The holdout blocks' StreamingMetrics, merged on the workers (None without rows);
     ``progress`` advances by ``rows[i]`` as partition ``i`` is scored."""
-    shared = c.scatter(model, broadcast=True)
-    per_part = c.map(metrics_part, holdout, model=shared, encoder=encoder, n_classes=k, pure=False)
-    whole = tree_reduce(c, per_part, merge_metrics)
+    shared = cl.client.scatter(model, broadcast=True)
+    per_part = on_blocks(cl, holdout_part, encoded, shared, job)
+    whole = tree_reduce(cl.client, per_part, merge_metrics)
     follow(per_part, progress, rows)
     return whole.result()
 
 
 def _fit_logistic(
-    c, train: list, rows: np.ndarray, opts: TrainOptions, k: int, n_features: int, progress
+    cl: Cluster, encoded: list, per_part: list, rows: np.ndarray, opts: TrainOptions, k, progress
 ):
     """The exact logistic, each loss/gradient evaluation summed by one task per worker
-    on the blocks it holds (``rows``: the train rows of each partition)."""
-    model = model_for(opts)
-    groups = _by_worker(c, train)
-    of_part = {f.key: int(n) for f, n in zip(train, rows, strict=True)}
-    group_rows = [sum(of_part[f.key] for f in futures) for _, futures in groups]
+    on the blocks it holds (``per_part``: futures of each partition's column squares;
+    ``rows``: the train rows of each partition)."""
+    c, model = cl.client, model_for(opts)
     n_train = int(sum(rows))
+    held = len(cl.addresses) or 1  # partition i is on worker i % held (Cluster.place)
+    groups = [encoded[j::held] for j in range(min(held, len(encoded)))]
 
     def terms(coef: np.ndarray):
         tasks = [
-            c.submit(
-                terms_part,
-                futures,
-                coef,
-                model.fit_intercept,
-                workers=[w],
-                allow_other_workers=True,
-                pure=False,
-            )
-            for w, futures in groups
+            c.submit(terms_part, group, coef, model.fit_intercept, **cl.place(j), pure=False)
+            for j, group in enumerate(groups)
         ]
-        follow(tasks, progress, group_rows)
-        parts = c.gather(tasks)
+        parts = c.gather(tasks)  # one round trip per evaluation
+        progress.advance(sum(p[3] for p in parts))
         return (
             sum(p[0] for p in parts),
             np.sum([p[1] for p in parts], axis=0),
@@ -295,9 +313,9 @@ def _fit_logistic(
         )
 
     progress.plan(n_train, passes=2)  # column squares, first evaluation
-    futures = c.map(squares_part, train, n_features=n_features, pure=False)
-    follow(futures, progress, rows.tolist())
-    squares = sum(c.gather(futures))
+    follow(per_part, progress, rows.tolist())
+    squares = sum(c.gather(per_part))
+    n_features = len(squares) - 1
     if squares[-1] <= 0:
         raise InputError("the training rows hold no samples (or only zero sample weights).")
 
@@ -309,33 +327,18 @@ def _fit_logistic(
     return model.fit_terms(terms, squares, np.arange(k), n_features, progress=passed)
 
 
-def _by_worker(c, futures: list) -> list[tuple[str, list]]:
-    """The futures grouped by the worker holding them (one task per worker and L-BFGS
-    evaluation instead of one per partition), in partition order."""
-    from distributed import wait
-
-    wait(futures)
-    holders = c.who_has(futures)
-    groups: dict[str, list] = {}
-    for f in futures:
-        groups.setdefault(sorted(holders[f.key])[0], []).append(f)
-    return sorted(groups.items())
-
-
-def _fit_sgd(
-    c, train, holdout, counts, opts: TrainOptions, k: int, sparse: bool, history, progress
-):
+def _fit_sgd(cl: Cluster, encoded, counts, opts: TrainOptions, k: int, sparse, history, progress):
     """Per-epoch model averaging (see the module docstring), with the local engine's
     holdout-loss early stopping between epochs (``counts``: each partition's train and
     holdout rows); return the model and the epochs it was trained."""
-    model = model_for(opts, sparse=sparse)
+    c, model = cl.client, model_for(opts, sparse=sparse)
     classes = np.arange(k)
     stopper = EarlyStopping(opts.patience)
     progress.plan(int(counts.sum()), passes=opts.epochs)
     for epoch in range(1, opts.epochs + 1):
-        if epoch > 1 and holdout:
+        if epoch > 1 and counts[:, 1].any():
             shared = c.scatter(model, broadcast=True)
-            losses = c.map(loss_part, holdout, model=shared, pure=False)
+            losses = on_blocks(cl, loss_part, encoded, shared)
             follow(losses, progress, counts[:, 1].tolist())
             sums = c.gather(losses)
             count = sum(n for _, n in sums)
@@ -346,8 +349,8 @@ def _fit_sgd(
         progress.note({"stage": "train", "epoch": epoch})
         shared = c.scatter(model, broadcast=True)
         futures = [
-            c.submit(sgd_part, blocks, shared, classes, opts.seed, epoch, i, pure=False)
-            for i, blocks in enumerate(train)
+            c.submit(sgd_part, e, shared, classes, opts.seed, epoch, i, **cl.place(i), pure=False)
+            for i, e in enumerate(encoded)
         ]
         follow(futures, progress, counts[:, 0].tolist())
         model = average_models(c.gather(futures), model)
