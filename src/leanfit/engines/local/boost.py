@@ -44,6 +44,7 @@ from leanfit.models.booster import (
 from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import lossy_key
 from leanfit.schema.rules import scan_with_schema
 
 QUANTIZE_PASSES = {"train": 4, "holdout": 3}  # XGBoost's reads of each side's iterator
@@ -407,7 +408,7 @@ def train_booster(
             guard=guard,
             checkpoint=checkpoint,
         )
-    return save_trained(out, schema, None, model, summary, memory)
+    return save_trained(out, schema, None, model, summary | lossy_key(schema), memory)
 
 
 def _iters(

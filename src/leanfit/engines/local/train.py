@@ -29,6 +29,7 @@ from leanfit.engines.checkpoint import (
     restore_trainer,
     save_trainer,
 )
+from leanfit.engines.local.lossy import lossy_summary
 from leanfit.engines.shared import (
     EarlyStopping,
     block_metrics,
@@ -48,6 +49,7 @@ from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, 
 from leanfit.runrecord import LearningCurve
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
+from leanfit.schema.lossy import apply_lossy
 from leanfit.schema.rules import check_target, scan_with_schema
 from leanfit.summary import linear_summary
 
@@ -347,8 +349,9 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     schema = (
         (saved and saved.schema())
         or schema
-        or inspect(data, target=target, memory=memory, guard=guard)
+        or inspect(data, target=target, memory=memory, guard=guard, lossy=opts.lossy)
     )
+    schema = apply_lossy(schema, opts.lossy)
     check_target(schema, target)
     if opts.threshold is not None:
         threshold_rule(opts.threshold, len(schema.classes))
@@ -401,6 +404,12 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
         summary |= {"threshold": cut} if cut is not None else {}
+        blocks_of = lambda enc: encoded_blocks(  # noqa: E731
+            data, schema, enc, opts, memory, rows=plan.rows(opts), guard=guard
+        )
+        summary |= lossy_summary(
+            schema, trainer.encoder, trainer.model, blocks_of, memory, cut, bool(metrics)
+        )
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     return save_trained(out, schema, trainer.encoder, trainer.model, summary, memory)
