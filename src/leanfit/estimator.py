@@ -123,8 +123,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     split_by : str or None, default=None
         Column whose value hashes rows into the holdout, instead of the row number.
     random_state : int, RandomState instance or None, default=0
-        Seed of the holdout split, the shuffles and the model. An int is used
-        as the seed. Otherwise a seed is drawn from it.
+        Seed of the holdout split, the shuffles and the model (an int, or one drawn from it).
     tol, alpha, penalty, l1_ratio, loss, threshold, rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread, lossy_floats, lossy_tolerance : optional
         As ``leanfit train``'s options of the same names (``help(leanfit.train)``):
         the logistic's tolerance, the sgd family's scikit-learn parameters, the binary

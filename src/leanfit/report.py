@@ -116,12 +116,12 @@ def show_lossy(s: dict) -> None:
         errors = (f"{c['max_rel_error']:.3g}", f"{c['max_abs_error']:.3g}")
         table.add_row(name, c["storage"], *errors, f"{c['beyond_range']:,}")
     console.print(table)
-    if s.get("metrics_float32_inputs") and s.get("metrics"):
+    if s.get("metrics_unrounded") and s.get("metrics"):
         table = Table(title="holdout metrics of the model: float16 inputs (as trained) vs float32")
         for header in ("metric", "float16 inputs", "float32 inputs", "change"):
             table.add_column(header, justify="left" if header == "metric" else "right")
         for key in METRIC_LINES:
-            lossy_value, exact = s["metrics"].get(key), s["metrics_float32_inputs"].get(key)
+            lossy_value, exact = s["metrics"].get(key), s["metrics_unrounded"].get(key)
             if lossy_value is not None and exact is not None:
                 table.add_row(
                     key, f"{lossy_value:.5f}", f"{exact:.5f}", f"{lossy_value - exact:+.5f}"

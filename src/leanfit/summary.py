@@ -78,9 +78,9 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
         "--lossy-floats: the tolerance, the float16 columns, each float column's measured "
         "error and storage (docs/json.md)",
     ),
-    "metrics_float32_inputs": (
+    "metrics_unrounded": (
         (dict,),
-        "--lossy-floats: the model's holdout metrics with its float16 columns read at float32",
+        "--lossy-floats: the model's holdout metrics with its float16 columns read unrounded (float32)",
     ),
     "checkpoint": ((dict,), "train's checkpoint: folder, resumed, saves, save_seconds"),
     "train_seconds": (NUMBER, "seconds spent training (inspect excluded)"),

@@ -3,7 +3,7 @@
 The model learned from its float16 columns as float16 holds them, and its holdout
 ``metrics`` are measured so. One more pass over the input reads the same holdout rows
 with those columns at full precision (float32, as without the option) and measures the
-same model on them: ``metrics_float32_inputs``, at the same cut. Training a second
+same model on them: ``metrics_unrounded``, at the same cut. Training a second
 model at float32 would double the cost; the difference between the two metrics is the
 effect of the rounding on the inputs of this model, not of the rounding on its training.
 """
@@ -41,7 +41,7 @@ def lossy_summary(
 ) -> dict:
     """With ``--lossy-floats``: ``lossy`` (the choice and error per column, see
     :func:`~leanfit.schema.lossy.lossy_report`) and, given ``holdout`` rows and float16
-    columns, ``metrics_float32_inputs``: the model on the holdout rows of
+    columns, ``metrics_unrounded``: the model on the holdout rows of
     ``blocks_of(encoder)`` (a pass yielding ``(X, y, train_mask)``) read at float32."""
     reported = lossy_key(schema)
     exact = exact_encoder(encoder) if reported else None
@@ -55,7 +55,7 @@ def lossy_summary(
     if metrics is None:
         return reported
     found = (metrics if cut is None else metrics.cut_at(cut)).result(class_names=names)
-    return reported | {"metrics_float32_inputs": found}
+    return reported | {"metrics_unrounded": found}
 
 
 def _held_out(blocks: Iterator) -> Iterator:
