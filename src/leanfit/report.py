@@ -116,8 +116,10 @@ def show_lossy(s: dict) -> None:
         errors = (f"{c['max_rel_error']:.3g}", f"{c['max_abs_error']:.3g}")
         table.add_row(name, c["storage"], *errors, f"{c['beyond_range']:,}")
     console.print(table)
+    if lossy.get("note"):
+        console.print(lossy["note"])
     if s.get("metrics_unrounded") and s.get("metrics"):
-        table = Table(title="holdout metrics of the model: float16 inputs (as trained) vs float32")
+        table = Table(title="holdout metrics: float16 inputs (as trained) vs unrounded (float32)")
         for header in ("metric", "float16 inputs", "float32 inputs", "change"):
             table.add_column(header, justify="left" if header == "metric" else "right")
         for key in METRIC_LINES:

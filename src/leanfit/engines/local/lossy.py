@@ -13,11 +13,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes
 from leanfit.encode.encoder import Encoder
 from leanfit.engines.shared import block_metrics
+from leanfit.errors import MemoryBudgetExceeded
 from leanfit.models.registry import scores
 from leanfit.schema.columns import Schema
 from leanfit.schema.lossy import lossy_key
+
+NO_ROOM = (
+    "metrics_unrounded not measured: after training, --memory-limit leaves no room for "
+    "one more pass over the input"
+)
 
 
 def exact_encoder(encoder: Encoder) -> Encoder | None:
@@ -34,7 +41,7 @@ def lossy_summary(
     schema: Schema,
     encoder: Encoder,
     model,
-    blocks_of: Callable[[Encoder], Iterator],
+    blocks_of: Callable[[Encoder, int], Iterator],
     memory,
     cut: float | None,
     holdout: bool,
@@ -42,15 +49,25 @@ def lossy_summary(
     """With ``--lossy-floats``: ``lossy`` (the choice and error per column, see
     :func:`~leanfit.schema.lossy.lossy_report`) and, given ``holdout`` rows and float16
     columns, ``metrics_unrounded``: the model on the holdout rows of
-    ``blocks_of(encoder)`` (a pass yielding ``(X, y, train_mask)``) read at float32."""
+    ``blocks_of(encoder, rows)`` (a pass in chunks of ``rows`` yielding
+    ``(X, y, train_mask)``, ``X`` one-hot blocks) read at float32.
+
+    The pass is planned from what the process holds after training (the model, the
+    allocator's kept pages): when the budget leaves no room for its parser buffers and a
+    small chunk, it is not run and ``lossy.note`` says so."""
     reported = lossy_key(schema)
     exact = exact_encoder(encoder) if reported else None
     if exact is None or not holdout:
         return reported
+    try:
+        rows = memory.plan(fixed=PARSER_BYTES, row_bytes=chunk_row_bytes(schema, exact))
+    except MemoryBudgetExceeded:
+        reported["lossy"]["note"] = NO_ROOM
+        return reported
     names = [str(c) for c in schema.classes]
-    with memory.stage("evaluate float32"):
+    with memory.stage("evaluate unrounded"):
         memory.progress.plan(schema.rows)
-        held = _held_out(blocks_of(exact))
+        held = _held_out(blocks_of(exact, rows=rows), exact)
         metrics = block_metrics(lambda X: scores(model, X), held, len(names))
     if metrics is None:
         return reported
@@ -58,8 +75,9 @@ def lossy_summary(
     return reported | {"metrics_unrounded": found}
 
 
-def _held_out(blocks: Iterator) -> Iterator:
-    """``(X, y, None)`` of the holdout rows of ``(X, y, train_mask)`` blocks."""
+def _held_out(blocks: Iterator, encoder: Encoder) -> Iterator:
+    """``(X, y, None)`` of the holdout rows of ``(X, y, train_mask)`` blocks: selected on
+    the compact one-hot block, then expanded as the model takes it (as the first pass)."""
     for X, y, train in blocks:
         if not train.all():
-            yield X[~train], y[~train], None
+            yield encoder.expand(X[~train]), y[~train], None

@@ -10,6 +10,7 @@ visit the cached blocks in a new seeded order, and shuffle the rows inside each 
 
 from __future__ import annotations
 
+import functools
 import inspect as pyinspect
 import time
 from collections.abc import Iterator
@@ -404,8 +405,8 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
         summary |= {"threshold": cut} if cut is not None else {}
-        blocks_of = lambda enc: encoded_blocks(  # noqa: E731
-            data, schema, enc, opts, memory, rows=plan.rows(opts), guard=guard
+        blocks_of = functools.partial(
+            encoded_blocks, data, schema, opts=opts, memory=memory, one_hot=True, guard=guard
         )
         summary |= lossy_summary(
             schema, trainer.encoder, trainer.model, blocks_of, memory, cut, bool(metrics)
