@@ -220,3 +220,40 @@ def test_estimator_takes_the_options():
     assert clf.get_params()["lossy_tolerance"] == 1e-3
     assert clf.training_summary_["lossy"]["float16"] == ["a"]
     assert clf.score(X, y) > 0.95
+
+
+@pytest.mark.slow
+# distributed's shutdown can leave a socket for the garbage collector (as tests/test_dask.py)
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
+def test_dask_measures_the_same_errors_and_trains_on_them(csv, tmp_path):
+    """Partitions of 40 kB on a real LocalCluster: the merged errors are the local pass's."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    from leanfit.engines import dask as dask_engine
+
+    local = leanfit.inspect(csv, "label", lossy_floats="float16")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        lossy = LossyOptions("float16")
+        remote = dask_engine.inspect(csv, "label", client=client, block=40_000, lossy=lossy)
+        summary = dask_engine.train(
+            csv, "label", client=client, block=40_000, out=tmp_path / "d.leanfit",
+            options=leanfit.TrainOptions(lossy_floats="float16"),
+        )  # fmt: skip
+    for a, b in zip(local.columns, remote.columns):
+        assert (a.storage, a.float16_max_abs_error, a.float16_max_rel_error) == (
+            b.storage,
+            b.float16_max_abs_error,
+            b.float16_max_rel_error,
+        )
+        assert a.float16_beyond_range == b.float16_beyond_range
+    assert summary["lossy"]["float16"] == ["quarter", "score", "price"]
+    assert leanfit.load(tmp_path / "d.leanfit").schema.column("score").storage == "float16"
