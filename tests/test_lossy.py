@@ -3,6 +3,7 @@ pandas, and the model's holdout metrics with and without the rounding."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 import leanfit
 from leanfit import ConfigError
 from leanfit.encode.batches import holdout_mask
+from leanfit.encode.trees import feature_matrix
 from leanfit.engines.local.lossy import exact_encoder
 from leanfit.export import export
 from leanfit.models.registry import scores
@@ -195,11 +197,39 @@ def test_train_reports_holdout_metrics_next_to_the_unrounded_ones(trained):
     assert abs(summary["metrics"]["roc_auc"] - exact.summary["metrics"]["roc_auc"]) < 0.005
 
 
-def test_onnx_rounds_float16_columns_as_the_model_does(trained):
-    data, folder, model, _ = trained
-    export(folder / "f16.leanfit", folder / "f16.onnx")
-    frame = pl.read_csv(data, try_parse_dates=True).head(2_000)
-    session = ort.InferenceSession(str(folder / "f16.onnx"), providers=["CPUExecutionProvider"])
+def test_xgboost_reports_its_unrounded_holdout_metrics_too(trained, tmp_path):
+    data, *_ = trained
+    model = leanfit.train(
+        data, "label", model="xgboost", rounds=15, lossy_floats="float16", out=tmp_path / "x"
+    )
+    frame = pl.read_csv(data, try_parse_dates=True)
+    held = frame.filter(pl.Series(holdout_mask(np.arange(frame.height), 0.2, 0)))
+    y = held["label"].to_numpy()
+    trees = model.estimator
+    assert [f.name for f in trees.features if f.float16] == model.summary["lossy"]["float16"]
+    unrounded_features = [dataclasses.replace(f, float16=False) for f in trees.features]
+    rounded = model.predict_proba(held)[:, 1]  # the features rounded as in training
+    unrounded = trees.proba(feature_matrix(held, unrounded_features, dense=trees.dense))[:, 1]
+    assert not np.array_equal(rounded, unrounded)
+    summary = model.summary
+    for metrics, p in ((summary["metrics"], rounded), (summary["metrics_unrounded"], unrounded)):
+        assert metrics["n_rows"] == len(y)
+        assert abs(metrics["roc_auc"] - roc_auc_score(y, p)) <= metrics["auc_error_bound"] + 1e-9
+
+
+@pytest.mark.parametrize("kind", ["logistic", "xgboost"])
+def test_onnx_rounds_float16_columns_as_the_model_does(trained, kind, tmp_path):
+    data, folder, *_ = trained
+    bundle = folder / "f16.leanfit"
+    if kind == "xgboost":
+        bundle = tmp_path / "x.leanfit"
+        leanfit.train(
+            data, "label", model=kind, rounds=10, lossy_floats="float16", drop=("signup_date",),
+            out=bundle,
+        )  # fmt: skip
+    export(bundle, tmp_path / "m.onnx")
+    frame = pl.read_csv(data, try_parse_dates=True).head(2_000).drop("signup_date")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     feeds = {}
     for spec in session.get_inputs():
         col = frame.get_column(spec.name)
@@ -209,7 +239,7 @@ def test_onnx_rounds_float16_columns_as_the_model_does(trained):
             values = col.cast(pl.Float32).fill_null(float("nan")).to_numpy()
         feeds[spec.name] = values.reshape(-1, 1)
     got = session.run(["probabilities"], feeds)[0]
-    np.testing.assert_allclose(got, model.predict_proba(frame), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, leanfit.load(bundle).predict_proba(frame), rtol=0, atol=1e-5)
 
 
 def test_estimator_takes_the_options():

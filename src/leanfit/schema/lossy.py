@@ -134,6 +134,18 @@ def apply_lossy(schema: Schema, lossy) -> Schema:
     return schema
 
 
+def unrounded_schema(schema: Schema) -> Schema | None:
+    """A copy of ``schema`` whose float16 columns have their exact storage back (None:
+    it has none): what reading them without ``--lossy-floats`` gives."""
+    if not any(c.storage == "float16" and measured(c) for c in schema.columns):
+        return None
+    exact = copy.deepcopy(schema)
+    for col in exact.columns:
+        if col.storage == "float16" and measured(col):
+            col.storage = _exact_storage(col)
+    return exact
+
+
 def lossy_report(schema: Schema) -> dict | None:
     """The ``lossy`` summary key: the tolerance and each measured column's storage and
     error (None when the schema was made without ``--lossy-floats``)."""

@@ -30,7 +30,7 @@ from leanfit.engines.checkpoint import (
     restore_trainer,
     save_trainer,
 )
-from leanfit.engines.local.lossy import lossy_summary
+from leanfit.engines.local.lossy import linear_holdout, lossy_summary
 from leanfit.engines.shared import (
     EarlyStopping,
     block_metrics,
@@ -408,9 +408,10 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         blocks_of = functools.partial(
             encoded_blocks, data, schema, opts=opts, memory=memory, one_hot=True, guard=guard
         )
-        summary |= lossy_summary(
-            schema, trainer.encoder, trainer.model, blocks_of, memory, cut, bool(metrics)
-        )
+        unrounded = linear_holdout(blocks_of, trainer.encoder, bool(metrics))
+        row_bytes = chunk_row_bytes(schema, trainer.encoder, opts.model)
+        proba = functools.partial(scores, trainer.model)
+        summary |= lossy_summary(schema, memory, cut, unrounded, proba, row_bytes)
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     return save_trained(out, schema, trainer.encoder, trainer.model, summary, memory)
