@@ -197,6 +197,21 @@ def test_train_reports_holdout_metrics_next_to_the_unrounded_ones(trained):
     assert abs(summary["metrics"]["roc_auc"] - exact.summary["metrics"]["roc_auc"]) < 0.005
 
 
+def test_the_shrunk_float16_file_trains_as_the_csv_with_the_option(trained, tmp_path):
+    """float16 columns read from halffloat Parquet are float16 without asking (exact), and
+    give the model the values the CSV gave it under --lossy-floats."""
+    data, _, model, _ = trained
+    leanfit.shrink(data, tmp_path / "d.parquet", lossy_floats="float16")
+    schema = leanfit.inspect(tmp_path / "d.parquet", "label")
+    assert schema.column("score_a").read_as == "Float16"
+    assert schema.column("score_a").storage == "float16" and schema.lossy_tolerance is None
+    again = leanfit.train(
+        tmp_path / "d.parquet", "label", model="logistic", drop=("signup_date",)
+    ).summary["metrics"]
+    assert again["roc_auc"] == model.summary["metrics"]["roc_auc"]
+    assert again["log_loss"] == pytest.approx(model.summary["metrics"]["log_loss"], rel=1e-7)
+
+
 def test_xgboost_reports_its_unrounded_holdout_metrics_too(trained, tmp_path):
     data, *_ = trained
     model = leanfit.train(

@@ -68,21 +68,18 @@ def shrink(
     bad = guard.count if guard is not None else 0
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
-    return (
-        {
-            "input": paths.shown,
-            "output": str(out),
-            "rows": written + bad,
-            "rows_written": written,
-            "rows_bad": bad,
-            "input_bytes": input_bytes(paths),
-            "output_bytes": Path(out).stat().st_size,
-            "memory_bytes_pandas_default": round(pandas_row * written),
-            "memory_bytes_chosen": round(chosen_row * written),
-        }
-        | lossy_key(schema)
-        | ({"warnings": [guard.warning()]} if bad else {})
-    )
+    summary = {
+        "input": paths.shown,
+        "output": str(out),
+        "rows": written + bad,
+        "rows_written": written,
+        "rows_bad": bad,
+        "input_bytes": input_bytes(paths),
+        "output_bytes": Path(out).stat().st_size,
+        "memory_bytes_pandas_default": round(pandas_row * written),
+        "memory_bytes_chosen": round(chosen_row * written),
+    } | ({"warnings": [guard.warning()]} if bad else {})
+    return summary | lossy_key(schema)
 
 
 def counted(lf: pl.LazyFrame, progress: Progress) -> pl.LazyFrame:
