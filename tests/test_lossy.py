@@ -103,6 +103,9 @@ def test_without_the_option_nothing_changes(csv):
     with pytest.raises(ConfigError, match="made without it"):
         apply_lossy(plain, LossyOptions("float16"))
     assert apply_lossy(plain, LossyOptions()) is plain
+    for run in (leanfit.inspect, leanfit.train):  # a tolerance alone is not float16
+        with pytest.raises(ConfigError, match="--lossy-tolerance applies to --lossy-floats"):
+            run(csv, "label", lossy_tolerance=1e-4)
 
 
 def test_pieces_merge_to_the_whole(csv):

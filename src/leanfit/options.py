@@ -44,6 +44,7 @@ SGD_LOSSES = (
 )
 BAD_ROWS = ("error", "skip", "quarantine")
 DEFAULT_BATCH_ROWS = 131_072
+LOSSY_TOLERANCE = 1e-3
 STOPPING_ROUNDS = 10  # xgboost's early stopping with a holdout, unless told otherwise
 CLASS_WEIGHT = re.compile(
     r"balanced|[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?(?:,[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)*"
@@ -150,13 +151,19 @@ class LossyOptions(Options):
         choices=("float16",),
     )
     lossy_tolerance: float = option(
-        1e-3,
+        LOSSY_TOLERANCE,
         "With --lossy-floats: the largest relative error |x - float16(x)| / |x| allowed "
         "over a column's values.",
         low=0,
         high=1,
         low_open=True,
     )
+
+    def check(self) -> None:
+        """Each option's limits, and a tolerance is only given with ``--lossy-floats``."""
+        super().check()
+        if self.lossy_floats is None and self.lossy_tolerance != LOSSY_TOLERANCE:
+            raise ConfigError("--lossy-tolerance applies to --lossy-floats float16; give both.")
 
 
 def same_as(group: type[Options], name: str) -> Any:
@@ -248,6 +255,7 @@ class TrainOptions(Options):
     def check(self) -> None:
         """Each option's limits, and a threshold to tune needs a holdout."""
         super().check()
+        self.lossy.check()
         if isinstance(self.threshold, str) and self.threshold[0].isalpha() and not self.holdout:
             raise ConfigError(
                 f"--threshold {self.threshold} is tuned on the holdout; give --holdout above 0."

@@ -37,8 +37,12 @@ NOTE = "as float16: "
 
 
 def tolerance(lossy) -> float | None:
-    """The relative error ``lossy`` (LossyOptions, or None) allows; None: not asked for."""
-    if lossy is None or lossy.lossy_floats is None:
+    """The relative error ``lossy`` (LossyOptions, checked; or None) allows; None: not
+    asked for."""
+    if lossy is None:
+        return None
+    lossy.check()
+    if lossy.lossy_floats is None:
         return None
     return lossy.lossy_tolerance
 
