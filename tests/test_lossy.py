@@ -215,11 +215,15 @@ def test_the_shrunk_float16_file_trains_as_the_csv_with_the_option(trained, tmp_
     assert again["log_loss"] == pytest.approx(model.summary["metrics"]["log_loss"], rel=1e-7)
 
 
-def test_xgboost_reports_its_unrounded_holdout_metrics_too(trained, tmp_path):
-    data, *_ = trained
-    model = leanfit.train(
-        data, "label", model="xgboost", rounds=15, lossy_floats="float16", out=tmp_path / "x"
-    )
+@pytest.fixture(scope="module")
+def boosted(trained):
+    data, folder, *_ = trained
+    options = {"model": "xgboost", "rounds": 10, "drop": ("signup_date",)}
+    return leanfit.train(data, "label", out=folder / "x.leanfit", lossy_floats="float16", **options)
+
+
+def test_xgboost_reports_its_unrounded_holdout_metrics_too(trained, boosted):
+    data, model = trained[0], boosted
     frame = pl.read_csv(data, try_parse_dates=True)
     held = frame.filter(pl.Series(holdout_mask(np.arange(frame.height), 0.2, 0)))
     y = held["label"].to_numpy()
@@ -236,15 +240,9 @@ def test_xgboost_reports_its_unrounded_holdout_metrics_too(trained, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["logistic", "xgboost"])
-def test_onnx_rounds_float16_columns_as_the_model_does(trained, kind, tmp_path):
+def test_onnx_rounds_float16_columns_as_the_model_does(trained, boosted, kind, tmp_path):
     data, folder, *_ = trained
-    bundle = folder / "f16.leanfit"
-    if kind == "xgboost":
-        bundle = tmp_path / "x.leanfit"
-        leanfit.train(
-            data, "label", model=kind, rounds=10, lossy_floats="float16", drop=("signup_date",),
-            out=bundle,
-        )  # fmt: skip
+    bundle = folder / ("x.leanfit" if kind == "xgboost" else "f16.leanfit")
     export(bundle, tmp_path / "m.onnx")
     frame = pl.read_csv(data, try_parse_dates=True).head(2_000).drop("signup_date")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
