@@ -26,7 +26,7 @@ from leanfit.errors import ConfigError
 from leanfit.export import export as export_bundle
 from leanfit.io.tempfiles import owned_tempdir
 from leanfit.model import Model
-from leanfit.options import BoostOptions, Options, RunOptions, TrainOptions
+from leanfit.options import BoostOptions, LossyOptions, Options, RunOptions, TrainOptions
 from leanfit.run import bad_row_guard, on_dask, running, with_quarantine
 from leanfit.schema import Schema
 
@@ -109,7 +109,7 @@ def _engine(run: RunOptions, name: str, threshold: float | None = None):
     return None, {} if threshold is None else {"threshold": threshold}
 
 
-@with_options((RunOptions, ALL))
+@with_options((LossyOptions, ALL), (RunOptions, ALL))
 def inspect(data, target: str | None = None, *, out: Path_ | None = None, **given) -> Schema:
     """Learn each column's kind, statistics and smallest exact storage type
     (``leanfit inspect``).
@@ -134,18 +134,21 @@ def inspect(data, target: str | None = None, *, out: Path_ | None = None, **give
     """
     from leanfit.schema.inspection import inspect as local_inspect
 
+    lossy = _group(LossyOptions, given)
     run = _group(RunOptions, given)
     engine, where = _engine(run, "inspect")
     with _shell(run, {"--out": out}, [data]) as shell:
         guard = bad_row_guard(run.bad_rows, run.quarantine, out or data)
-        schema = (engine or local_inspect)(data, target, memory=shell.memory, guard=guard, **where)
+        schema = (engine or local_inspect)(
+            data, target, memory=shell.memory, guard=guard, lossy=lossy, **where
+        )
         if out:
             schema.to_json(out)
         with_quarantine({}, guard)
     return schema
 
 
-@with_options((RunOptions, NO_ENGINE))
+@with_options((LossyOptions, ALL), (RunOptions, NO_ENGINE))
 def shrink(data, out: Path_, schema: Schema | Path_ | None = None, **given) -> dict:
     """Stream ``data`` into Parquet with the smallest exact types (``leanfit shrink``).
 
@@ -169,10 +172,13 @@ def shrink(data, out: Path_, schema: Schema | Path_ | None = None, **given) -> d
     """
     from leanfit.engines.local.shrink import shrink as local_shrink
 
+    lossy = _group(LossyOptions, given)
     run = _group(RunOptions, given)
     with _shell(run, {"--out": out}, [data, schema]) as shell:
         guard = bad_row_guard(run.bad_rows, run.quarantine, out)
-        summary = local_shrink(data, out, _schema(schema), memory=shell.memory, guard=guard)
+        summary = local_shrink(
+            data, out, _schema(schema), memory=shell.memory, guard=guard, lossy=lossy
+        )
         return shell.finish(with_quarantine(summary, guard))
 
 

@@ -21,7 +21,13 @@ from leanfit.flags import (
     input_options,
     table_options,
 )
-from leanfit.options import BoostOptions, CheckpointOptions, TrainOptions, UpdateOptions
+from leanfit.options import (
+    BoostOptions,
+    CheckpointOptions,
+    LossyOptions,
+    TrainOptions,
+    UpdateOptions,
+)
 from leanfit.run import on_dask
 
 
@@ -104,11 +110,12 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, drift, memory):
 @DATA
 @click.option("--target", "-t", help="The label column.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write schema.json here.")
+@table_options(LossyOptions)
 @engine_options
 @command
 @input_options
 @bad_row_options
-def inspect_(data, target, out, engine, scheduler, memory, guard):
+def inspect_(data, target, out, engine, scheduler, memory, guard, **values):
     """Learn each column's kind, statistics and smallest exact storage type.
 
     DATA is one or more files (CSV, also .gz/.zst/.bz2, TSV, Parquet, Arrow IPC/Feather,
@@ -121,7 +128,7 @@ def inspect_(data, target, out, engine, scheduler, memory, guard):
     from leanfit.report import inspect_summary, show_inspect
     from leanfit.schema import inspect
 
-    where = {"guard": guard}
+    where = {"guard": guard, "lossy": group_values(LossyOptions, values)}
     if on_dask(engine, scheduler):
         from leanfit.engines.dask import inspect
 
@@ -142,10 +149,11 @@ def inspect_(data, target, out, engine, scheduler, memory, guard):
     type=click.Path(dir_okay=False),
     help="schema.json from `leanfit inspect` [default: inspect DATA first].",
 )
+@table_options(LossyOptions)
 @command
 @input_options
 @bad_row_options
-def shrink_(data, out, schema_path, memory, guard):
+def shrink_(data, out, schema_path, memory, guard, **values):
     """Stream DATA into Parquet with the smallest exact types.
 
     \b
@@ -157,7 +165,8 @@ def shrink_(data, out, schema_path, memory, guard):
     from leanfit.schema import Schema
 
     schema = Schema.from_json(schema_path) if schema_path else None
-    return shrink(data, out, schema, memory=memory, guard=guard), show_shrink
+    lossy = group_values(LossyOptions, values)
+    return shrink(data, out, schema, memory=memory, guard=guard, lossy=lossy), show_shrink
 
 
 MODEL = click.argument("model")  # a missing bundle is named by leanfit.bundle

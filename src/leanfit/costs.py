@@ -27,7 +27,7 @@ INSPECT_BYTES = 210_000_000  # the inspect query reads with 4 MiB chunks
 PARSED_COPIES = 5
 ENCODED_COPIES = 8
 
-_WIDTHS = {"bool": 1 / 8, "date32": 4, "timestamp[us]": 8, "float32": 4, "float64": 8}
+_WIDTHS = {"bool": 1 / 8, "date32": 4, "timestamp[us]": 8, "float16": 2, "float32": 4, "float64": 8}
 
 
 def bytes_per_row(col: Any, *, pandas_default: bool = False) -> float:

@@ -123,13 +123,12 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     split_by : str or None, default=None
         Column whose value hashes rows into the holdout, instead of the row number.
     random_state : int, RandomState instance or None, default=0
-        Seed of the holdout split, the shuffles and the model. An int is used
-        as the seed. Otherwise a seed is drawn from it.
-    tol, alpha, penalty, l1_ratio, loss, threshold, rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread : optional
+        Seed of the holdout split, the shuffles and the model (an int, or one drawn from it).
+    tol, alpha, penalty, l1_ratio, loss, threshold, rounds, max_depth, learning_rate, max_bin, early_stopping_rounds, nthread, lossy_floats, lossy_tolerance : optional
         As ``leanfit train``'s options of the same names (``help(leanfit.train)``):
         the logistic's tolerance, the sgd family's scikit-learn parameters, the binary
         ``threshold`` (a probability, or "f1", "recall@0.8" ... tuned on the holdout),
-        XGBoost's options.
+        XGBoost's options, float16 storage of float columns within a tolerance.
     memory_limit : str or int, optional
         The budget of ``fit`` as ``--memory-limit`` ("500MB", "30%", bytes): past it
         ``fit`` raises MemoryBudgetExceeded. None: a quarter of the memory available.
@@ -182,6 +181,8 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         max_bin: int = 256,
         early_stopping_rounds: int | None = None,
         nthread: int | None = None,
+        lossy_floats: str | None = None,
+        lossy_tolerance: float = 1e-3,
         memory_limit: str | int | None = None,
     ) -> None:
         params = dict(locals())
@@ -221,7 +222,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         ):
             folder = Path(tmp)
             data, label, classes = self._stage(X, y, target, folder)
-            schema = staged_schema(data, label, shell.memory)
+            schema = staged_schema(data, label, shell.memory, self._options().lossy)
             if classes is None:
                 names = [c.name for c in schema.columns if c.name != label]
                 self.n_features_in_ = len(names)
@@ -330,7 +331,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="leanfit-partial-") as tmp:
             data, label, _ = self._stage_xy(X, y, Path(tmp) / "data.parquet", wanted)
             if first:
-                schema = staged_schema(data, label)
+                schema = staged_schema(data, label, lossy=self._options().lossy)
                 schema.class_counts = class_counts(schema, len(wanted))
                 schema.classes = list(range(len(wanted)))
                 options = dataclasses.replace(self._options(), holdout=0.0, epochs=1)

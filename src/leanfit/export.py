@@ -65,7 +65,7 @@ def onnx_model(model: Model):
     import onnx
     from onnx import helper
 
-    builder = _Graph()
+    builder = _Graph(c.name for c in model.schema.columns if c.storage == "float16")
     if hasattr(model.estimator, "booster"):
         _trees(builder, model.estimator)
     else:
@@ -84,8 +84,9 @@ def onnx_model(model: Model):
 class _Graph:
     """Nodes, inputs and constants of the graph being built, with fresh names."""
 
-    def __init__(self):
+    def __init__(self, float16=()):
         self.nodes, self.inputs, self.consts, self.count = [], [], [], 0
+        self.float16 = set(float16)  # columns stored as float16: rounded as they are
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -96,6 +97,9 @@ class _Graph:
 
         kind = TensorProto.STRING if text else TensorProto.FLOAT
         self.inputs.append(helper.make_tensor_value_info(column, kind, [None, 1]))
+        if column in self.float16:
+            half = self.op("Cast", [column], to=TensorProto.FLOAT16)
+            return self.op("Cast", [half], to=TensorProto.FLOAT)
         return column
 
     def const(self, values, dtype, hint: str = "c") -> str:

@@ -44,6 +44,7 @@ SGD_LOSSES = (
 )
 BAD_ROWS = ("error", "skip", "quarantine")
 DEFAULT_BATCH_ROWS = 131_072
+LOSSY_TOLERANCE = 1e-3
 STOPPING_ROUNDS = 10  # xgboost's early stopping with a holdout, unless told otherwise
 CLASS_WEIGHT = re.compile(
     r"balanced|[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?(?:,[^=,]+=[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)*"
@@ -137,6 +138,41 @@ class Options:
 
 
 @dataclass(frozen=True)
+class LossyOptions(Options):
+    """Lossy storage of float columns, only on request (``leanfit inspect``, ``shrink``,
+    ``train``): the inspect pass measures each float column's error as float16 and the
+    rules store it so where that error is within the tolerance (leanfit.schema.lossy)."""
+
+    lossy_floats: str | None = option(
+        None,
+        "Store a float column as float16 where its measured error over every value is within "
+        "--lossy-tolerance (and no value is beyond float16's range, 65504); each column's "
+        "error is reported. [default: every value kept exactly]",
+        choices=("float16",),
+    )
+    lossy_tolerance: float = option(
+        LOSSY_TOLERANCE,
+        "With --lossy-floats: the largest relative error |x - float16(x)| / |x| allowed "
+        "over a column's values.",
+        low=0,
+        high=1,
+        low_open=True,
+    )
+
+    def check(self) -> None:
+        """Each option's limits, and a tolerance is only given with ``--lossy-floats``."""
+        super().check()
+        if self.lossy_floats is None and self.lossy_tolerance != LOSSY_TOLERANCE:
+            raise ConfigError("--lossy-tolerance applies to --lossy-floats float16; give both.")
+
+
+def same_as(group: type[Options], name: str) -> Any:
+    """A field declaring the option ``name`` of ``group`` again: same default and spec."""
+    found = next(f for f in dataclasses.fields(group) if f.name == name)
+    return field(default=found.default, metadata=found.metadata)
+
+
+@dataclass(frozen=True)
 class TrainOptions(Options):
     """How to train; each field is a ``leanfit train`` option."""
 
@@ -213,14 +249,21 @@ class TrainOptions(Options):
         pattern=THRESHOLD,
         shape="a probability, f1, precision@P or recall@R (e.g. 0.3, recall@0.8)",
     )
+    lossy_floats: str | None = same_as(LossyOptions, "lossy_floats")
+    lossy_tolerance: float = same_as(LossyOptions, "lossy_tolerance")
 
     def check(self) -> None:
         """Each option's limits, and a threshold to tune needs a holdout."""
         super().check()
+        self.lossy.check()
         if isinstance(self.threshold, str) and self.threshold[0].isalpha() and not self.holdout:
             raise ConfigError(
                 f"--threshold {self.threshold} is tuned on the holdout; give --holdout above 0."
             )
+
+    @property
+    def lossy(self) -> LossyOptions:
+        return LossyOptions(self.lossy_floats, self.lossy_tolerance)
 
     def __post_init__(self) -> None:
         """A ``class_weight`` dict (Python) becomes the flag's text: {0: 1, 1: 5} -> 0=1,1=5."""
@@ -306,12 +349,6 @@ class RunOptions(Options):
         "Replace outputs that exist (else an existing output is an error).",
         choices=(False, True),
     )
-
-
-def same_as(group: type[Options], name: str) -> Any:
-    """A field declaring the option ``name`` of ``group`` again: same default and spec."""
-    found = next(f for f in dataclasses.fields(group) if f.name == name)
-    return field(default=found.default, metadata=found.metadata)
 
 
 @dataclass(frozen=True)

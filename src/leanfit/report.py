@@ -9,6 +9,7 @@ from rich.table import Table
 
 from leanfit.costs import bytes_per_row
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import lossy_key
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -41,7 +42,7 @@ def inspect_summary(schema: Schema, out: str | None, guard=None) -> dict:
         + ([guard.warning()] if guard is not None and guard.count else []),
         "kinds": {c.name: c.kind for c in schema.columns},
         "storage": {c.name: c.storage for c in schema.columns},
-    }
+    } | lossy_key(schema)
 
 
 def show_inspect(schema: Schema, summary: dict) -> None:
@@ -89,13 +90,49 @@ def show_inspect(schema: Schema, summary: dict) -> None:
     if schema.target:
         counts = ", ".join(f"{k}: {n:,}" for k, n in zip(schema.classes, schema.class_counts))
         console.print(f"Target '{schema.target}': {counts}")
+    show_lossy(summary)
     for warning in summary["warnings"]:
         console.print(f"[yellow]Warning:[/yellow] {warning}")
     if summary["output"]:
         console.print(f"Schema written to {summary['output']}")
 
 
+def show_lossy(s: dict) -> None:
+    """With --lossy-floats: each float column's measured error as float16 and its storage;
+    after training, the holdout metrics with those columns read at float32 beside them."""
+    if not s.get("lossy"):
+        return
+    lossy = s["lossy"]
+    table = Table(title=f"float16 where the relative error is at most {lossy['tolerance']:g}")
+    for header in (
+        "column",
+        "storage",
+        "max relative error",
+        "max absolute error",
+        "beyond ±65504",
+    ):
+        table.add_column(header, justify="left" if header in ("column", "storage") else "right")
+    for name, c in lossy["columns"].items():
+        errors = (f"{c['max_rel_error']:.3g}", f"{c['max_abs_error']:.3g}")
+        table.add_row(name, c["storage"], *errors, f"{c['beyond_range']:,}")
+    console.print(table)
+    if lossy.get("note"):
+        console.print(lossy["note"])
+    if s.get("metrics_unrounded") and s.get("metrics"):
+        table = Table(title="holdout metrics: float16 inputs (as trained) vs unrounded (float32)")
+        for header in ("metric", "float16 inputs", "float32 inputs", "change"):
+            table.add_column(header, justify="left" if header == "metric" else "right")
+        for key in METRIC_LINES:
+            lossy_value, exact = s["metrics"].get(key), s["metrics_unrounded"].get(key)
+            if lossy_value is not None and exact is not None:
+                table.add_row(
+                    key, f"{lossy_value:.5f}", f"{exact:.5f}", f"{lossy_value - exact:+.5f}"
+                )
+        console.print(table)
+
+
 def show_shrink(s: dict) -> None:
+    show_lossy(s)
     show_accounting(s)
     console.print(
         f"{s['rows_written']:,} rows: {s['input_bytes'] / 1e6:,.1f} MB on disk -> {s['output_bytes'] / 1e6:,.1f} MB "
@@ -177,6 +214,7 @@ def show_train(s: dict) -> None:
     if s["dropped"]:
         console.print(f"not used as features: {', '.join(s['dropped'])}")
     show_metrics(s["metrics"])
+    show_lossy(s)
     show_accounting(s)
     if s.get("output"):
         console.print(f"model saved to {s['output']}")

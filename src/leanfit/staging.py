@@ -75,10 +75,10 @@ def class_counts(schema: Schema, n_classes: int) -> list[int]:
     return [int(found.get(code, 0)) for code in range(n_classes)]
 
 
-def staged_schema(data, target: str, memory=None) -> Schema:
-    """``leanfit.inspect``, then: floats are never ids, and an all-constant input keeps
-    its numeric constant columns (they encode as zeros)."""
-    schema = inspect(data, target=target, memory=memory)
+def staged_schema(data, target: str, memory=None, lossy=None) -> Schema:
+    """``leanfit.inspect`` (float16 where ``lossy`` asks), then: floats are never ids, and
+    an all-constant input keeps its numeric constant columns (they encode as zeros)."""
+    schema = inspect(data, target=target, memory=memory, lossy=lossy)
     for col in schema.columns:
         if col.kind == "id" and col.read_as.startswith("Float"):
             col.kind, col.feature = "integer", True

@@ -73,6 +73,15 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "best_iteration": ((int,), "the last round kept (early stopping)"),
     "feature_importance": ((dict,), "average split gain by column, largest first"),
     "cache_bytes": ((int,), "bytes of the on-disk block caches"),
+    "lossy": (
+        (dict,),
+        "--lossy-floats: the tolerance, the float16 columns, each float column's measured "
+        "error and storage (docs/json.md)",
+    ),
+    "metrics_unrounded": (
+        (dict,),
+        "--lossy-floats: the model's holdout metrics with its float16 columns read unrounded (float32)",
+    ),
     "checkpoint": ((dict,), "train's checkpoint: folder, resumed, saves, save_seconds"),
     "train_seconds": (NUMBER, "seconds spent training (inspect excluded)"),
     "metrics": ((dict, type(None)), "streaming metrics (null without holdout rows)"),

@@ -1,7 +1,8 @@
 """Streaming preprocessing fitted from the schema's statistics, with no extra pass.
 
 * numbers: mean imputation and standardisation from the schema's mean and std,
-  optionally a missing-indicator column;
+  optionally a missing-indicator column; a column stored as float16
+  (``--lossy-floats``) is read as float16 holds it, wherever it comes from;
 * booleans: 0/1, missing to the mean;
 * dates: days since 1970 (standardised), month and weekday;
 * categoricals: one-hot over the schema's categories plus one "unknown" slot;
@@ -38,6 +39,7 @@ from leanfit.encode.onehot import OneHotBlock
 from leanfit.errors import ConfigError, SchemaMismatch
 from leanfit.io.translate import translated
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import rounded as float16
 
 NUMERIC_KINDS = ("integer", "float")
 F32_MAX = float(np.finfo(np.float32).max)
@@ -93,6 +95,7 @@ class Encoder:
                         "std": std,
                         "indicator": indicator,
                     }
+                    | ({"float16": True} if col.storage == "float16" else {})
                 )
             elif col.kind == "datetime":
                 enc.dates.append(_date_stats(col))
@@ -163,7 +166,8 @@ class Encoder:
         if key not in cache:
             values, centre, scale = [], [], []
             for n in self.numeric:
-                values.append(_numeric_expr(schema, n["name"]))
+                value = _numeric_expr(schema, n["name"])
+                values.append(float16(value) if n.get("float16") else value)
                 centre.append(n["mean"])
                 scale.append(n["std"])
             for d in self.dates:

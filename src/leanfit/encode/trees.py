@@ -29,11 +29,13 @@ MISSING = -1e30  # a missing number; finite (XGBoost refuses inf), below any rea
 @dataclass(frozen=True)
 class Feature:
     """One model input; ``kind`` is number, bool, date, category or rank (the code of a
-    high-cardinality category, ranked by frequency, used as a number)."""
+    high-cardinality category, ranked by frequency, used as a number); ``float16``: a
+    number stored as float16 (``--lossy-floats``), read so wherever it comes from."""
 
     name: str
     kind: str
     categories: tuple[str, ...] | None = None
+    float16: bool = False
 
 
 def boost_features(schema: Schema, drop: tuple[str, ...] = ()) -> tuple[list[Feature], list[str]]:
@@ -46,7 +48,7 @@ def boost_features(schema: Schema, drop: tuple[str, ...] = ()) -> tuple[list[Fea
         if col.name in drop:
             continue
         if col.kind in KINDS:
-            features.append(Feature(col.name, KINDS[col.kind]))
+            features.append(Feature(col.name, KINDS[col.kind], float16=col.storage == "float16"))
         elif col.categories is not None and col.storage.startswith("dictionary"):
             # many levels: the frequency rank as a number (splits on one threshold are
             # far cheaper than searching partitions of tens of thousands of levels)
@@ -73,6 +75,8 @@ def _feature_expr(feature: Feature, dtype: pl.DataType, dense: bool) -> pl.Expr:
         c = c.str.strip_chars()
     # beyond float32's range a number keeps its order at the range's ends
     c = c.cast(pl.Float64, strict=False).clip(-FLOAT32_MAX, FLOAT32_MAX).cast(pl.Float32)
+    if feature.float16:
+        c = c.cast(pl.Float16).cast(pl.Float32)
     if not dense:
         return c.fill_null(float("nan"))
     fill = float(len(feature.categories or ())) if feature.kind == "category" else MISSING

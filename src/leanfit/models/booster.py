@@ -74,7 +74,8 @@ class BoostedModel:
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """JSON settings and arrays (``booster``: the model as UBJSON bytes); no pickle."""
         features = [
-            asdict(f) | {"categories": None if f.categories is None else list(f.categories)}
+            asdict(f, dict_factory=_unless_false)
+            | {"categories": None if f.categories is None else list(f.categories)}
             for f in self.features
         ]
         settings = {"class": "BoostedModel", "n_classes": self.n_classes, "features": features}
@@ -89,12 +90,20 @@ class BoostedModel:
         booster.load_model(bytearray(np.asarray(arrays["booster"], dtype=np.uint8).tobytes()))
         features = [
             Feature(
-                f["name"], f["kind"], None if f["categories"] is None else tuple(f["categories"])
+                f["name"],
+                f["kind"],
+                None if f["categories"] is None else tuple(f["categories"]),
+                f.get("float16", False),
             )
             for f in settings["features"]
         ]
         dense = settings.get("missing", "nan") == "sentinel"
         return cls(booster, features, int(settings["n_classes"]), dense)
+
+
+def _unless_false(items: list[tuple]) -> dict:
+    """A feature's fields, ``float16`` only when set (--lossy-floats)."""
+    return {k: v for k, v in items if k != "float16" or v}
 
 
 class RoundReport(xgb.callback.TrainingCallback):

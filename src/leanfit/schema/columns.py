@@ -15,7 +15,11 @@ a HyperLogLog estimate otherwise), ``categories`` and ``category_counts`` (by
 descending frequency; every level when at most ``CATEGORY_CAP``), ``decimals``
 (float32: every value is k / 10**decimals with |k| < 10**6, so
 ``round(x32 * 10**d) / 10**d`` gives back the parsed float64 exactly),
-``mean_bytes`` (strings), ``note`` (e.g. where a column was widened).
+``mean_bytes`` (strings), ``note`` (e.g. where a column was widened), and with
+``--lossy-floats float16`` (float columns; see :mod:`leanfit.schema.lossy`)
+``float16_max_abs_error``, ``float16_max_rel_error`` and ``float16_beyond_range``
+(the measured round trip through float16 over every value), the schema then also
+holding ``lossy_tolerance`` (the relative error allowed; storage ``float16`` where met).
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class Column:
     decimals: int | None = None
     mean_bytes: float | None = None
     note: str | None = None
+    float16_max_abs_error: float | None = None
+    float16_max_rel_error: float | None = None
+    float16_beyond_range: int | None = None
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Schema:
     classes: list = field(default_factory=list)
     class_counts: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    lossy_tolerance: float | None = None
     version: int = SCHEMA_VERSION
 
     def column(self, name: str) -> Column:
@@ -182,7 +190,7 @@ KINDS = (
     "target",
 )
 STORAGE = re.compile(
-    r"u?int(8|16|32|64)|float(32|64)|bool|date32|timestamp\[us\]|string|dictionary<uint(8|16|32)>"
+    r"u?int(8|16|32|64)|float(16|32|64)|bool|date32|timestamp\[us\]|string|dictionary<uint(8|16|32)>"
 )
 SCHEMA_FIELDS = {f.name for f in fields(Schema)}
 SAMPLE_ROWS = 10_000

@@ -23,8 +23,10 @@ from leanfit.io.sizes import estimate_rows
 from leanfit.io.source import resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
+from leanfit.options import LossyOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import tolerance
 from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
     ROW,
@@ -37,12 +39,18 @@ from leanfit.schema.statistics import (
 
 
 def inspect(
-    data, target: str | None = None, *, memory: Monitor | None = None, guard: Guard | None = None
+    data,
+    target: str | None = None,
+    *,
+    memory: Monitor | None = None,
+    guard: Guard | None = None,
+    lossy: LossyOptions | None = None,
 ) -> Schema:
     """Run the streaming inspect pass over ``data`` and return its Schema.
 
     With an active ``guard`` (``--bad-rows skip|quarantine``) bad rows are left out of
-    every statistic and recorded in it.
+    every statistic and recorded in it. With ``lossy`` asking for float16, float columns
+    are stored so where their measured error allows (:mod:`leanfit.schema.lossy`).
 
     Memory: Polars' streaming engine holds a few parse buffers per thread plus
     the exact category counts of low-cardinality text columns.
@@ -52,7 +60,7 @@ def inspect(
     read_chunk = _read_chunk(memory)
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
-        return _inspect(paths, target, read_chunk, guard, memory.progress)
+        return _inspect(paths, target, read_chunk, guard, memory.progress, tolerance(lossy))
 
 
 def _read_chunk(memory: Monitor) -> int:
@@ -66,14 +74,19 @@ def _read_chunk(memory: Monitor) -> int:
 
 
 def _inspect(
-    paths: list[Path], target: str | None, read_chunk: int, guard: Guard | None, progress: Progress
+    paths: list[Path],
+    target: str | None,
+    read_chunk: int,
+    guard: Guard | None,
+    progress: Progress,
+    float16_tolerance: float | None,
 ) -> Schema:
     widened: list[str] = []
     expected = estimate_rows(paths)
     while True:
         progress.plan(expected)
         sample = read_sample(paths, dict.fromkeys(widened, pl.String), guard)
-        plan = make_plan(sample, widened, target, str(paths[0]))
+        plan = make_plan(sample, widened, target, str(paths[0]), float16_tolerance)
         lf = scan(paths, types=sample.schema, read_chunk=read_chunk, guard=guard)
         try:
             with translated(paths):

@@ -96,10 +96,11 @@ def _choose_numeric(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> 
         if col.distinct is not None and col.distinct >= 0.9 * col.count and col.count > 1_000:
             col.kind, col.feature = "id", False
         return
-    col.kind, col.storage = "float", "float64"
+    col.kind, col.storage = "float", "float16" if dtype == pl.Float16 else "float64"
     bound = max(abs(col.min or 0.0), abs(col.max or 0.0))
     if (
         decimals is not None
+        and dtype != pl.Float16
         and _finite(col.min, col.max)
         and bound * 10**decimals < 10**FLOAT32_DIGITS
     ):
@@ -226,7 +227,8 @@ def storage_dtype(col: Column) -> pl.DataType:
     if col.storage.startswith("dictionary"):
         return pl.Enum(col.categories)
     simple = {"bool": pl.Boolean, "date32": pl.Date, "timestamp[us]": pl.Datetime("us")}
-    simple |= {"float32": pl.Float32, "float64": pl.Float64, "string": pl.String}
+    simple |= {"float16": pl.Float16, "float32": pl.Float32, "float64": pl.Float64}
+    simple["string"] = pl.String
     if col.storage in simple:
         return simple[col.storage]
     return getattr(pl, col.storage.capitalize().replace("Uint", "UInt"))

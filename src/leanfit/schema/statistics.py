@@ -5,7 +5,8 @@ partition on Dask) runs :func:`piece_stats`: one streaming Polars query whose
 statistics merge without loss: counts and sums add; min and max take the min and
 max; mean and population variance merge Chan-style from (count, mean, M2); exact
 category counts add (a column past ``CATEGORY_CAP`` levels stops being counted);
-the float32 exactness flag is AND-ed. :func:`build_schema` merges the pieces and
+the float32 exactness flag is AND-ed; with ``--lossy-floats`` the float16 errors
+take the max (:mod:`leanfit.schema.lossy`). :func:`build_schema` merges the pieces and
 applies the rules of :mod:`leanfit.schema.rules`, so both engines make the same
 Schema from the same statistics.
 
@@ -26,6 +27,7 @@ import polars as pl
 from leanfit.errors import InputError
 from leanfit.schema.columns import Schema
 from leanfit.schema.counting import ValueCounter
+from leanfit.schema.lossy import error_exprs, merge_errors, record_errors
 from leanfit.schema.rules import (
     CATEGORY_CAP,
     choose_column,
@@ -48,6 +50,7 @@ class InspectPlan:
     counted: list[str]
     widened: list[str]
     target: str | None
+    float16_tolerance: float | None = None  # measure float16 errors (--lossy-floats)
 
     @property
     def sketched(self) -> list[str]:
@@ -63,11 +66,15 @@ class InspectPlan:
 
 
 def make_plan(
-    sample: pl.DataFrame, widened: list[str], target: str | None, source: str
+    sample: pl.DataFrame,
+    widened: list[str],
+    target: str | None,
+    source: str,
+    float16_tolerance: float | None = None,
 ) -> InspectPlan:
     """The choices made on the sample of ``source`` (the first input file): which text
     columns to count exactly (those that look low-cardinality, and the target) and the
-    decimals of float columns."""
+    decimals of float columns; float16 errors are measured given a tolerance."""
     if target is not None and target not in sample.columns:
         raise InputError(
             f"{source}: target column '{target}' not found. Columns: {', '.join(sample.columns)}."
@@ -86,7 +93,8 @@ def make_plan(
                 decimals[name] = found
     if target is not None and target not in counted:
         counted.append(target)
-    return InspectPlan(dict(sample.schema), decimals, counted, list(widened), target)
+    types = dict(sample.schema)
+    return InspectPlan(types, decimals, counted, list(widened), target, float16_tolerance)
 
 
 def refuse_nested(schema: pl.Schema, source: str) -> None:
@@ -136,10 +144,14 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
         c = pl.col(name)
         if dtype.is_float():  # NaN is a missing value; inf is counted (and refused)
             exprs.append(c.is_infinite().sum().alias(f"{name}:infinite"))
+            if dtype == pl.Float16:  # its sums would overflow
+                c = c.cast(pl.Float32)
             c = c.fill_nan(None)
+            if plan.float16_tolerance is not None:
+                exprs += error_exprs(name, c)
         exprs.append(c.null_count().alias(f"{name}:nulls"))
         if name in plan.widened:
-            exprs += _widened(name, c) + _text(name, c)
+            exprs += _widened(name, c, plan.float16_tolerance is not None) + _text(name, c)
         elif dtype == pl.String:
             exprs += _text(name, c)
             if polars_distinct and name not in plan.counted:
@@ -175,7 +187,7 @@ def _text(name: str, c: pl.Expr) -> list[pl.Expr]:
     return [c.str.len_bytes().mean().alias(f"{name}:bytes")]
 
 
-def _widened(name: str, c: pl.Expr) -> list[pl.Expr]:
+def _widened(name: str, c: pl.Expr, float16: bool) -> list[pl.Expr]:
     """Statistics of a numeric column read as text because of a late odd value."""
     parsed = c.str.strip_chars().cast(pl.Float64, strict=False)
     as_float = parsed.fill_nan(None)
@@ -187,7 +199,7 @@ def _widened(name: str, c: pl.Expr) -> list[pl.Expr]:
         (c.is_not_null() & parsed.is_null()).sum().alias(f"{name}:not_float"),
         row.filter(c.is_not_null() & parsed.is_null()).min().alias(f"{name}:first_not_float"),
         row.filter(c.is_not_null() & as_int.is_null()).min().alias(f"{name}:first_not_int"),
-    ]
+    ] + (error_exprs(name, as_float) if float16 else [])
 
 
 def _as_frame(pairs: list[tuple], name: str, dtype) -> pl.DataFrame:
@@ -237,6 +249,8 @@ def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
             out[f"{name}:max"] = _extreme(each, f"{name}:max", "max")
         if f"{name}:exact" in each[0]:
             out[f"{name}:exact"] = all(s[f"{name}:exact"] is not False for s in each)
+        if f"{name}:f16_abs" in each[0]:
+            out |= merge_errors(name, each)
         if f"{name}:true" in each[0]:
             out[f"{name}:true"] = sum(s[f"{name}:true"] or 0 for s in each)
         if f"{name}:bytes" in each[0]:
@@ -309,6 +323,8 @@ def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> S
     schema = Schema(sources=list(sources), rows=rows, columns=columns, target=plan.target)
     if plan.target is not None:
         describe_target(schema, counter)
+    if plan.float16_tolerance is not None:
+        record_errors(schema, stats, plan.float16_tolerance)
     return schema
 
 

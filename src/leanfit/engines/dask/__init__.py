@@ -21,6 +21,7 @@ from leanfit.memory import Monitor
 from leanfit.options import BoostOptions, TrainOptions
 from leanfit.runrecord import LearningCurve
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import apply_lossy, lossy_key
 from leanfit.schema.rules import check_target
 
 __all__ = ["evaluate", "inspect", "predict", "process_peak_rss", "train"]
@@ -55,7 +56,8 @@ def train(
     with cluster(scheduler, memory, client=client) as cl:
         if schema is None:
             with memory.stage("inspect"):
-                schema = inspect_on(cl, data, target, block, guard, memory.progress)
+                schema = inspect_on(cl, data, target, block, guard, memory.progress, opts.lossy)
+        schema = apply_lossy(schema, opts.lossy)
         check_target(schema, target)
         with memory.stage("train"):
             where = layout(cl, data, schema, block, guard, memory.progress)
@@ -66,6 +68,7 @@ def train(
             else:
                 model, encoder, summary = fit(cl, where, schema, opts, memory.progress)
         summary = {"input": list(where.paths), **summary, "cluster": cl.report()}
+        summary |= lossy_key(schema)
     bad = guard.count if guard is not None else 0
     used = summary["rows_train"] + summary["rows_holdout"]
     summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}

@@ -27,8 +27,10 @@ from leanfit.io.partitions import Part, sample, scan_part
 from leanfit.io.sizes import estimate_rows
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
+from leanfit.options import LossyOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import tolerance
 from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
     InspectPlan,
@@ -48,11 +50,12 @@ def inspect(
     client=None,
     block: int | None = None,
     guard: Guard | None = None,
+    lossy: LossyOptions | None = None,
 ) -> Schema:
     """The inspect pass on the cluster: the same Schema as :func:`leanfit.schema.inspect`."""
     memory = memory or Monitor.unbounded()
     with memory.stage("inspect"), cluster(scheduler, memory, client=client) as cl:
-        return inspect_on(cl, data, target, block, guard, memory.progress)
+        return inspect_on(cl, data, target, block, guard, memory.progress, lossy)
 
 
 def inspect_on(
@@ -62,6 +65,7 @@ def inspect_on(
     block: int | None = None,
     guard: Guard | None = None,
     progress: Progress | None = None,
+    lossy: LossyOptions | None = None,
 ) -> Schema:
     """The inspect pass on ``cl``; ``progress`` advances as partitions' statistics arrive."""
     c, progress = cl.client, progress or Progress()
@@ -71,6 +75,7 @@ def inspect_on(
     widened: list[str] = []
     while True:
         plan = c.submit(plan_on_worker, paths, widened, target, lenient, pure=False).result()
+        plan.float16_tolerance = tolerance(lossy)
         guarded = guard_parts(cl, paths, parts, plan.types, guard)
         progress.plan(expected)
         futures = c.map(partition_stats, guarded, plan=plan, pure=False)

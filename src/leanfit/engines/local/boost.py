@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
 from leanfit.engines.checkpoint import Checkpoint
 from leanfit.engines.local.boost_checkpoint import BoostCheckpoint
+from leanfit.engines.local.lossy import lossy_summary
 from leanfit.engines.shared import holdout_result, save_trained
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
@@ -44,6 +46,7 @@ from leanfit.models.booster import (
 from leanfit.options import BoostOptions, Plan, TrainOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
+from leanfit.schema.lossy import unrounded_schema
 from leanfit.schema.rules import scan_with_schema
 
 QUANTIZE_PASSES = {"train": 4, "holdout": 3}  # XGBoost's reads of each side's iterator
@@ -407,7 +410,23 @@ def train_booster(
             guard=guard,
             checkpoint=checkpoint,
         )
+    unrounded = unrounded_trees(data, schema, opts, model.features, guard, summary["metrics"])
+    row_bytes = tree_row_bytes(schema, len(model.features))
+    cut = summary.get("threshold")
+    summary |= lossy_summary(schema, memory, cut, unrounded, model.proba, row_bytes)
     return save_trained(out, schema, None, model, summary, memory)
+
+
+def unrounded_trees(data, schema, opts, features, guard, holdout) -> Callable | None:
+    """The holdout rows with the float16 columns (--lossy-floats) read unrounded, in
+    chunks of so many rows (engines.local.lossy); None without such columns or holdout."""
+    exact = unrounded_schema(schema)
+    if exact is None or not holdout:
+        return None
+    features = [dataclasses.replace(f, float16=False) for f in features]
+    return lambda rows: BatchIter(
+        data, exact, opts, "holdout", features=features, rows=rows, guard=guard
+    ).batches()
 
 
 def _iters(

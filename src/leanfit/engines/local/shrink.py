@@ -18,9 +18,11 @@ from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
 from leanfit.io.source import input_bytes, resolve_paths
 from leanfit.io.translate import translated, verified_parquet
 from leanfit.memory import Monitor
+from leanfit.options import LossyOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
+from leanfit.schema.lossy import apply_lossy, lossy_key
 from leanfit.schema.rules import scan_with_schema, storage_expr
 
 
@@ -46,11 +48,15 @@ def shrink(
     *,
     memory: Monitor | None = None,
     guard: Guard | None = None,
+    lossy: LossyOptions | None = None,
 ) -> dict:
-    """Write ``data`` to Parquet at ``out`` with the smallest exact types; report sizes."""
+    """Write ``data`` to Parquet at ``out`` with the smallest exact types (float16 where
+    ``lossy`` asks and the measured error allows); report sizes."""
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    schema = schema or inspect(paths, memory=memory, guard=guard)
+    if schema is not None:
+        schema = apply_lossy(schema, lossy)
+    schema = schema or inspect(paths, memory=memory, guard=guard, lossy=lossy)
     memory.plan(fixed=INSPECT_BYTES)
     with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths, out=tmp):
         memory.progress.plan(schema.rows_in(paths))
@@ -62,7 +68,7 @@ def shrink(
     bad = guard.count if guard is not None else 0
     pandas_row = sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
     chosen_row = sum(bytes_per_row(c) for c in schema.columns)
-    return {
+    summary = {
         "input": paths.shown,
         "output": str(out),
         "rows": written + bad,
@@ -73,6 +79,7 @@ def shrink(
         "memory_bytes_pandas_default": round(pandas_row * written),
         "memory_bytes_chosen": round(chosen_row * written),
     } | ({"warnings": [guard.warning()]} if bad else {})
+    return summary | lossy_key(schema)
 
 
 def counted(lf: pl.LazyFrame, progress: Progress) -> pl.LazyFrame:

@@ -10,6 +10,7 @@ visit the cached blocks in a new seeded order, and shuffle the rows inside each 
 
 from __future__ import annotations
 
+import functools
 import inspect as pyinspect
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from leanfit.engines.checkpoint import (
     restore_trainer,
     save_trainer,
 )
+from leanfit.engines.local.lossy import linear_holdout, lossy_summary
 from leanfit.engines.shared import (
     EarlyStopping,
     block_metrics,
@@ -48,6 +50,7 @@ from leanfit.options import INCREMENTAL, BoostOptions, CheckpointOptions, Plan, 
 from leanfit.runrecord import LearningCurve
 from leanfit.schema.columns import Schema
 from leanfit.schema.inspection import inspect
+from leanfit.schema.lossy import apply_lossy
 from leanfit.schema.rules import check_target, scan_with_schema
 from leanfit.summary import linear_summary
 
@@ -346,8 +349,9 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     schema = (
         (saved and saved.schema())
         or schema
-        or inspect(data, target=target, memory=memory, guard=guard)
+        or inspect(data, target=target, memory=memory, guard=guard, lossy=opts.lossy)
     )
+    schema = apply_lossy(schema, opts.lossy)
     check_target(schema, target)
     if opts.threshold is not None:
         threshold_rule(opts.threshold, len(schema.classes))
@@ -400,6 +404,13 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         )
         summary["cache_bytes"] = train_cache.nbytes + holdout_cache.nbytes
         summary |= {"threshold": cut} if cut is not None else {}
+        blocks_of = functools.partial(
+            encoded_blocks, data, schema, opts=opts, memory=memory, one_hot=True, guard=guard
+        )
+        unrounded = linear_holdout(blocks_of, trainer.encoder, bool(metrics))
+        row_bytes = chunk_row_bytes(schema, trainer.encoder, opts.model)
+        proba = functools.partial(scores, trainer.model)
+        summary |= lossy_summary(schema, memory, cut, unrounded, proba, row_bytes)
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     return save_trained(out, schema, trainer.encoder, trainer.model, summary, memory)
