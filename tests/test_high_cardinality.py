@@ -8,8 +8,12 @@ scored on a second file drawn with another seed, with scikit-learn's ROC AUC.
 
 from __future__ import annotations
 
+import json
+import zlib
+
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 import xgboost as xgb
 from sklearn.compose import ColumnTransformer
@@ -137,6 +141,16 @@ def test_a_tight_budget_hashes_the_rarer_levels_and_says_so(files):
     # the most frequent levels keep their own slots, by their names
     assert f"product={product.categories[0]}" in names
     assert f"product={product.categories[own]}" not in names
+    # rows: a frequent level in its own column, a rare one in its CRC32 hashed slot,
+    # an unseen one in the unknown slot; the same after a JSON round trip (bundles)
+    rare = product.categories[-1]
+    frame = pl.read_csv(files[0], n_rows=3, try_parse_dates=True)
+    frame = frame.with_columns(product=pl.Series([product.categories[0], rare, "p_unseen"]))
+    start = names.index("product=" + product.categories[0])
+    expected = [start, start + own + zlib.crc32(rare.encode()) % 64, len(names) - 1]
+    for encoder in (narrow, Encoder.from_dict(json.loads(json.dumps(narrow.to_dict())))):
+        block = encoder.transform(frame)
+        assert [row.indices[-1] for row in block] == expected
     # a new level of an extended encoder goes to a hashed slot, the width unchanged
     grown, columns = with_new_levels(narrow, {"product": ["p_new"]})
     assert grown.n_features == narrow.n_features and len(columns) == narrow.n_features
