@@ -78,6 +78,9 @@ def test_the_column_has_thousands_of_levels_and_each_gets_a_slot(files):
     names = encoder.feature_names
     assert sum(n.startswith("product=") for n in names) == product.distinct + 1  # + unknown
     assert not any("#hash" in n for n in names) and encoder.notes() == []
+    mlp = Encoder.from_options(schema, TrainOptions(model="mlp"))  # hashed, as it says
+    assert sum("product#hash" in n for n in mlp.feature_names) == 1_024
+    assert mlp.notes()[0].startswith(f"product: its {product.distinct:,} levels share 1,024")
 
 
 def test_exact_logistic_matches_sklearn_on_full_one_hot(files, tmp_path):
