@@ -376,6 +376,7 @@ def write_data(
     classes: int = 2,
     positive_rate: float = 0.3,
     fmt: str | None = None,
+    levels: int = 100_000,
     **given,
 ) -> dict:
     """Write generated classification data, chunk by chunk, in constant memory
@@ -395,6 +396,8 @@ def write_data(
         Share of positive labels (binary only).
     fmt : {"csv", "parquet"}, optional
         The format; default: from the file name.
+    levels : int, default=100_000
+        The most levels of the high-cardinality text column ``product``.
 
     Returns
     -------
@@ -413,7 +416,13 @@ def write_data(
         shell.memory.plan(fixed=GENERATOR_BYTES)
         with shell.memory.stage("make-data"):
             summary = generate(
-                out, rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, fmt=fmt
+                out,
+                rows=rows,
+                seed=seed,
+                classes=classes,
+                positive_rate=positive_rate,
+                fmt=fmt,
+                levels=levels,
             )
         return shell.finish(summary)
 

@@ -77,8 +77,15 @@ DATA = click.argument("data", nargs=-1, required=True)
     help="A shifted population: monthly_fee, score_a and latency_ms move by DRIFT of their "
     "spread, plan gains new levels, the effects change (new data for `leanfit update`).",
 )
+@click.option(
+    "--levels",
+    type=click.IntRange(min=2),
+    default=100_000,
+    show_default=True,
+    help="The most levels of the high-cardinality text column `product`.",
+)
 @command
-def make_data(out, rows, seed, classes, positive_rate, fmt, drift, memory):
+def make_data(out, rows, seed, classes, positive_rate, fmt, drift, levels, memory):
     """Write generated classification data, chunk by chunk, in constant memory.
 
     \b
@@ -98,6 +105,7 @@ def make_data(out, rows, seed, classes, positive_rate, fmt, drift, memory):
             fmt=fmt,
             progress=memory.progress,
             drift=drift,
+            levels=levels,
         )
 
     def show(s):

@@ -72,11 +72,33 @@ def tree_row_bytes(schema: Any, n_features: int) -> float:
     return PARSED_COPIES * parsed_row_bytes(schema) + ENCODED_COPIES * 4 * n_features
 
 
+LBFGS_MEMORY = 10  # the corrections SciPy's L-BFGS-B keeps (its ``maxcor``)
+MODEL_SHARE = 0.25  # the most of the memory limit a linear model's coefficients may take
+
+
+def coef_bytes(n_classes: int, model: str) -> int:
+    """What one more encoded column costs a model: its coefficients (per class; the
+    MLP's 64 hidden units) and their working copies (SGD's average, gradients), and the
+    exact logistic's L-BFGS-B history and workspace (``2 m + 5`` vectors of them)."""
+    per_column = 64 if model == "mlp" else n_classes if model == "nb" else max(n_classes - 1, 1)
+    copies = 6 + (2 * LBFGS_MEMORY + 5 if model == "logistic" else 0)
+    return 8 * per_column * copies
+
+
 def model_bytes(n_features: int, n_classes: int, model: str) -> int:
     """Coefficients and their working copies (and the MLP's hidden layer), and the
     metrics' score histograms."""
-    per_class = n_features * 8 * (64 if model == "mlp" else max(n_classes - 1, 1))
-    return 6 * per_class + 2 * DEFAULT_BINS * 8 * n_classes
+    return n_features * coef_bytes(n_classes, model) + 2 * DEFAULT_BINS * 8 * n_classes
+
+
+def max_slots(limit: int, n_classes: int, model: str) -> int:
+    """The widest encoding whose model takes at most ``MODEL_SHARE`` of ``limit``: text
+    levels past it share hashed slots (:class:`~leanfit.encode.encoder.Encoder`).
+
+    >>> max_slots(1_000_000_000, 2, "logistic")  # 248 bytes a column
+    1008064
+    """
+    return int(MODEL_SHARE * limit) // coef_bytes(n_classes, model)
 
 
 # Measured here (XGBoost 3.2, hist, 2 threads, 4M and 8M rows of 29 features), in

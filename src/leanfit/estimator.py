@@ -115,7 +115,8 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     patience : int, default=2
         Epochs without a holdout improvement before stopping.
     hash_width : int, default=1024
-        Slots for hashed high-cardinality text columns.
+        Hashed slots of a high-cardinality text column for the levels past the model's
+        memory budget (mlp: all its levels).
     missing_indicators : bool, default=False
         Add a 0/1 column for each numeric column that has missing values.
     drop : tuple of str, default=()

@@ -210,7 +210,10 @@ class TrainOptions(Options):
         2, "Epochs without a better holdout loss before training stops early.", low=1
     )
     hash_width: int = option(
-        1024, "Hashed slots of a high-cardinality text column (memory: its coefficients).", low=1
+        1024,
+        "Hashed slots of a high-cardinality text column for the levels past the model's "
+        "memory budget (mlp: all its levels).",
+        low=1,
     )
     missing_indicators: bool = option(
         False, "Add a 0/1 column per numeric column with missing values.", choices=(False, True)

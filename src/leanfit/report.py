@@ -213,6 +213,8 @@ def show_train(s: dict) -> None:
         console.print("top features by gain: " + ", ".join(f"{k} {v:,.1f}" for k, v in top))
     if s["dropped"]:
         console.print(f"not used as features: {', '.join(s['dropped'])}")
+    for note in s.get("notes", []):
+        console.print(f"[yellow]Note:[/yellow] {note}")
     show_metrics(s["metrics"])
     show_lossy(s)
     show_accounting(s)

@@ -64,7 +64,11 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
     "plan": ((dict,), "what the run planned from its memory budget (rows per chunk, pages)"),
     "sparse": ((bool,), "whether encoded blocks are sparse (CSR)"),
     "dropped": ((list,), "columns not used as features"),
-    "notes": ((list,), "how columns entered the model, where it is not the default"),
+    "notes": (
+        (list,),
+        "how columns entered the model, where it is not the default (text levels sharing "
+        "hashed slots, a frequency rank)",
+    ),
     "epochs_run": ((int, type(None)), "epochs run (incremental models; null otherwise)"),
     "history": ((list,), "holdout log loss after each epoch"),
     "matrix": ((str,), "the XGBoost matrix kind (QuantileDMatrix, ExtMemQuantileDMatrix, ...)"),
@@ -140,6 +144,7 @@ def linear_summary(
         "features": encoder.n_features,
         "sparse": encoder.sparse,
         "dropped": encoder.dropped,
+        "notes": encoder.notes(),
         "epochs_run": len(history) + 1 if incremental else None,
         "history": history,
         "train_seconds": round(seconds, 3),

@@ -7,7 +7,7 @@ The table mimics a customer data set: a unique ``customer_id``; twenty float
 columns of very different scales (amounts, rates, sensor readings, counts that
 are integers but have gaps, as pandas would load them as float64); small integer
 columns; a boolean; a signup date; string categoricals of about 5, 100 and
-100,000 levels; and the ``label``, drawn from a model with linear effects,
+100,000 levels (``levels``: another count for ``product``); and the ``label``, drawn from a model with linear effects,
 categorical effects, an interaction and a threshold, so that boosted trees beat a
 linear model.
 
@@ -161,7 +161,7 @@ def _plan_shares(drift: float) -> tuple[int, list[float]]:
 
 
 def _draw_features(
-    rng: np.random.Generator, n: int, start: int, drift: float = 0.0
+    rng: np.random.Generator, n: int, start: int, drift: float = 0.0, levels: int = BIG_LEVELS
 ) -> dict[str, np.ndarray]:
     plans, shares = _plan_shares(drift)
     return {
@@ -169,7 +169,7 @@ def _draw_features(
         "flag": rng.random(n) < 0.35,
         "plan": rng.choice(plans, n, p=shares),
         "region": np.minimum((rng.pareto(1.2, n) * 8).astype(np.int64), MID_LEVELS - 1),
-        "product": np.minimum((rng.pareto(0.7, n) * 50).astype(np.int64), BIG_LEVELS - 1),
+        "product": np.minimum((rng.pareto(0.7, n) * 50).astype(np.int64), levels - 1),
         "age": rng.integers(18, 90, n, dtype=np.int64),
         "household": rng.integers(1, 8, n, dtype=np.int64),
         "zip_offset": rng.integers(-500, 500, n, dtype=np.int64),
@@ -194,10 +194,16 @@ def _assemble(raw: dict, floats: dict, label: np.ndarray) -> pa.RecordBatch:
 
 
 def _chunk(
-    effects: _Effects, seed: int, index: int, n: int, classes: int, drift: float = 0.0
+    effects: _Effects,
+    seed: int,
+    index: int,
+    n: int,
+    classes: int,
+    drift: float = 0.0,
+    levels: int = BIG_LEVELS,
 ) -> pa.RecordBatch:
     rng = np.random.default_rng([seed, index])
-    raw = _draw_features(rng, n, index * CHUNK_ROWS, drift)
+    raw = _draw_features(rng, n, index * CHUNK_ROWS, drift, levels)
     floats = {spec.name: _draw_float(spec, rng, n, drift) for spec in FLOAT_COLUMNS}
     numeric = {name: arr.to_numpy(zero_copy_only=False) for name, arr in floats.items()}
     logits = effects.logits({**numeric, **raw})
@@ -226,11 +232,18 @@ def _calibrate(effects: _Effects, positive_rate: float) -> None:
 
 
 def generate_batches(
-    *, rows: int, seed: int = 0, classes: int = 2, positive_rate: float = 0.3, drift: float = 0.0
+    *,
+    rows: int,
+    seed: int = 0,
+    classes: int = 2,
+    positive_rate: float = 0.3,
+    drift: float = 0.0,
+    levels: int = BIG_LEVELS,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows as Arrow record batches of at most ``CHUNK_ROWS`` rows (``drift``:
     a shifted population, see the module docstring; the intercept stays the one of the
-    unshifted population, so the label balance moves too).
+    unshifted population, so the label balance moves too; ``levels``: the most levels
+    ``product`` takes, its rarest ones pooled into the last).
 
     Memory: one chunk at a time, about 60 MB for 100,000 rows.
     """
@@ -242,6 +255,8 @@ def generate_batches(
         raise ConfigError(f"make-data: --positive-rate must be in (0, 1). Got {positive_rate}.")
     if not 0.0 <= drift <= 10.0:
         raise ConfigError(f"make-data: --drift must be in [0, 10]. Got {drift}.")
+    if levels < 2:
+        raise ConfigError(f"make-data: --levels must be at least 2. Got {levels}.")
     effects = _Effects(classes)
     if classes == 2:
         _calibrate(effects, positive_rate)
@@ -249,7 +264,8 @@ def generate_batches(
         intercept, effects = effects.intercept, _Effects(classes, drift)
         effects.intercept = intercept
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
-        yield _chunk(effects, seed, index, min(CHUNK_ROWS, rows - start), classes, drift)
+        n = min(CHUNK_ROWS, rows - start)
+        yield _chunk(effects, seed, index, n, classes, drift, levels)
 
 
 @checks_output("out", label="OUT")
@@ -263,6 +279,7 @@ def write_data(
     fmt: str | None = None,
     progress: Progress | None = None,
     drift: float = 0.0,
+    levels: int = BIG_LEVELS,
 ) -> dict:
     """Write generated rows to ``out`` (CSV, CSV.gz or Parquet); return a summary.
 
@@ -274,7 +291,12 @@ def write_data(
     out = Path(out)
     fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
     batches = generate_batches(
-        rows=rows, seed=seed, classes=classes, positive_rate=positive_rate, drift=drift
+        rows=rows,
+        seed=seed,
+        classes=classes,
+        positive_rate=positive_rate,
+        drift=drift,
+        levels=levels,
     )
     written = 0
     with atomic_path(out) as tmp:

@@ -1,8 +1,8 @@
 """An encoder grown with new category levels (``leanfit update --extend-categories``).
 
 A one-hot categorical gets one new slot per new level, placed before its unknown
-slot; a hashed one gets the new levels in its level list, so each goes to its own
-hash slot instead of the unknown one (no new columns). Everything else is unchanged:
+slot; one whose rarer levels share hashed slots gets the new levels in its level
+list, so each goes to its hashed slot instead of the unknown one (no new columns). Everything else is unchanged:
 the standardisation and the levels already known keep their meaning.
 
 >>> enc = Encoder(categorical=[{"name": "c", "levels": ["a"], "slots": [0], "width": 2}],
@@ -14,11 +14,9 @@ the standardisation and the levels already known keep their meaning.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
-from leanfit.encode.encoder import Encoder
+from leanfit.encode.encoder import Encoder, hashed_slot, own_levels
 
 
 def with_new_levels(encoder: Encoder, new: dict[str, list[str]]) -> tuple[Encoder, np.ndarray]:
@@ -31,8 +29,9 @@ def with_new_levels(encoder: Encoder, new: dict[str, list[str]]) -> tuple[Encode
         added = [level for level in new.get(c["name"], []) if level not in set(c["levels"])]
         old_width = c["width"]
         if c.get("hashed", not c["levels"]):
-            width = c["width"] - 1
-            c["slots"] = c["slots"] + [zlib.crc32(level.encode()) % width for level in added]
+            own = own_levels(c)
+            width = c["width"] - 1 - own
+            c["slots"] = c["slots"] + [hashed_slot(level, own, width) for level in added]
         else:
             c["slots"] = c["slots"] + list(range(len(c["levels"]), len(c["levels"]) + len(added)))
             c["width"] += len(added)

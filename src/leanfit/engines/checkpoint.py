@@ -207,6 +207,10 @@ class Checkpoint:
     def schema(self) -> Schema | None:
         return Schema.from_json(json.dumps(self.saved[0]["schema"])) if self.saved else None
 
+    def encoder(self) -> Encoder | None:
+        """The encoder the saved blocks were made with (None before a save)."""
+        return Encoder.from_dict(self.saved[0]["encoder"]) if self.saved else None
+
     def cache(self, name: str) -> BlockCache:
         """The block cache ``name`` in the folder, as the checkpoint left it."""
         caches = self.progress.get("caches", {})

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leanfit.costs import max_slots
 from leanfit.encode.batches import SIDES, class_weights, encode_part, encoded_columns
 from leanfit.encode.encoder import Encoder
 from leanfit.engines.dask.cluster import (
@@ -200,7 +201,8 @@ def fit(
     started = time.perf_counter()
     c = cl.client
     parts, offsets, types = where.parts, where.offsets, where.types
-    encoder = Encoder.from_options(schema, opts)
+    k = len(schema.classes)
+    encoder = Encoder.from_options(schema, opts, max_slots(cl.worker_memory, k, opts.model))
     job = c.scatter(Job(schema, opts, types, encoder), broadcast=True)
     encoded = [
         c.submit(encoded_partition, part, offset, job, **cl.place(i), pure=False)
@@ -215,7 +217,6 @@ def fit(
     n_train, n_holdout = (int(x) for x in counts.sum(axis=0))
     if n_train == 0:
         raise InputError("no training rows: every labelled row fell in the holdout.")
-    k = len(schema.classes)
     history: list[dict] = []
     epochs = 0  # of the sgd family
     if opts.model not in (*INCREMENTAL, "logistic"):

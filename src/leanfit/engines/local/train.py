@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes, max_slots, model_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
@@ -361,7 +361,9 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
 
         return train_booster(data, schema, opts, boost, memory, out, libraries, guard, saved)
     started = time.perf_counter()
-    encoder = Encoder.from_options(schema, opts)
+    encoder = (saved and saved.encoder()) or Encoder.from_options(
+        schema, opts, max_slots(memory.limit, len(schema.classes), opts.model)
+    )
     fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
     row_bytes = chunk_row_bytes(schema, encoder, opts.model)
     plan = Plan(batch_rows=opts.batch_rows)
@@ -369,7 +371,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         plan = Plan(**saved.progress["plan"])
     elif opts.batch_rows is None:
         plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
-    trainer = Trainer(schema, opts, memory, plan, guard, saved)
+    trainer = Trainer(schema, opts, memory, plan, guard, saved, encoder=encoder)
     caches = (
         (saved.cache("train"), saved.cache("holdout")) if saved else (BlockCache(), BlockCache())
     )
