@@ -115,8 +115,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     patience : int, default=2
         Epochs without a holdout improvement before stopping.
     hash_width : int, default=1024
-        Hashed slots of a high-cardinality text column for the levels past the model's
-        memory budget (mlp: all its levels).
+        Hashed slots for the levels past the model's memory budget (mlp: all of them).
     missing_indicators : bool, default=False
         Add a 0/1 column for each numeric column that has missing values.
     drop : tuple of str, default=()
