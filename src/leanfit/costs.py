@@ -14,6 +14,7 @@ rows per chunk under the limit.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from leanfit.metrics import DEFAULT_BINS
@@ -53,6 +54,53 @@ def _int_width(name: str) -> int:
 def parsed_row_bytes(schema: Any) -> float:
     """Bytes of one parsed row (every column, as the parser holds it)."""
     return sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
+
+
+# Parquet (measured here, bench/parquet.py): Polars decodes a whole row group at a
+# time and, with one group prefetched (leanfit/_env.py), holds about this many at
+# once (prefetched, one per pipeline on 2 threads, the one handed on). leanfit shrink
+# sizes its row groups to GROUP_BYTES as parsed: smaller groups read no leaner,
+# compress worse, and below about 8,192 rows each costs measurable time.
+GROUP_BYTES = 8 << 20
+GROUPS_IN_FLIGHT = 4
+MIN_GROUP_ROWS, MAX_GROUP_ROWS = 8_192, 131_072
+# pandas: a level of a categorical costs its text and about this much more (index,
+# hash table); plain text costs its bytes and an 8-byte offset per row.
+CATEGORY_BYTES, TEXT_OFFSET_BYTES = 40, 8
+
+
+def group_rows(schema: Any) -> int:
+    """Rows per Parquet row group so that a group, as parsed, holds about GROUP_BYTES
+    (a power of two).
+
+    >>> from leanfit.schema import Column, Schema
+    >>> wide = Schema([], 0, [Column(f"x{i}", "float", "float32", "Float64", 1, 0) for i in range(64)])
+    >>> group_rows(wide), group_rows(Schema([], 0, wide.columns[:2]))
+    (16384, 131072)
+    """
+    rows = GROUP_BYTES / max(parsed_row_bytes(schema), 1.0)
+    return min(max(1 << round(math.log2(rows)), MIN_GROUP_ROWS), MAX_GROUP_ROWS)
+
+
+def parquet_reader_bytes(schema: Any, rows_per_group: int) -> int:
+    """What Polars' Parquet reader holds: a few decoded row groups of ``rows_per_group``."""
+    return int(GROUPS_IN_FLIGHT * rows_per_group * parsed_row_bytes(schema))
+
+
+def dictionary_pays(col: Any, rows: int) -> bool:
+    """Whether a text column takes less memory as a dictionary (codes, and each level
+    once) than as plain text, as pandas holds either.
+
+    >>> from leanfit.schema import Column
+    >>> plan = Column("plan", "categorical", "dictionary<uint8>", "String", 10, 0,
+    ...               distinct=5, mean_bytes=4.5)
+    >>> dictionary_pays(plan, 1_000), dictionary_pays(plan, 5)
+    (True, False)
+    """
+    distinct, text = col.distinct or 0, col.mean_bytes or 0.0
+    code = 1 if distinct <= 127 else 2 if distinct <= 32_767 else 4
+    as_dictionary = rows * code + distinct * (text + CATEGORY_BYTES)
+    return as_dictionary < rows * (text + TEXT_OFFSET_BYTES)
 
 
 def chunk_row_bytes(schema: Any, encoder: Any, model: str = "") -> float:
