@@ -57,13 +57,15 @@ def parsed_row_bytes(schema: Any) -> float:
 
 
 # Parquet (measured here, bench/parquet.py): Polars decodes a whole row group at a
-# time and, with one group prefetched (leanfit/_env.py), holds about this many at
-# once (prefetched, one per pipeline on 2 threads, the one handed on). leanfit shrink
-# sizes its row groups to GROUP_BYTES as parsed: smaller groups read no leaner,
-# compress worse, and below about 8,192 rows each costs measurable time.
-GROUP_BYTES = 8 << 20
+# time and passes it on as one morsel; when the consumer is slower than the reader
+# (training), a few morsels wait in its channels, so what it holds grows with the
+# group. leanfit shrink sizes groups to GROUP_BYTES as parsed (8,192 rows of the demo
+# data: the training pass held ~30 MB less than with 32,768, for ~10% more reading
+# CPU); the reader prefetches one group (leanfit/_env.py). Other files are planned
+# with GROUPS_IN_FLIGHT of their largest group.
+GROUP_BYTES = 2 << 20
 GROUPS_IN_FLIGHT = 4
-MIN_GROUP_ROWS, MAX_GROUP_ROWS = 8_192, 131_072
+MIN_GROUP_ROWS, MAX_GROUP_ROWS = 1_024, 131_072
 # pandas: a level of a categorical costs its text and about this much more (index,
 # hash table); plain text costs its bytes and an 8-byte offset per row.
 CATEGORY_BYTES, TEXT_OFFSET_BYTES = 40, 8
@@ -76,15 +78,18 @@ def group_rows(schema: Any) -> int:
     >>> from leanfit.schema import Column, Schema
     >>> wide = Schema([], 0, [Column(f"x{i}", "float", "float32", "Float64", 1, 0) for i in range(64)])
     >>> group_rows(wide), group_rows(Schema([], 0, wide.columns[:2]))
-    (16384, 131072)
+    (4096, 131072)
     """
     rows = GROUP_BYTES / max(parsed_row_bytes(schema), 1.0)
     return min(max(1 << round(math.log2(rows)), MIN_GROUP_ROWS), MAX_GROUP_ROWS)
 
 
-def parquet_reader_bytes(schema: Any, rows_per_group: int) -> int:
-    """What Polars' Parquet reader holds: a few decoded row groups of ``rows_per_group``."""
-    return int(GROUPS_IN_FLIGHT * rows_per_group * parsed_row_bytes(schema))
+def reader_bytes(schema: Any, group_rows: int | None = None) -> int:
+    """What the reader holds whatever the chunk size: the CSV parser's buffers, or
+    for Parquet (``group_rows``: its largest row group) a few decoded row groups."""
+    if not group_rows:
+        return PARSER_BYTES
+    return max(PARSER_BYTES, int(GROUPS_IN_FLIGHT * group_rows * parsed_row_bytes(schema)))
 
 
 def dictionary_pays(col: Any, rows: int) -> bool:

@@ -24,6 +24,7 @@ BLOCK = 8 << 20
 INFER_ROWS = 10_000
 POLARS_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "http", "https", "hf")
 DICTIONARY_TYPES = (pl.Categorical, pl.Enum)
+GROUP_ROWS_KEY = "leanfit.row_group_rows"  # footer key: rows per row group (leanfit shrink)
 
 
 def is_url(path) -> bool:
@@ -231,6 +232,28 @@ def binary_schema(path: str, form: Form) -> dict[str, pl.DataType]:
         return dict(
             pl.from_arrow(next(iter(arrow_batches(f, form.format, schema_only=True)))).schema
         )
+
+
+def largest_row_group(paths) -> int | None:
+    """The rows of the largest row group of a Parquet input (None for other inputs):
+    Polars decodes a whole group at a time. leanfit shrink writes its group size in
+    the footer (:data:`GROUP_ROWS_KEY`, read by Polars); other files' footers are read
+    by pyarrow."""
+    if paths.frame is not None or paths.form.format != "parquet":
+        return None
+    largest = 0
+    for path in paths.paths:
+        written = None if is_url(path) else pl.read_parquet_metadata(path).get(GROUP_ROWS_KEY)
+        largest = max(largest, int(written) if written else _footer_largest_group(path))
+    return largest
+
+
+def _footer_largest_group(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    with open_raw(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    return max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
 
 
 def arrow_batches(f, fmt: str, schema_only: bool = False):

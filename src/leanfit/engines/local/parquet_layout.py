@@ -25,10 +25,10 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.costs import dictionary_pays, group_rows
+from leanfit.io.readers import GROUP_ROWS_KEY
 from leanfit.memory import Monitor
 from leanfit.schema.columns import Schema
 
-GROUP_ROWS_KEY = "leanfit.row_group_rows"
 TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
 

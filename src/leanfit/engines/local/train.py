@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes, reader_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
@@ -39,6 +39,7 @@ from leanfit.engines.shared import (
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
+from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
@@ -359,7 +360,8 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         return train_booster(data, schema, opts, boost, memory, out, libraries, guard, saved)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
-    fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
+    fixed = reader_bytes(schema, largest_row_group(data))
+    fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
     row_bytes = chunk_row_bytes(schema, encoder, opts.model)
     plan = Plan(batch_rows=opts.batch_rows)
     if saved and saved.saved:
