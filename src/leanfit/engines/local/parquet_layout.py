@@ -38,17 +38,19 @@ def write_shrunk(lf: pl.LazyFrame, path: str | Path, schema: Schema, memory: Mon
     import pyarrow.parquet as pq
 
     rows = group_rows(schema)
-    layout = arrow_layout(lf.collect_schema(), schema, rows)
+    layout = arrow_layout(lf.collect_schema(), schema)
     coded = [f.name for f in layout if not pa.types.is_floating(f.type)]
     with pq.ParquetWriter(path, layout, compression="zstd", use_dictionary=coded) as writer:
         for frame in lf.collect_batches(chunk_size=rows):
             memory.check()
             writer.write_table(as_layout(frame, layout), row_group_size=rows)
+        # in the footer only, not in the Arrow schema, which a rewrite would carry over
+        writer.add_key_value_metadata({GROUP_ROWS_KEY: str(rows)})
 
 
-def arrow_layout(types: pl.Schema, schema: Schema, rows: int):
+def arrow_layout(types: pl.Schema, schema: Schema):
     """The Arrow schema of the file: Polars' own types, text as a dictionary where
-    that pays, pandas metadata, and the rows per row group."""
+    that pays, and pandas metadata."""
     import pyarrow as pa
 
     fields = []
@@ -60,8 +62,7 @@ def arrow_layout(types: pl.Schema, schema: Schema, rows: int):
             field = field.with_type(text).remove_metadata()  # not Polars' Enum levels
         fields.append(field)
     widened = [f for f in fields if _widened_by_pandas(f.type, schema.column(f.name).nulls)]
-    metadata = {"pandas": json.dumps(pandas_metadata(widened)), GROUP_ROWS_KEY: str(rows)}
-    return pa.schema(fields, metadata=metadata)
+    return pa.schema(fields, metadata={"pandas": json.dumps(pandas_metadata(widened))})
 
 
 def _index_type(distinct: int):
