@@ -83,9 +83,9 @@ def test_row_groups_are_sized_for_the_reader_and_hold_their_own_levels(shrunk):
 def test_a_foreign_file_is_planned_by_its_largest_row_group(shrunk, tmp_path):
     _, schema, parquet = shrunk
     foreign = tmp_path / "f.parquet"
-    pq.write_table(pq.read_table(parquet), foreign, row_group_size=250_000)
-    assert largest_row_group(resolve_paths(foreign)) == 250_000
-    assert reader_bytes(schema, 250_000) > reader_bytes(schema, group_rows(schema))
+    pq.write_table(pq.read_table(parquet), foreign, row_group_size=150_000)
+    assert largest_row_group(resolve_paths(foreign)) == 150_000
+    assert reader_bytes(schema, 150_000) > reader_bytes(schema, group_rows(schema))
 
 
 def test_naming_a_parquet_input_does_not_import_pyarrow(shrunk):
