@@ -9,13 +9,16 @@ import sys
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from test_memory import FAST_LIMIT, peak_of
 
 from leanfit import inspect, shrink
 from leanfit.costs import group_rows, reader_bytes
+from leanfit.io.partitions import count_rows, plan_parts, read_part
 from leanfit.io.readers import largest_row_group
+from leanfit.io.scan import scan
 from leanfit.io.source import resolve_paths
 from leanfit.synth import write_data
 
@@ -119,3 +122,15 @@ def _mixed_frame(n: int) -> pd.DataFrame:
     ).strftime("%Y-%m-%d")
     frame["flag"] = rng.random(n) < 0.3
     return frame
+
+
+def test_dask_partitions_of_a_shrunk_file_read_its_rows_as_the_local_engine(shrunk):
+    _, schema, parquet = shrunk
+    paths = resolve_paths(parquet)
+    parts = plan_parts(paths, block=4 << 20)
+    assert len(parts) > 2 and all(p.end is not None for p in parts)
+    frames = [read_part(p, None) for p in parts]
+    assert [f.height for f in frames] == [count_rows(p, None) for p in parts]
+    whole = scan(paths).collect()
+    assert pl.concat(frames).equals(whole) and whole.height == schema.rows
+    assert whole.schema["product"] == pl.String  # dictionaries read as their text
