@@ -134,3 +134,9 @@ def test_dask_partitions_of_a_shrunk_file_read_its_rows_as_the_local_engine(shru
     whole = scan(paths).collect()
     assert pl.concat(frames).equals(whole) and whole.height == schema.rows
     assert whole.schema["product"] == pl.String  # dictionaries read as their text
+
+
+def test_inspecting_the_shrunk_file_chooses_the_csvs_types(shrunk):
+    _, schema, parquet = shrunk
+    again = inspect(parquet, target="label")
+    assert {c.name: c.storage for c in again.columns} == {c.name: c.storage for c in schema.columns}
