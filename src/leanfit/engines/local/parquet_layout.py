@@ -57,7 +57,8 @@ def arrow_layout(types: pl.Schema, schema: Schema):
     for field in pl.DataFrame(schema=types).to_arrow().schema:
         col = schema.column(field.name)
         if isinstance(types[field.name], TEXT_TYPES):
-            text = pa.dictionary(_index_type(col.distinct or 0), pa.string())
+            levels = col.distinct if col.distinct_exact else None  # else an estimate
+            text = pa.dictionary(_index_type(levels), pa.string())
             text = text if dictionary_pays(col, schema.rows) else pa.large_string()
             field = field.with_type(text).remove_metadata()  # not Polars' Enum levels
         fields.append(field)
@@ -65,11 +66,13 @@ def arrow_layout(types: pl.Schema, schema: Schema):
     return pa.schema(fields, metadata={"pandas": json.dumps(pandas_metadata(widened))})
 
 
-def _index_type(distinct: int):
-    """The narrowest signed index type for ``distinct`` levels."""
+def _index_type(levels: int | None):
+    """The narrowest signed index type for ``levels`` levels (None: not known exactly)."""
     import pyarrow as pa
 
-    return pa.int8() if distinct <= 127 else pa.int16() if distinct <= 32_767 else pa.int32()
+    if levels is None:
+        return pa.int32()
+    return pa.int8() if levels <= 127 else pa.int16() if levels <= 32_767 else pa.int32()
 
 
 def _widened_by_pandas(dtype, nulls: int) -> bool:
