@@ -57,14 +57,14 @@ def parsed_row_bytes(schema: Any) -> float:
 
 
 # Parquet (measured here, bench/parquet.py): Polars decodes a whole row group at a
-# time and passes it on as one morsel; when the consumer is slower than the reader
-# (training), a few morsels wait in its channels, so what it holds grows with the
-# group. leanfit shrink sizes groups to GROUP_BYTES as parsed (8,192 rows of the demo
-# data: the training pass held ~30 MB less than with 32,768, for ~10% more reading
-# CPU); the reader prefetches one group (leanfit/_env.py). Other files are planned
-# with GROUPS_IN_FLIGHT of their largest group.
+# time (prefetching one: leanfit/_env.py) and passes it on in morsels of at most
+# MORSEL_ROWS; when the consumer is slower than the reader (training), about
+# MORSELS_WAITING of them wait in its channels. Trained from files of 131,072- and
+# 1,000,000-row groups the 2M-row demo data held 167 and 318 MB more than from
+# 8,192-row groups (planned: 163 and 388). leanfit shrink sizes groups to GROUP_BYTES
+# as parsed (8,192 rows of the demo data), for ~10% more reading CPU than 32,768.
 GROUP_BYTES = 2 << 20
-GROUPS_IN_FLIGHT = 4
+MORSEL_ROWS, MORSELS_WAITING = 100_000, 5
 MIN_GROUP_ROWS, MAX_GROUP_ROWS = 1_024, 131_072
 # pandas: a level of a categorical costs its text and about this much more (index,
 # hash table); plain text costs its bytes and an 8-byte offset per row.
@@ -86,10 +86,12 @@ def group_rows(schema: Any) -> int:
 
 def reader_bytes(schema: Any, group_rows: int | None = None) -> int:
     """What the reader holds whatever the chunk size: the CSV parser's buffers, or
-    for Parquet (``group_rows``: its largest row group) a few decoded row groups."""
+    for Parquet (``group_rows``: its largest row group) a decoded group and the
+    morsels waiting after it."""
     if not group_rows:
         return PARSER_BYTES
-    return max(PARSER_BYTES, int(GROUPS_IN_FLIGHT * group_rows * parsed_row_bytes(schema)))
+    rows = group_rows + MORSELS_WAITING * min(group_rows, MORSEL_ROWS)
+    return max(PARSER_BYTES, int(rows * parsed_row_bytes(schema)))
 
 
 def dictionary_pays(col: Any, rows: int) -> bool:
