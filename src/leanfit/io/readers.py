@@ -238,12 +238,14 @@ def largest_row_group(paths) -> int | None:
     """The rows of the largest row group of a Parquet input (None for other inputs):
     Polars decodes a whole group at a time. leanfit shrink writes its group size in
     the footer (:data:`GROUP_ROWS_KEY`, read by Polars); other files' footers are read
-    by pyarrow."""
+    by pyarrow (None: a file of an object store without that key)."""
     if paths.frame is not None or paths.form.format != "parquet":
         return None
     largest = 0
     for path in paths.paths:
-        written = None if is_url(path) else pl.read_parquet_metadata(path).get(GROUP_ROWS_KEY)
+        written = pl.read_parquet_metadata(path).get(GROUP_ROWS_KEY) if polars_reads(path) else None
+        if not written and polars_reads(path) and is_url(path):
+            return None  # its footer only through fsspec: unplanned, the monitor guards it
         largest = max(largest, int(written) if written else _footer_largest_group(path))
     return largest
 
