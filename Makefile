@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/boosting.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/parquet.py
 
 # Mutation testing of the core modules listed in pyproject.toml [tool.mutmut]; CPU
 # heavy (hours on 2 cores), so not part of `make test`. Narrow it with e.g.

@@ -14,6 +14,7 @@ rows per chunk under the limit.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from leanfit.metrics import DEFAULT_BINS
@@ -53,6 +54,60 @@ def _int_width(name: str) -> int:
 def parsed_row_bytes(schema: Any) -> float:
     """Bytes of one parsed row (every column, as the parser holds it)."""
     return sum(bytes_per_row(c, pandas_default=True) for c in schema.columns)
+
+
+# Parquet (measured here, bench/parquet.py): Polars decodes a whole row group at a
+# time (prefetching one: leanfit/_env.py) and passes it on in morsels of at most
+# MORSEL_ROWS; when the consumer is slower than the reader (training), about
+# MORSELS_WAITING of them wait in its channels. Trained from files of 131,072- and
+# 1,000,000-row groups the 2M-row demo data held 167 and 318 MB more than from
+# 8,192-row groups (planned: 163 and 388). leanfit shrink sizes groups to GROUP_BYTES
+# as parsed (8,192 rows of the demo data), for ~10% more reading CPU than 32,768.
+GROUP_BYTES = 2 << 20
+MORSEL_ROWS, MORSELS_WAITING = 100_000, 5
+MIN_GROUP_ROWS, MAX_GROUP_ROWS = 1_024, 131_072
+# pandas: a level of a categorical costs its text and about this much more (index,
+# hash table); plain text costs its bytes and an 8-byte offset per row.
+CATEGORY_BYTES, TEXT_OFFSET_BYTES = 40, 8
+
+
+def group_rows(schema: Any) -> int:
+    """Rows per Parquet row group so that a group, as parsed, holds about GROUP_BYTES
+    (a power of two).
+
+    >>> from leanfit.schema import Column, Schema
+    >>> wide = Schema([], 0, [Column(f"x{i}", "float", "float32", "Float64", 1, 0) for i in range(64)])
+    >>> group_rows(wide), group_rows(Schema([], 0, wide.columns[:2]))
+    (4096, 131072)
+    """
+    rows = GROUP_BYTES / max(parsed_row_bytes(schema), 1.0)
+    return min(max(1 << round(math.log2(rows)), MIN_GROUP_ROWS), MAX_GROUP_ROWS)
+
+
+def reader_bytes(schema: Any, group_rows: int | None = None) -> int:
+    """What the reader holds whatever the chunk size: the CSV parser's buffers, or
+    for Parquet (``group_rows``: its largest row group) a decoded group and the
+    morsels waiting after it."""
+    if not group_rows:
+        return PARSER_BYTES
+    rows = group_rows + MORSELS_WAITING * min(group_rows, MORSEL_ROWS)
+    return max(PARSER_BYTES, int(rows * parsed_row_bytes(schema)))
+
+
+def dictionary_pays(col: Any, rows: int) -> bool:
+    """Whether a text column takes less memory as a dictionary (codes, and each level
+    once) than as plain text, as pandas holds either.
+
+    >>> from leanfit.schema import Column
+    >>> plan = Column("plan", "categorical", "dictionary<uint8>", "String", 10, 0,
+    ...               distinct=5, mean_bytes=4.5)
+    >>> dictionary_pays(plan, 1_000), dictionary_pays(plan, 5)
+    (True, False)
+    """
+    distinct, text = col.distinct or 0, col.mean_bytes or 0.0
+    code = 1 if distinct <= 127 else 2 if distinct <= 32_767 else 4
+    as_dictionary = rows * code + distinct * (text + CATEGORY_BYTES)
+    return as_dictionary < rows * (text + TEXT_OFFSET_BYTES)
 
 
 def chunk_row_bytes(schema: Any, encoder: Any, model: str = "") -> float:

@@ -20,11 +20,12 @@ import numpy as np
 import polars as pl
 
 from leanfit import bundle
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import chunk_row_bytes, model_bytes, reader_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
 from leanfit.io.formats import Input
+from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import Monitor, current_rss
@@ -155,9 +156,11 @@ class Model:
         frames = frame_batches(data, names, rows)
         return self.batches(data, rows) if frames is None else frames
 
-    def plan_rows(self, memory: Monitor) -> int:
-        """Rows per chunk that fit ``memory``'s limit for this model."""
-        fixed = PARSER_BYTES + model_bytes(self.encoder.n_features, len(self.classes), "")
+    def plan_rows(self, memory: Monitor, data=None) -> int:
+        """Rows per chunk that fit ``memory``'s limit for this model (reading ``data``)."""
+        groups = None if data is None else largest_row_group(resolve_paths(data))
+        fixed = reader_bytes(self.schema, groups)
+        fixed += model_bytes(self.encoder.n_features, len(self.classes), "")
         return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
 
     def batches(self, data, rows: int = DEFAULT_BATCH_ROWS, guard=None):

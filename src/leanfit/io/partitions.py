@@ -10,7 +10,8 @@ A partition is a piece of the input that one worker reads on its own:
 * a compressed CSV, a CSV smaller than the block size, a CSV behind a URL Polars
   does not read itself, an Arrow IPC or a JSON lines file is one partition;
 * a Parquet file is split into runs of whole row groups (its hive partition
-  columns added from its folders' names).
+  columns added from its folders' names), read by the local engine's reader (Polars,
+  one row group at a time) as a slice of rows when Polars reads the file.
 
 Partitions are numbered in file order, so row numbers counted from 0 across the
 whole input (the holdout split) are the partition's offset plus its own row index.
@@ -32,7 +33,13 @@ import polars as pl
 
 from leanfit.io.formats import CSV, Form, Input, format_of
 from leanfit.io.guard import TEXT, good_rows
-from leanfit.io.readers import hive_values, open_raw, polars_reads, scan_binary
+from leanfit.io.readers import (
+    as_text_dictionaries,
+    hive_values,
+    open_raw,
+    polars_reads,
+    scan_binary,
+)
 from leanfit.io.scan import read_sample, scan
 from leanfit.io.source import size
 from leanfit.io.translate import translated
@@ -106,19 +113,33 @@ def _byte_ranges(total: int, pieces: int) -> list[tuple[int, int | None]]:
 
 
 def _row_group_runs(path: str, block: int) -> list[tuple[int, int | None]]:
+    groups = _row_groups(path)
+    runs, start, size = [], 0, 0
+    for i, (_, nbytes) in enumerate(groups):
+        size += nbytes
+        if size >= block:
+            runs.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(groups) or not runs:
+        runs.append((start, len(groups)))
+    return [(0, None)] if len(runs) == 1 else runs
+
+
+def _row_groups(path: str) -> list[tuple[int, int]]:
+    """``(rows, bytes uncompressed)`` of each row group of a Parquet file (its footer)."""
     import pyarrow.parquet as pq
 
     with open_raw(path) as f:
         meta = pq.ParquetFile(f).metadata
-    runs, start, size = [], 0, 0
-    for i in range(meta.num_row_groups):
-        size += meta.row_group(i).total_byte_size
-        if size >= block:
-            runs.append((start, i + 1))
-            start, size = i + 1, 0
-    if start < meta.num_row_groups or not runs:
-        runs.append((start, meta.num_row_groups))
-    return [(0, None)] if len(runs) == 1 else runs
+    groups = (meta.row_group(i) for i in range(meta.num_row_groups))
+    return [(g.num_rows, g.total_byte_size) for g in groups]
+
+
+def _group_span(part: Part) -> tuple[int, int]:
+    """The partition's first row in its file and its rows (its run of row groups)."""
+    rows = [n for n, _ in _row_groups(part.path)]
+    end = len(rows) if part.end is None else part.end
+    return sum(rows[: part.start]), sum(rows[part.start : end])
 
 
 def block_size(total_bytes: int, workers: int, worker_memory: int) -> int:
@@ -152,15 +173,17 @@ def _range_bytes(path: str, start: int, end: int) -> bytes:
 def scan_part(part: Part, types: dict | None) -> pl.LazyFrame:
     """A lazy frame of the partition's rows with parser types ``types`` (CSV)."""
     if part.parquet:
-        if part.end is None and polars_reads(part.path):
-            return scan_binary([part.path], part.form)
+        if polars_reads(part.path):  # the local engine's reader: one row group at a time
+            lf = scan_binary([part.path], part.form)
+            return lf if part.end is None else lf.slice(*_group_span(part))
         import pyarrow.parquet as pq
 
         with open_raw(part.path) as f:
             pf = pq.ParquetFile(f)
             end = pf.metadata.num_row_groups if part.end is None else part.end
             table = pf.read_row_groups(list(range(part.start, end)))
-        return pl.from_arrow(table).lazy().with_columns(hive_values(part.path, part.form))
+        lf = pl.from_arrow(table).lazy().with_columns(hive_values(part.path, part.form))
+        return as_text_dictionaries(lf)
     if part.first_line is not None:
         return _guarded_rows(part, types)
     if part.end is None:
@@ -215,12 +238,7 @@ def count_rows(part: Part, types: dict | None) -> int:
     if part.first_line is not None:
         return count_lines(part) - len(part.skip)
     if part.parquet:
-        import pyarrow.parquet as pq
-
-        with open_raw(part.path) as f:
-            meta = pq.ParquetFile(f).metadata
-        end = meta.num_row_groups if part.end is None else part.end
-        return sum(meta.row_group(i).num_rows for i in range(part.start, end))
+        return _group_span(part)[1]
     with translated(part.input):
         return int(_rows_scan(part, types).select(pl.len()).collect().item())
 

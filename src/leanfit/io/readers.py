@@ -24,6 +24,7 @@ BLOCK = 8 << 20
 INFER_ROWS = 10_000
 POLARS_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss", "http", "https", "hf")
 DICTIONARY_TYPES = (pl.Categorical, pl.Enum)
+GROUP_ROWS_KEY = "leanfit.row_group_rows"  # footer key: rows per row group (leanfit shrink)
 
 
 def is_url(path) -> bool:
@@ -218,9 +219,43 @@ def _arrow_file(path: str, form: Form) -> pl.LazyFrame:
             for batch in arrow_batches(f, form.format):
                 yield pl.from_arrow(batch).with_columns(values)
 
+    return streamed({**binary_schema(path, form), **dict(form.hive)}, frames)
+
+
+def binary_schema(path: str, form: Form) -> dict[str, pl.DataType]:
+    """The column types of one Parquet or IPC file, from its footer (a local file by
+    Polars: importing pyarrow costs ~45 MB of resident memory)."""
+    if not is_url(path) and not ipc_stream(path, form):
+        read = pl.read_parquet_schema if form.format == "parquet" else pl.read_ipc_schema
+        return dict(read(path))
     with open_raw(path) as f:
-        schema = pl.from_arrow(next(iter(arrow_batches(f, form.format, schema_only=True)))).schema
-    return streamed({**schema, **dict(form.hive)}, frames)
+        return dict(
+            pl.from_arrow(next(iter(arrow_batches(f, form.format, schema_only=True)))).schema
+        )
+
+
+def largest_row_group(paths) -> int | None:
+    """The rows of the largest row group of a Parquet input (None for other inputs):
+    Polars decodes a whole group at a time. leanfit shrink writes its group size in
+    the footer (:data:`GROUP_ROWS_KEY`, read by Polars); other files' footers are read
+    by pyarrow (None: a file of an object store without that key)."""
+    if paths.frame is not None or paths.form.format != "parquet":
+        return None
+    largest = 0
+    for path in paths.paths:
+        written = pl.read_parquet_metadata(path).get(GROUP_ROWS_KEY) if polars_reads(path) else None
+        if not written and polars_reads(path) and is_url(path):
+            return None  # its footer only through fsspec: unplanned, the monitor guards it
+        largest = max(largest, int(written) if written else _footer_largest_group(path))
+    return largest
+
+
+def _footer_largest_group(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    with open_raw(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    return max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
 
 
 def arrow_batches(f, fmt: str, schema_only: bool = False):

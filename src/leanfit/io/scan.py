@@ -50,6 +50,8 @@ def scan(
     read-ahead chunk in bytes: Polars holds a few per thread, so memory grows with
     it (measured here on 2 threads: 1 MiB about 60 MB of buffers, 8 MiB about 230 MB,
     Polars' default about 320 MB). A ``POLARS_CSV_CHUNK_SIZE`` set by the user wins.
+    Parquet is decoded one row group at a time, one group prefetched (leanfit/_env.py);
+    what that holds is :func:`leanfit.costs.reader_bytes` of the largest group.
     With an active ``guard`` (``--bad-rows skip|quarantine``) bad CSV rows are left
     out and recorded (:mod:`leanfit.io.guard`).
     """

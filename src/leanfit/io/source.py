@@ -31,7 +31,14 @@ from leanfit.io.formats import (
     default_separator,
     names_files,
 )
-from leanfit.io.readers import hive_parts, is_url, ndjson_types, open_raw, open_stream
+from leanfit.io.readers import (
+    binary_schema,
+    hive_parts,
+    is_url,
+    ndjson_types,
+    open_raw,
+    open_stream,
+)
 
 SHOWN_COLUMNS = 8
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -161,11 +168,8 @@ def header_names(path: str, form: Form) -> list[str]:
         return csv_header(head.split(b"\n", 1)[0], form.separator, path)
     if form.format == "ndjson":
         return list(ndjson_types(path))
-    from leanfit.io.readers import arrow_batches
-
-    with open_raw(path) as f:
-        table = next(iter(arrow_batches(f, form.format, schema_only=True)))
-    return [*table.column_names, *(n for n, _ in form.hive if n not in table.column_names)]
+    names = list(binary_schema(path, form))
+    return [*names, *(n for n, _ in form.hive if n not in names)]
 
 
 def column_names(data) -> list[str]:

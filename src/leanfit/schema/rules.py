@@ -96,7 +96,8 @@ def _choose_numeric(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> 
         if col.distinct is not None and col.distinct >= 0.9 * col.count and col.count > 1_000:
             col.kind, col.feature = "id", False
         return
-    col.kind, col.storage = "float", "float16" if dtype == pl.Float16 else "float64"
+    stored = "float16" if dtype == pl.Float16 else "float32" if dtype == pl.Float32 else "float64"
+    col.kind, col.storage = "float", stored
     bound = max(abs(col.min or 0.0), abs(col.max or 0.0))
     if (
         decimals is not None

@@ -47,7 +47,7 @@ def predict(
     data = resolve_paths(data)
     model.schema.check_data(data, "predict")
     memory = memory or Monitor.unbounded()
-    rows = rows or model.plan_rows(memory)
+    rows = rows or model.plan_rows(memory, data)
     out = Path(out)
     if proba and not model.predictor.has_proba:
         raise InputError(f"--proba: model {type(model.estimator).__name__} gives no probabilities.")
@@ -90,7 +90,7 @@ def evaluate(
     data = resolve_paths(data)
     model.schema.check_data(data, "evaluate")
     memory = memory or Monitor.unbounded()
-    rows = rows or model.plan_rows(memory)
+    rows = rows or model.plan_rows(memory, data)
     metrics, counts = model.new_metrics(), RowCounts()
     with memory.stage("evaluate"):
         memory.progress.plan(estimate_rows(resolve_paths(data)))

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from leanfit.costs import PARSER_BYTES, estimate_matrix_bytes, tree_row_bytes
+from leanfit.costs import estimate_matrix_bytes, reader_bytes, tree_row_bytes
 from leanfit.encode.batches import RowCounts, class_weights, tree_columns, tree_sides
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.trees import Feature, boost_features, xgb_names
@@ -30,6 +30,7 @@ from leanfit.engines.local.lossy import lossy_summary
 from leanfit.engines.shared import holdout_result, save_trained
 from leanfit.errors import ConfigError, InputError, MemoryBudgetExceeded, SchemaMismatch
 from leanfit.io.guard import Guard
+from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.io.tempfiles import owned_tempdir
@@ -364,18 +365,22 @@ def fit_booster(
     } | ({"threshold": cut} if cut is not None else {})
 
 
-def plan_booster(schema: Schema, opts: TrainOptions, memory: Monitor, libraries: int) -> Plan:
-    """Rows per batch from the budget, and pages of two batches when the budget holds
-    them (XGBoost keeps some state per page: fewer pages use less memory, train faster)."""
+def plan_booster(
+    schema: Schema, opts: TrainOptions, memory: Monitor, libraries: int, data=None
+) -> Plan:
+    """Rows per batch from the budget (reading ``data``), and pages of two batches when
+    the budget holds them (XGBoost keeps some state per page: fewer pages use less
+    memory, train faster)."""
     limit = memory.limit if memory.limit < Monitor.unbounded().limit else None
     if opts.batch_rows is not None:
         return Plan(batch_rows=opts.batch_rows, memory_limit=limit)
     features, _ = boost_features(schema, opts.drop)
     row_bytes = tree_row_bytes(schema, len(features))
-    rows = memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes, baseline=libraries)
+    reader = reader_bytes(schema, None if data is None else largest_row_group(resolve_paths(data)))
+    rows = memory.plan(fixed=reader, row_bytes=row_bytes, baseline=libraries)
     page_rows = None
     if rows == MAX_PAGE_ROWS:
-        fixed = PARSER_BYTES + MAX_PAGE_ROWS * row_bytes
+        fixed = reader + MAX_PAGE_ROWS * row_bytes
         with contextlib.suppress(MemoryBudgetExceeded):
             more = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries)
             page_rows = rows + min(more, MAX_PAGE_ROWS)
@@ -398,7 +403,7 @@ def train_booster(
     if checkpoint and checkpoint.saved:
         plan = Plan(**checkpoint.progress["plan"])
     else:
-        plan = plan_booster(schema, opts, memory, libraries)
+        plan = plan_booster(schema, opts, memory, libraries, data)
     with memory.stage("train"):
         model, summary = fit_booster(
             data,

@@ -1,7 +1,9 @@
 """Stream data into Parquet with the schema's chosen storage types.
 
-Polars' streaming engine parses, casts and writes row group by row group, so
-memory stays flat whatever the file size.
+Polars' streaming engine parses and casts row group by row group, and each group
+is written as it comes (:mod:`~leanfit.engines.local.parquet_layout`: row groups
+sized for lean readers, dictionaries, pandas metadata), so memory stays flat
+whatever the file size.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.costs import INSPECT_BYTES, bytes_per_row
+from leanfit.engines.local.parquet_layout import write_shrunk
 from leanfit.errors import SchemaMismatch
 from leanfit.io.guard import Guard
-from leanfit.io.outputs import PARQUET_ROW_GROUP, atomic_path, checks_output
+from leanfit.io.outputs import atomic_path, checks_output
 from leanfit.io.source import input_bytes, resolve_paths
 from leanfit.io.translate import translated, verified_parquet
 from leanfit.memory import Monitor
@@ -60,8 +63,8 @@ def shrink(
     memory.plan(fixed=INSPECT_BYTES)
     with memory.stage("shrink"), atomic_path(out) as tmp, translated(paths, out=tmp):
         memory.progress.plan(schema.rows_in(paths))
-        counted(typed_scan(paths, schema, guard), memory.progress).sink_parquet(
-            tmp, compression="zstd", row_group_size=PARQUET_ROW_GROUP
+        write_shrunk(
+            counted(typed_scan(paths, schema, guard), memory.progress), tmp, schema, memory
         )
         verified_parquet(tmp)  # a full disk can leave a truncated file without an error
     written = pl.scan_parquet(out).select(pl.len()).collect().item()

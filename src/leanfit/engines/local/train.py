@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, max_slots, model_bytes
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes, max_slots, model_bytes, reader_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
@@ -41,6 +41,7 @@ from leanfit.engines.shared import (
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
+from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
 from leanfit.io.source import resolve_paths
 from leanfit.memory import MIN_ROWS, Monitor, current_rss
@@ -364,7 +365,8 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     encoder = (saved and saved.encoder()) or Encoder.from_options(
         schema, opts, max_slots(memory.limit, len(schema.classes), opts.model)
     )
-    fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
+    fixed = reader_bytes(schema, largest_row_group(data))
+    fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
     row_bytes = chunk_row_bytes(schema, encoder, opts.model)
     plan = Plan(batch_rows=opts.batch_rows)
     if saved and saved.saved:

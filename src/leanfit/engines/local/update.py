@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import chunk_row_bytes, model_bytes, reader_bytes
 from leanfit.encode.batches import held_out, label_codes, split_key_exprs
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.extend import with_new_levels
@@ -36,6 +36,7 @@ from leanfit.engines.local.train import Trainer, evaluate_blocks
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import checks_output
+from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
 from leanfit.io.sizes import estimate_rows
 from leanfit.io.source import resolve_paths
@@ -235,7 +236,8 @@ def _learn_more(model: Model, data, opts, memory, guard) -> tuple[Model, dict]:
     schema, encoder, kind = model.schema, model.encoder, _kind(model)
     plan = Plan(batch_rows=opts.batch_rows)
     if opts.batch_rows is None:
-        fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), kind)
+        fixed = reader_bytes(schema, largest_row_group(resolve_paths(data)))
+        fixed += model_bytes(encoder.n_features, len(schema.classes), kind)
         rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
         plan = Plan(batch_rows=rows)
     trainer = Trainer(
@@ -279,7 +281,7 @@ def _boost_more(model, data, opts, update_opts, memory, guard) -> tuple[Model, d
     bopts = BoostOptions(
         **{k: v for k, v in saved.items() if k in names} | {"rounds": update_opts.rounds}
     )
-    plan = plan_booster(model.schema, opts, memory, current_rss())
+    plan = plan_booster(model.schema, opts, memory, current_rss(), data)
 
     with memory.stage("train"):
         booster, summary = fit_booster(
