@@ -284,7 +284,7 @@ def test_dask_measures_the_same_errors_and_trains_on_them(csv, tmp_path):
     local = leanfit.inspect(csv, "label", lossy_floats="float16")
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

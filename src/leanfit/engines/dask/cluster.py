@@ -173,7 +173,7 @@ def local_cluster(
             threads_per_worker=1,
             processes=True,
             memory_limit=per_worker,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be another run's
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
             env={"POLARS_MAX_THREADS": str(threads)},
             preload=[PRELOAD],
