@@ -3,15 +3,16 @@
 A pass over one piece of the input (the whole input on the local engine, one
 partition on Dask) runs :func:`piece_stats`: one streaming Polars query whose
 statistics merge without loss: counts and sums add; min and max take the min and
-max; mean and population variance merge Chan-style from (count, mean, M2); exact
-category counts add (a column past ``CATEGORY_CAP`` levels stops being counted);
-the float32 exactness flag is AND-ed. :func:`build_schema` merges the pieces and
+max; mean and population variance merge Chan-style from (count, mean, M2); category
+counts add (exact up to the plan's cap of levels, then summaries of the most frequent
+levels whose errors add: :mod:`leanfit.schema.counting`); HyperLogLog registers take
+the maximum; the float32 exactness flag is AND-ed. :func:`build_schema` merges the pieces and
 applies the rules of :mod:`leanfit.schema.rules`, so both engines make the same
 Schema from the same statistics.
 
-Distinct counts of integer, date and uncounted text columns are estimates: on one
-piece Polars' ``approx_n_unique``; over many pieces, which that cannot merge, the
-HyperLogLog sketches of :mod:`leanfit.schema.sketches`.
+Distinct counts of integer, date, and uncounted or past-the-cap text columns are
+estimates from the HyperLogLog sketches of :mod:`leanfit.schema.sketches`, the same
+on one piece as on many.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import polars as pl
 
 from leanfit.errors import InputError
 from leanfit.schema.columns import Schema
-from leanfit.schema.counting import ValueCounter
+from leanfit.schema.counting import LevelCounts, Levels, ValueCounter
 from leanfit.schema.rules import (
     CATEGORY_CAP,
     choose_column,
@@ -34,20 +35,22 @@ from leanfit.schema.rules import (
     has_decimals,
     looks_low_cardinality,
 )
-from leanfit.schema.sketches import Sketches, hll_estimate
+from leanfit.schema.sketches import hll_estimate
 
 ROW = "__leanfit_row__"
 
 
 @dataclass
 class InspectPlan:
-    """What every piece needs to know: parser types and the sample's decisions."""
+    """What every piece needs to know: parser types, the sample's decisions and the
+    levels a counted column may hold (``cap``: counted exactly up to it)."""
 
     types: dict
     decimals: dict[str, int]
     counted: list[str]
     widened: list[str]
     target: str | None
+    cap: int = CATEGORY_CAP
 
     @property
     def sketched(self) -> list[str]:
@@ -99,38 +102,33 @@ def refuse_nested(schema: pl.Schema, source: str) -> None:
             )
 
 
-def piece_stats(
-    lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool, on_rows: Callable | None = None
-) -> dict:
-    """Statistics of one piece of the input, read from ``lf``.
+def piece_stats(lf: pl.LazyFrame, plan: InspectPlan, *, on_rows: Callable | None = None) -> dict:
+    """Statistics of one piece of the input, read from ``lf``: ``stats`` (one row of
+    Polars aggregates), ``counts`` (per counted column its levels and counts, and the
+    error of those counts: 0 while exact), ``sketches`` (HyperLogLog registers, which
+    merge across pieces) and ``label_changes``.
 
-    With ``mergeable``, distinct counts are HyperLogLog registers (``sketches``) that
-    merge across pieces; without, Polars' own estimates inside ``stats``. A value that
-    does not fit its parser type raises :class:`~leanfit.errors.ColumnTypeError` (once
-    translated by the caller). ``on_rows`` is told the rows of each morsel read.
+    A value that does not fit its parser type raises
+    :class:`~leanfit.errors.ColumnTypeError` (once translated by the caller).
+    ``on_rows`` is told the rows of each morsel read.
     """
     if plan.widened:
         lf = lf.with_row_index(ROW)
-    counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP, on_rows=on_rows)
-    lf = counter.attach(lf)
-    sketches = Sketches(plan.sketched if mergeable else [])
-    if mergeable:
-        lf = sketches.attach(lf)
-    stats = lf.select(_exprs(plan, polars_distinct=not mergeable))
-    stats = stats.collect(engine="streaming").row(0, named=True)
-    counts = {}
-    for name in plan.counted:
-        found = counter.counts(name)
-        counts[name] = None if found is None else _as_frame(found, name, plan.types[name])
+    counter = ValueCounter(
+        plan.counted, sketched=plan.sketched, target=plan.target, cap=plan.cap, on_rows=on_rows
+    )
+    stats = counter.attach(lf).select(_exprs(plan)).collect(engine="streaming").row(0, named=True)
+    counter.finish()
+    counts = {name: (found.frame(name), found.error) for name, found in counter.levels.items()}
     return {
         "stats": stats,
         "counts": counts,
-        "sketches": sketches.registers,
+        "sketches": counter.registers,
         "label_changes": counter.label_changes,
     }
 
 
-def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
+def _exprs(plan: InspectPlan) -> list[pl.Expr]:
     exprs = [pl.len().alias("__rows__")]
     for name, dtype in plan.types.items():
         c = pl.col(name)
@@ -142,8 +140,6 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
             exprs += _widened(name, c) + _text(name, c)
         elif dtype == pl.String:
             exprs += _text(name, c)
-            if polars_distinct and name not in plan.counted:
-                exprs.append(c.approx_n_unique().alias(f"{name}:text_hll"))
         elif dtype.is_numeric():
             exprs += _moments(name, c)
             if name in plan.decimals:
@@ -152,12 +148,6 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
             exprs.append(c.sum().alias(f"{name}:true"))
         else:
             exprs += [c.min().alias(f"{name}:min"), c.max().alias(f"{name}:max")]
-        if (
-            polars_distinct
-            and name not in plan.widened
-            and (dtype.is_integer() or dtype.is_temporal())
-        ):
-            exprs.append(c.approx_n_unique().alias(f"{name}:hll"))
     return exprs
 
 
@@ -190,36 +180,26 @@ def _widened(name: str, c: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def _as_frame(pairs: list[tuple], name: str, dtype) -> pl.DataFrame:
-    values, counts = zip(*pairs) if pairs else ((), ())
-    return pl.DataFrame(
-        {name: list(values), "count": list(counts)}, schema={name: dtype, "count": pl.Int64}
-    )
-
-
 # --------------------------------------------------------------------------- merge
 
 
 class MergedCounts:
-    """The pieces' exact category counts, added up (nulls left out, by descending count)."""
+    """The pieces' category counts, added up (nulls left out): exact up to ``cap``
+    levels, else the most frequent levels within the summed errors."""
 
-    def __init__(self, pieces: list[dict], names: list[str]):
+    def __init__(self, pieces: list[dict], names: list[str], cap: int):
+        self.cap = cap
         self.label_changes = sum(p["label_changes"] for p in pieces)
-        self._counts: dict[str, list | None] = {}
+        self._levels: dict[str, Levels] = {}
         for name in names:
-            frames = [p["counts"][name] for p in pieces]
-            if any(f is None for f in frames):
-                self._counts[name] = None
-                continue
-            merged = pl.concat(frames).group_by(name).agg(pl.col("count").sum())
-            if merged.height > CATEGORY_CAP:
-                self._counts[name] = None
-                continue
-            merged = merged.drop_nulls(name).sort(["count", name], descending=[True, False])
-            self._counts[name] = list(merged.iter_rows())
+            merged = LevelCounts(cap, error=sum(p["counts"][name][1] for p in pieces))
+            for frame, _ in (p["counts"][name] for p in pieces):
+                if frame.height:
+                    merged.add(frame.get_column(name), frame.get_column("count").to_numpy())
+            self._levels[name] = merged.top()
 
-    def counts(self, name: str) -> list[tuple] | None:
-        return self._counts[name]
+    def counts(self, name: str) -> Levels:
+        return self._levels[name]
 
 
 def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
@@ -258,13 +238,11 @@ def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
 
 
 def _distinct(name: str, dtype, pieces: list[dict], plan: InspectPlan) -> dict:
-    """The distinct-count estimate: Polars' own on one piece, else the merged sketches."""
+    """The distinct-count estimate of the pieces' merged sketches."""
+    if name not in plan.sketched:
+        return {}
     key = f"{name}:{'text_hll' if name in plan.widened or dtype == pl.String else 'hll'}"
-    if len(pieces) == 1 and key in pieces[0]["stats"]:
-        return {key: pieces[0]["stats"][key]}
-    if name in plan.sketched and all(name in p["sketches"] for p in pieces):
-        return {key: hll_estimate(np.maximum.reduce([p["sketches"][name] for p in pieces]))}
-    return {}
+    return {key: hll_estimate(np.maximum.reduce([p["sketches"][name] for p in pieces]))}
 
 
 def _extreme(each: list[dict], key: str, which: str):
@@ -301,7 +279,7 @@ def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> S
     rows = stats["__rows__"]
     if rows == 0:
         raise InputError(f"{sources[0]}, line 2: the file has a header but no data rows.")
-    counter = MergedCounts(pieces, plan.counted)
+    counter = MergedCounts(pieces, plan.counted, plan.cap)
     columns = [
         choose_column(name, dtype, stats, plan, counter, rows, name == plan.target)
         for name, dtype in plan.types.items()
