@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from leanfit.memory import parse_limit
-from leanfit.synth import write_data
+from leanfit.schema import Schema
+from leanfit.synth import write_data, write_many_levels
 
 LIMIT = "400MB"
 # The fast test runs right after a fresh install (CI): the just-written library files
@@ -123,7 +124,7 @@ def test_the_report_says_what_it_measured(tmp_path):
 @pytest.mark.parametrize("big", [8_000_000, 16_000_000])
 def test_memory_is_flat_in_data_size(tmp_path_factory, big):
     """1M rows against 8M (every stage) and 16M (inspect and train sgd): under the limit,
-    and training and prediction within 15% (inspect is bounded, see below)."""
+    and within 15%."""
     peaks = {}
     for rows in (1_000_000, big):
         tmp = tmp_path_factory.mktemp(f"rows{rows}")
@@ -141,7 +142,39 @@ def test_memory_is_flat_in_data_size(tmp_path_factory, big):
         data.unlink()
     for name, small_peak in peaks[1_000_000].items():
         assert peaks[big][name] < parse_limit(LIMIT), name
-        if name == "inspect":
-            continue  # exact category counts grow with a column's distinct values (~40k to
-            # ~90k levels here), up to CATEGORY_CAP: bounded, measured +16% at 8M and 16M
         assert peaks[big][name] <= 1.15 * small_peak, f"{name}: {peaks}"
+
+
+def _inspect_peaks(tmp, rows: int, limit: str) -> tuple[dict, Schema]:
+    """Peaks of inspecting the first ``rows`` and 8 x ``rows`` rows of a file whose
+    ``merchant`` levels grow with the rows (10% of rows bring a new one), and the
+    larger file's schema."""
+    big = tmp / "big.csv"
+    write_many_levels(big, rows=8 * rows, seed=4)
+    small = tmp / "small.csv"
+    with open(big) as src, open(small, "w") as dst:
+        dst.writelines(line for _, line in zip(range(rows + 1), src))
+    peaks = {}
+    for data in (small, big):
+        args = ["inspect", data, "--target", "label", "--out", tmp / f"{data.stem}.json"]
+        code, peak, err = peak_of(*args, "--memory-limit", limit)
+        assert code == 0, err
+        peaks[data.stem] = peak
+    return peaks, Schema.from_json(tmp / "big.json")
+
+
+def test_inspect_memory_is_flat_past_the_cap_of_levels(tmp_path):
+    """400k rows (about 40k merchants, counted exactly) against 3.2M (about 320k, past
+    the cap planned for 300MB): the peak grows less than 15% (before the counts were
+    capped by the budget: +20% from 500k to 4M rows, +40% from 250k to 2M)."""
+    peaks, schema = _inspect_peaks(tmp_path, 400_000, "300MB")
+    merchant = schema.column("merchant")
+    assert not merchant.distinct_exact and merchant.top_count_error is not None
+    assert peaks["big"] <= 1.15 * peaks["small"], peaks
+
+
+@pytest.mark.slow
+def test_inspect_memory_is_flat_from_1m_to_8m_rows(tmp_path):
+    peaks, schema = _inspect_peaks(tmp_path, 1_000_000, "1GB")
+    assert not schema.column("merchant").distinct_exact
+    assert peaks["big"] <= 1.15 * peaks["small"], peaks
