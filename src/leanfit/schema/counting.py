@@ -25,7 +25,7 @@ Two distinct values with the same 64-bit hash would be counted as one: with a
 million levels, a chance of about 3 in 10**8.
 
 >>> import polars as pl
->>> counter = ValueCounter(["c"], target="c")
+>>> counter = ValueCounter(["c"], target="c", cap=1_000)
 >>> out = pl.LazyFrame({"c": ["a", "b", "a", "a"]}).pipe(counter.attach).collect(engine="streaming")
 >>> counter.finish()
 >>> counter.levels["c"].top()
@@ -40,7 +40,7 @@ Levels(values=['a'], counts=[4], error=2)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,9 +153,9 @@ class ValueCounter:
         self,
         counted: list[str],
         *,
-        sketched: list[str] = (),
+        cap: int,
+        sketched: Sequence[str] = (),
         target: str | None = None,
-        cap: int = 200_000,
         on_rows: Callable[[int], None] | None = None,
     ):
         self.on_rows, self.target = on_rows, target
