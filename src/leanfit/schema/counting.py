@@ -2,11 +2,11 @@
 
 Polars' ``value_counts`` is not a streaming aggregation: in a streaming query it
 gathers the whole column first. :class:`ValueCounter` instead runs as a
-``map_batches(streamable=True)`` step: it gathers morsels into groups of about
-``COUNT_ROWS`` rows and, per group, adds each counted column's level counts to a
-:class:`LevelCounts` and each sketched column's hashes to its HyperLogLog registers
-(:mod:`leanfit.schema.sketches`), so memory is bounded by the cap on levels, not by
-rows. It also counts label changes between neighbouring rows inside each morsel,
+``map_batches(streamable=True)`` step: it adds each morsel's hashes of sketched
+columns to their HyperLogLog registers (:mod:`leanfit.schema.sketches`), and gathers
+the counted columns of morsels into groups of about ``COUNT_ROWS`` rows whose level
+counts go to a :class:`LevelCounts` each (a counted column's sketch takes the hashes
+of its levels), so memory is bounded by the cap on levels, not by rows. It also counts label changes between neighbouring rows inside each morsel,
 which is how a sorted or grouped target shows (changes across morsel boundaries are
 not seen: a few per morsel of about 10,000 rows).
 
@@ -162,7 +162,7 @@ class ValueCounter:
         self.label_changes = 0
         self.levels = {name: LevelCounts(cap) for name in counted}
         self.registers = {name: new_registers() for name in sketched}
-        self._columns = list(dict.fromkeys([*counted, *sketched]))
+        self._hashed = [name for name in sketched if name not in self.levels]
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
         self._lock = threading.Lock()
@@ -178,7 +178,9 @@ class ValueCounter:
             changes = int((labels != labels.shift()).sum())
         with self._lock:
             self.label_changes += changes
-            self._pending.append(frame.select(self._columns))
+            for name in self._hashed:  # at once: a morsel kept for later keeps its parse
+                add_hashes(self.registers[name], level_hashes(frame.get_column(name)))
+            self._pending.append(frame.select(list(self.levels)))
             self._pending_rows += frame.height
             if self._pending_rows >= COUNT_ROWS:
                 self._count_pending()
@@ -191,12 +193,8 @@ class ValueCounter:
             return
         group = pl.concat(self._pending)
         self._pending, self._pending_rows = [], 0
-        for name in self._columns:
-            column = group.get_column(name)
-            if name in self.levels:
-                self._count_levels(name, column)
-            else:
-                add_hashes(self.registers[name], level_hashes(column))
+        for name in self.levels:
+            self._count_levels(name, group.get_column(name))
 
     def _count_levels(self, name: str, column: pl.Series) -> None:
         counted = column.rename("value").value_counts(name="count")
