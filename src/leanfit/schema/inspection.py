@@ -101,7 +101,7 @@ def _inspect(
         lf = scan(paths, types=sample.schema, read_chunk=read_chunk, guard=guard)
         try:
             with translated(paths):
-                piece = piece_stats(lf, plan, on_rows=progress.advance)
+                piece = piece_stats(lf, plan, mergeable=False, on_rows=progress.advance)
         except ColumnTypeError as error:
             if error.column in widened:
                 raise

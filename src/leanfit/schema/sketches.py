@@ -1,12 +1,12 @@
 """HyperLogLog sketches of distinct counts that merge across pieces of the input.
 
 Polars' ``approx_n_unique`` cannot be merged, and inside a streaming query it
-undercounts (measured here: 14.7 million for 16 million distinct strings, which put
-an id column below the id rule), so every piece keeps a sketch of 2**14 one-byte
-registers over Polars' 64-bit ``hash`` (seed 0; a null counts as one value, as in
-Polars); sketches merge by register maximum, and the estimate is the standard one
-with linear counting for small counts (relative error about 0.8%). Both engines
-estimate from the same registers, so they make the same Schema.
+drifts (measured here: 14.7 million for 16 million distinct strings, which put an
+id column below the id rule), so text columns on every engine, and every estimated
+column of a Dask partition, keep a sketch of 2**14 one-byte registers over Polars'
+64-bit ``hash`` (seed 0; a null counts as one value, as in Polars); sketches merge by
+register maximum, and the estimate is the standard one with linear counting for
+small counts (relative error about 0.8%).
 
 >>> import polars as pl
 >>> regs = new_registers()

@@ -101,7 +101,7 @@ def partition_stats(part: Part, plan: InspectPlan) -> dict:
     lf = scan_part(part, plan.types)  # workers import leanfit: Polars reads as _env.py set
     try:
         with translated(part.input):
-            return piece_stats(lf, plan)
+            return piece_stats(lf, plan, mergeable=True)
     except ColumnTypeError as error:
         return {"widen": error.column}
 
