@@ -173,9 +173,10 @@ def is_missing_label(label: Any) -> bool:
 def describe_target(schema: Schema, counter: Any) -> None:
     """Classes, class counts and warnings about the target (sorted labels, missing)."""
     found = counter.counts(schema.target)
-    if not found.exact:
+    most = min(counter.cap, CATEGORY_CAP)
+    if not found.exact or len(found.values) > most:
         raise InputError(
-            f"target '{schema.target}' has more than {counter.cap:,} distinct values; "
+            f"target '{schema.target}' has more than {most:,} distinct values; "
             "a classifier needs a label column with few classes."
         )
     pairs = zip(found.values, found.counts)
