@@ -184,6 +184,8 @@ def test_inspect_memory_is_flat_past_the_cap_of_levels(tmp_path):
 
 @pytest.mark.slow
 def test_inspect_memory_is_flat_from_1m_to_8m_rows(tmp_path):
-    peaks, schema = _inspect_peaks(tmp_path, 1_000_000, "1GB")
+    """The same at 1M against 8M rows (under 1GB the 4 MiB reads' peak varies by 20 MB
+    from run to run even purged: bench/inspect_memory.py measures that case)."""
+    peaks, schema = _inspect_peaks(tmp_path, 1_000_000, "300MB")
     assert not schema.column("merchant").distinct_exact
     assert peaks["big"] <= 1.15 * peaks["small"], peaks
