@@ -25,6 +25,12 @@ from leanfit.metrics import DEFAULT_BINS
 # selection, scikit-learn's float64 copy).
 PARSER_BYTES = 60_000_000  # training and prediction read with 1 MiB chunks (measured ~45 MB)
 INSPECT_BYTES = 210_000_000  # the inspect query reads with 4 MiB chunks
+# A text level counted by the inspect pass (schema.counting): its hash, count and slot,
+# their copies while levels are inserted, and the value's 16-byte view (its text
+# besides, beyond 12 bytes); measured 47 to 77 bytes a level here at 800k levels.
+LEVEL_BYTES = 64
+COUNTING_SHARE = 0.05  # of the room left: exact counts stop there (then a summary)
+MIN_LEVEL_CAP, MAX_LEVEL_CAP = 10_000, 1 << 22
 PARSED_COPIES = 5
 ENCODED_COPIES = 8
 
@@ -138,6 +144,19 @@ def coef_bytes(n_classes: int, model: str) -> int:
     per_column = 64 if model == "mlp" else n_classes if model == "nb" else max(n_classes - 1, 1)
     copies = 6 + (2 * LBFGS_MEMORY + 5 if model == "logistic" else 0)
     return 8 * per_column * copies
+
+
+def level_cap(room: float, columns: int, value_bytes: float) -> int:
+    """Levels each of ``columns`` counted columns may hold exactly when counting gets
+    ``COUNTING_SHARE`` of ``room`` bytes and a value takes ``value_bytes``.
+
+    >>> level_cap(600e6, 1, 6.0), level_cap(100e6, 4, 30.0), level_cap(1e6, 1, 6.0)
+    (468750, 13297, 10000)
+    """
+    share = COUNTING_SHARE * max(room, 0.0) / max(columns, 1)
+    text = value_bytes if value_bytes > 12 else 0.0  # Polars keeps up to 12 inside the view
+    levels = int(share // (LEVEL_BYTES + text))
+    return min(max(levels, MIN_LEVEL_CAP), MAX_LEVEL_CAP)
 
 
 def model_bytes(n_features: int, n_classes: int, model: str) -> int:

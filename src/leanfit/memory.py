@@ -95,7 +95,7 @@ def plan_rows(*, limit: int, baseline: int, fixed: int, row_bytes: float) -> int
     ``fixed`` is what the run holds whatever the chunk size (parser buffers, the
     model); ``row_bytes`` what one more row per chunk costs across every live copy.
     """
-    room = (limit * SAFETY) - baseline - fixed
+    room = room_left(limit=limit, baseline=baseline, fixed=fixed)
     rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (MAX_ROWS if room > 0 else 0)
     if rows < MIN_ROWS:
         need = baseline + fixed + MIN_ROWS * row_bytes
@@ -106,6 +106,12 @@ def plan_rows(*, limit: int, baseline: int, fixed: int, row_bytes: float) -> int
             f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
         )
     return min(MAX_ROWS, 1 << (rows.bit_length() - 1))
+
+
+def room_left(*, limit: int, baseline: int, fixed: int) -> float:
+    """Bytes the plan may still give out: the planned share of the limit beyond what
+    the run holds (``baseline``) and its fixed costs."""
+    return (limit * SAFETY) - baseline - fixed
 
 
 def _mb(n: float, up: bool = False) -> str:
@@ -181,6 +187,10 @@ class Monitor:
         chunk fits."""
         baseline = current_rss() if baseline is None else baseline
         return plan_rows(limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes)
+
+    def room(self, *, fixed: int) -> float:
+        """Bytes left to plan beyond what the run holds now and ``fixed``."""
+        return room_left(limit=self.limit, baseline=current_rss(), fixed=fixed)
 
     def check(self) -> None:
         """Stop the run when SIGINT or SIGTERM arrived (see leanfit.io.interrupts) or the

@@ -307,3 +307,55 @@ def write_data(
                 written += batch.num_rows
                 progress.advance(batch.num_rows)
     return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}
+
+
+POPULAR_MERCHANTS = 5_000
+NEW_MERCHANT_SHARE = 0.1
+
+
+@checks_output("out", label="OUT")
+def write_many_levels(out: str | os.PathLike, *, rows: int, seed: int = 0) -> dict:
+    """Write a CSV whose text columns have many levels, for the inspect pass's memory.
+
+    ``user_id`` is unique; ``merchant`` is one of 5,000 popular levels (Zipf) on 90% of
+    the rows and a new level on each of the rest, so its levels grow with the rows;
+    ``segment`` has 1,000 levels; with eight floats and a binary ``label``. Text values
+    are longer than 12 bytes (Polars keeps those outside its string views). Written
+    chunk by chunk, like :func:`write_data`.
+    """
+    written = 0
+    with atomic_path(Path(out)) as tmp:
+        chunks = (
+            _levels_chunk(np.random.default_rng([seed, i]), start, min(CHUNK_ROWS, rows - start))
+            for i, start in enumerate(range(0, rows, CHUNK_ROWS))
+        )
+        first = next(chunks)
+        with writer_for(tmp, first.schema, "csv", gzip=False) as write:
+            for batch in itertools.chain([first], chunks):
+                write(batch)
+                written += batch.num_rows
+    return {"output": str(out), "rows": written, "format": "csv", "bytes": Path(out).stat().st_size}
+
+
+def _levels_chunk(rng: np.random.Generator, start: int, n: int) -> pa.RecordBatch:
+    import polars as pl
+
+    x = rng.normal(size=(n, 8)).round(4)
+    popular = np.minimum(rng.zipf(1.2, n), POPULAR_MERCHANTS) - 1
+    label = x[:, 0] + 0.5 * (popular % 7 == 0) + rng.logistic(size=n) > 1.0
+    raw = pl.DataFrame(
+        {f"x{i}": x[:, i] for i in range(8)}
+        | {"row": np.arange(start, start + n), "popular": popular}
+        | {"new": rng.random(n) < NEW_MERCHANT_SHARE, "segment": rng.integers(0, 1_000, n)}
+    )
+    row = pl.col("row").cast(pl.String).str.zfill(10)
+    frame = raw.select(
+        *(f"x{i}" for i in range(8)),
+        user_id=pl.format("user-{}", row),
+        merchant=pl.when("new")
+        .then(pl.format("merchant-new-{}", row))
+        .otherwise(pl.format("merchant-{}", pl.col("popular"))),
+        segment=pl.format("segment-{}-of-many", pl.col("segment")),
+        label=pl.Series(label.astype(np.int8)),
+    )
+    return frame.to_arrow().to_batches()[0]

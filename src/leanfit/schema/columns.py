@@ -10,9 +10,13 @@ boolean, categorical, high_cardinality, datetime, constant, id, target),
 reads), ``storage`` (the chosen type: int8..int64, uint8..uint64, float32,
 float64, bool, date32, timestamp[us], dictionary<uint8|uint16|uint32>, string),
 ``count`` (non-null values), ``nulls``, ``min``, ``max``, ``mean``, ``std``
-(population), ``distinct`` and ``distinct_exact`` (exact for categoricals,
-a HyperLogLog estimate otherwise), ``categories`` and ``category_counts`` (by
-descending frequency; every level when at most ``CATEGORY_CAP``), ``decimals``
+(population), ``distinct`` and ``distinct_exact`` (exact for counted text,
+a HyperLogLog estimate otherwise), ``categories`` and ``category_counts`` (every
+level, by descending frequency, when the levels were counted exactly: up to the
+inspect pass's cap, planned from the memory limit), ``top_categories``,
+``top_category_counts`` and ``top_count_error`` (a text column counted past that
+cap: its most frequent levels, each count at most ``top_count_error`` below the
+true one; ``note`` says so), ``decimals``
 (float32: every value is k / 10**decimals with |k| < 10**6, so
 ``round(x32 * 10**d) / 10**d`` gives back the parsed float64 exactly),
 ``mean_bytes`` (strings), ``note`` (e.g. where a column was widened), and with
@@ -59,6 +63,9 @@ class Column:
     distinct_exact: bool = False
     categories: list | None = None
     category_counts: list[int] | None = None
+    top_categories: list | None = None
+    top_category_counts: list[int] | None = None
+    top_count_error: int | None = None
     decimals: int | None = None
     mean_bytes: float | None = None
     note: str | None = None

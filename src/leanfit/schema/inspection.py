@@ -6,6 +6,11 @@ storage type that holds every value exactly. A value late in a file that does no
 fit the type inferred from the first rows (``3.5`` or ``abc`` in an integer column)
 re-reads that column as text, and the column is widened to float or string with the
 line of the first such value.
+
+Text levels are counted exactly up to a cap planned from the budget: counting gets
+``costs.COUNTING_SHARE`` of the room the limit leaves, shared by the counted columns
+that show more than ``NARROW_LEVELS`` levels in the sample; past the cap a column
+keeps a summary of its most frequent levels (:mod:`leanfit.schema.counting`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.costs import INSPECT_BYTES, PARSER_BYTES
+from leanfit.costs import INSPECT_BYTES, PARSER_BYTES, level_cap
 from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
@@ -37,6 +42,8 @@ from leanfit.schema.statistics import (
     piece_stats,
 )
 
+NARROW_LEVELS = 100  # a counted column with at most these levels in the sample: no share
+
 
 def inspect(
     data,
@@ -52,25 +59,37 @@ def inspect(
     every statistic and recorded in it. With ``lossy`` asking for float16, float columns
     are stored so where their measured error allows (:mod:`leanfit.schema.lossy`).
 
-    Memory: Polars' streaming engine holds a few parse buffers per thread plus
-    the exact category counts of low-cardinality text columns.
+    Memory: Polars' streaming engine holds a few parse buffers per thread, plus the
+    counted levels of text columns (up to the planned cap) and 16 KiB of sketch per
+    column: flat in the number of rows.
     """
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    read_chunk = _read_chunk(memory)
+    read_chunk, fixed = _read_chunk(memory)
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
-        return _inspect(paths, target, read_chunk, guard, memory.progress, tolerance(lossy))
+        room = memory.room(fixed=fixed)
+        return _inspect(paths, target, read_chunk, guard, memory.progress, room, tolerance(lossy))
 
 
-def _read_chunk(memory: Monitor) -> int:
-    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
+def _read_chunk(memory: Monitor) -> tuple[int, int]:
+    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner); and the
+    parser's buffers at that size."""
     try:
         memory.plan(fixed=INSPECT_BYTES)
-        return INSPECT_CHUNK
+        return INSPECT_CHUNK, INSPECT_BYTES
     except MemoryBudgetExceeded:
         memory.plan(fixed=PARSER_BYTES)
-        return READ_CHUNK
+        return READ_CHUNK, PARSER_BYTES
+
+
+def plan_level_cap(sample: pl.DataFrame, counted: list[str], room: float) -> int:
+    """The levels each counted column may hold exactly, given ``room`` bytes to plan."""
+    wide = [
+        sample.get_column(n) for n in counted if sample.get_column(n).n_unique() > NARROW_LEVELS
+    ]
+    value_bytes = max((c.cast(pl.String).str.len_bytes().mean() or 0.0 for c in wide), default=0.0)
+    return level_cap(room, len(wide), value_bytes)
 
 
 def _inspect(
@@ -79,6 +98,7 @@ def _inspect(
     read_chunk: int,
     guard: Guard | None,
     progress: Progress,
+    room: float,
     float16_tolerance: float | None,
 ) -> Schema:
     widened: list[str] = []
@@ -87,6 +107,7 @@ def _inspect(
         progress.plan(expected)
         sample = read_sample(paths, dict.fromkeys(widened, pl.String), guard)
         plan = make_plan(sample, widened, target, str(paths[0]), float16_tolerance)
+        plan.cap = plan_level_cap(sample, plan.counted, room)
         lf = scan(paths, types=sample.schema, read_chunk=read_chunk, guard=guard)
         try:
             with translated(paths):

@@ -4,7 +4,8 @@ Both engines call :func:`choose_column` and :func:`describe_target` on the same
 statistics (``leanfit.schema.statistics``), so they cannot disagree on a rule. A
 column's storage is the smallest type holding every value exactly: the narrowest
 integer for integer-valued data, float32 where every value is written with few
-enough decimals, dictionary codes for text with at most ``CATEGORY_CAP`` levels.
+enough decimals, dictionary codes for text whose levels were all counted (up to the
+inspect plan's cap of levels).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from leanfit.errors import ConfigError, InputError
 from leanfit.io.scan import scan
 from leanfit.schema.columns import Column, Schema
 
-CATEGORY_CAP = 200_000
+CATEGORY_CAP = 200_000  # levels counted exactly when no budget plans the cap (Dask)
 LOW_CARDINALITY = 1_000
 FLOAT32_DIGITS = 6
 MAX_DECIMALS = 9
@@ -58,8 +59,8 @@ def guess_decimals(sample: pl.Series) -> int | None:
 def choose_column(
     name: str, dtype, stats: dict, plan: Any, counts: Any, rows: int, is_target: bool
 ) -> Column:
-    """The Column of ``name`` from merged ``stats``, the inspect ``plan`` and the exact
-    category ``counts`` (anything with ``counts(name)``)."""
+    """The Column of ``name`` from merged ``stats``, the inspect ``plan`` and the
+    category ``counts`` (anything whose ``counts(name)`` gives ``counting.Levels``)."""
     nulls = stats[f"{name}:nulls"]
     col = Column(
         name=name, kind="", storage="", read_as=str(dtype), count=rows - nulls, nulls=nulls
@@ -126,21 +127,30 @@ def _choose_text(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> Non
     name = col.name
     col.mean_bytes = stats[f"{name}:bytes"]
     found = counts.counts(name) if name in plan.counted else None
-    if found is None:  # not counted, or past CATEGORY_CAP distinct values
-        col.distinct, col.storage = stats.get(f"{name}:text_hll", CATEGORY_CAP + 1), "string"
+    if found is None or not found.exact:  # not counted, or past the cap of levels
+        col.distinct, col.storage = stats[f"{name}:text_hll"], "string"
         unique = col.distinct >= 0.95 * col.count
         col.kind, col.feature = ("id", False) if unique else ("high_cardinality", True)
+        if found is not None:
+            _top_levels(col, found, plan.cap)
         return
-    col.distinct, col.distinct_exact = len(found), True
+    col.distinct, col.distinct_exact = len(found.values), True
     col.kind = "categorical" if col.distinct <= LOW_CARDINALITY else "high_cardinality"
-    kept = found[:CATEGORY_CAP]
-    col.categories = [value for value, _ in kept]
-    col.category_counts = [count for _, count in kept]
-    if col.distinct > CATEGORY_CAP:
-        col.storage = "string"
-    else:
-        col.storage = f"dictionary<{smallest_int(0, max(col.distinct - 1, 0))}>"
-        col.min, col.max = min(col.categories, default=None), max(col.categories, default=None)
+    col.categories, col.category_counts = found.values, found.counts
+    col.storage = f"dictionary<{smallest_int(0, max(col.distinct - 1, 0))}>"
+    col.min, col.max = min(col.categories, default=None), max(col.categories, default=None)
+
+
+def _top_levels(col: Column, found: Any, cap: int) -> None:
+    """A column counted past the cap: its most frequent levels, with approximate counts."""
+    col.top_categories, col.top_category_counts = found.values, found.counts
+    col.top_count_error = found.error
+    said = (
+        f"more than {cap:,} levels: counted exactly up to that cap (planned from the memory "
+        f"limit), then only the most frequent (top_categories, each count at most "
+        f"{found.error:,} low); distinct is a HyperLogLog estimate"
+    )
+    col.note = f"{col.note}; {said}" if col.note else said
 
 
 def _choose_boolean(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> None:
@@ -164,13 +174,15 @@ def is_missing_label(label: Any) -> bool:
 
 def describe_target(schema: Schema, counter: Any) -> None:
     """Classes, class counts and warnings about the target (sorted labels, missing)."""
-    counts = counter.counts(schema.target)
-    if counts is None:
+    found = counter.counts(schema.target)
+    most = min(counter.cap, CATEGORY_CAP)
+    if not found.exact or len(found.values) > most:
         raise InputError(
-            f"target '{schema.target}' has more than {CATEGORY_CAP:,} distinct values; "
+            f"target '{schema.target}' has more than {most:,} distinct values; "
             "a classifier needs a label column with few classes."
         )
-    counts = sorted((label, n) for label, n in counts if not is_missing_label(label))
+    pairs = zip(found.values, found.counts)
+    counts = sorted((label, n) for label, n in pairs if not is_missing_label(label))
     schema.classes = [label for label, _ in counts]
     schema.class_counts = [n for _, n in counts]
     if len(counts) < 2:

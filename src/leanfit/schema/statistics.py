@@ -3,16 +3,19 @@
 A pass over one piece of the input (the whole input on the local engine, one
 partition on Dask) runs :func:`piece_stats`: one streaming Polars query whose
 statistics merge without loss: counts and sums add; min and max take the min and
-max; mean and population variance merge Chan-style from (count, mean, M2); exact
-category counts add (a column past ``CATEGORY_CAP`` levels stops being counted);
-the float32 exactness flag is AND-ed; with ``--lossy-floats`` the float16 errors
-take the max (:mod:`leanfit.schema.lossy`). :func:`build_schema` merges the pieces and
+max; mean and population variance merge Chan-style from (count, mean, M2); category
+counts add (exact up to the plan's cap of levels, then summaries of the most frequent
+levels whose errors add: :mod:`leanfit.schema.counting`); HyperLogLog registers take
+the maximum; the float32 exactness flag is AND-ed; with ``--lossy-floats`` the float16
+errors take the max (:mod:`leanfit.schema.lossy`). :func:`build_schema` merges the pieces and
 applies the rules of :mod:`leanfit.schema.rules`, so both engines make the same
 Schema from the same statistics.
 
-Distinct counts of integer, date and uncounted text columns are estimates: on one
-piece Polars' ``approx_n_unique``; over many pieces, which that cannot merge, the
-HyperLogLog sketches of :mod:`leanfit.schema.sketches`.
+Distinct counts of integer, date, and uncounted or past-the-cap text columns are
+estimates: of text, the HyperLogLog sketches of :mod:`leanfit.schema.sketches`; of
+numbers and dates, on one piece Polars' ``approx_n_unique`` (cheaper: sketching a
+dozen number columns cost the inspect pass 10% more CPU), over many pieces, which that
+cannot merge, sketches too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import polars as pl
 
 from leanfit.errors import InputError
 from leanfit.schema.columns import Schema
-from leanfit.schema.counting import ValueCounter
+from leanfit.schema.counting import LevelCounts, Levels, ValueCounter
 from leanfit.schema.lossy import error_exprs, merge_errors, record_errors
 from leanfit.schema.rules import (
     CATEGORY_CAP,
@@ -36,14 +39,15 @@ from leanfit.schema.rules import (
     has_decimals,
     looks_low_cardinality,
 )
-from leanfit.schema.sketches import Sketches, hll_estimate
+from leanfit.schema.sketches import hll_estimate
 
 ROW = "__leanfit_row__"
 
 
 @dataclass
 class InspectPlan:
-    """What every piece needs to know: parser types and the sample's decisions."""
+    """What every piece needs to know: parser types, the sample's decisions and the
+    levels a counted column may hold (``cap``: counted exactly up to it)."""
 
     types: dict
     decimals: dict[str, int]
@@ -51,6 +55,7 @@ class InspectPlan:
     widened: list[str]
     target: str | None
     float16_tolerance: float | None = None  # measure float16 errors (--lossy-floats)
+    cap: int = CATEGORY_CAP
 
     @property
     def sketched(self) -> list[str]:
@@ -110,32 +115,37 @@ def refuse_nested(schema: pl.Schema, source: str) -> None:
 def piece_stats(
     lf: pl.LazyFrame, plan: InspectPlan, *, mergeable: bool, on_rows: Callable | None = None
 ) -> dict:
-    """Statistics of one piece of the input, read from ``lf``.
+    """Statistics of one piece of the input, read from ``lf``: ``stats`` (one row of
+    Polars aggregates), ``counts`` (per counted column its levels and counts, and the
+    error of those counts: 0 while exact), ``sketches`` (HyperLogLog registers, which
+    merge across pieces: of every estimated column with ``mergeable``, else of text
+    columns only, the others' estimates being Polars' own in ``stats``) and
+    ``label_changes``.
 
-    With ``mergeable``, distinct counts are HyperLogLog registers (``sketches``) that
-    merge across pieces; without, Polars' own estimates inside ``stats``. A value that
-    does not fit its parser type raises :class:`~leanfit.errors.ColumnTypeError` (once
-    translated by the caller). ``on_rows`` is told the rows of each morsel read.
+    A value that does not fit its parser type raises
+    :class:`~leanfit.errors.ColumnTypeError` (once translated by the caller).
+    ``on_rows`` is told the rows of each morsel read.
     """
     if plan.widened:
         lf = lf.with_row_index(ROW)
-    counter = ValueCounter(plan.counted, target=plan.target, cap=CATEGORY_CAP, on_rows=on_rows)
-    lf = counter.attach(lf)
-    sketches = Sketches(plan.sketched if mergeable else [])
-    if mergeable:
-        lf = sketches.attach(lf)
-    stats = lf.select(_exprs(plan, polars_distinct=not mergeable))
+    sketched = plan.sketched if mergeable else [n for n in plan.sketched if _is_text(n, plan)]
+    counter = ValueCounter(
+        plan.counted, sketched=sketched, target=plan.target, cap=plan.cap, on_rows=on_rows
+    )
+    stats = counter.attach(lf).select(_exprs(plan, polars_distinct=not mergeable))
     stats = stats.collect(engine="streaming").row(0, named=True)
-    counts = {}
-    for name in plan.counted:
-        found = counter.counts(name)
-        counts[name] = None if found is None else _as_frame(found, name, plan.types[name])
+    counter.finish()
+    counts = {name: (found.frame(name), found.error) for name, found in counter.levels.items()}
     return {
         "stats": stats,
         "counts": counts,
-        "sketches": sketches.registers,
+        "sketches": counter.registers,
         "label_changes": counter.label_changes,
     }
+
+
+def _is_text(name: str, plan: InspectPlan) -> bool:
+    return name in plan.widened or plan.types[name] == pl.String
 
 
 def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
@@ -154,8 +164,6 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
             exprs += _widened(name, c, plan.float16_tolerance is not None) + _text(name, c)
         elif dtype == pl.String:
             exprs += _text(name, c)
-            if polars_distinct and name not in plan.counted:
-                exprs.append(c.approx_n_unique().alias(f"{name}:text_hll"))
         elif dtype.is_numeric():
             exprs += _moments(name, c)
             if name in plan.decimals:
@@ -164,11 +172,7 @@ def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
             exprs.append(c.sum().alias(f"{name}:true"))
         else:
             exprs += [c.min().alias(f"{name}:min"), c.max().alias(f"{name}:max")]
-        if (
-            polars_distinct
-            and name not in plan.widened
-            and (dtype.is_integer() or dtype.is_temporal())
-        ):
+        if polars_distinct and name in plan.sketched and not _is_text(name, plan):
             exprs.append(c.approx_n_unique().alias(f"{name}:hll"))
     return exprs
 
@@ -202,36 +206,26 @@ def _widened(name: str, c: pl.Expr, float16: bool) -> list[pl.Expr]:
     ] + (error_exprs(name, as_float) if float16 else [])
 
 
-def _as_frame(pairs: list[tuple], name: str, dtype) -> pl.DataFrame:
-    values, counts = zip(*pairs) if pairs else ((), ())
-    return pl.DataFrame(
-        {name: list(values), "count": list(counts)}, schema={name: dtype, "count": pl.Int64}
-    )
-
-
 # --------------------------------------------------------------------------- merge
 
 
 class MergedCounts:
-    """The pieces' exact category counts, added up (nulls left out, by descending count)."""
+    """The pieces' category counts, added up (nulls left out): exact up to ``cap``
+    levels, else the most frequent levels within the summed errors."""
 
-    def __init__(self, pieces: list[dict], names: list[str]):
+    def __init__(self, pieces: list[dict], names: list[str], cap: int):
+        self.cap = cap
         self.label_changes = sum(p["label_changes"] for p in pieces)
-        self._counts: dict[str, list | None] = {}
+        self._levels: dict[str, Levels] = {}
         for name in names:
-            frames = [p["counts"][name] for p in pieces]
-            if any(f is None for f in frames):
-                self._counts[name] = None
-                continue
-            merged = pl.concat(frames).group_by(name).agg(pl.col("count").sum())
-            if merged.height > CATEGORY_CAP:
-                self._counts[name] = None
-                continue
-            merged = merged.drop_nulls(name).sort(["count", name], descending=[True, False])
-            self._counts[name] = list(merged.iter_rows())
+            merged = LevelCounts(cap, error=sum(p["counts"][name][1] for p in pieces))
+            for frame, _ in (p["counts"][name] for p in pieces):
+                if frame.height:
+                    merged.add(frame.get_column(name), frame.get_column("count").to_numpy())
+            self._levels[name] = merged.top()
 
-    def counts(self, name: str) -> list[tuple] | None:
-        return self._counts[name]
+    def counts(self, name: str) -> Levels:
+        return self._levels[name]
 
 
 def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
@@ -272,8 +266,9 @@ def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
 
 
 def _distinct(name: str, dtype, pieces: list[dict], plan: InspectPlan) -> dict:
-    """The distinct-count estimate: Polars' own on one piece, else the merged sketches."""
-    key = f"{name}:{'text_hll' if name in plan.widened or dtype == pl.String else 'hll'}"
+    """The distinct-count estimate: Polars' own on one piece (numbers and dates), else
+    the merged sketches."""
+    key = f"{name}:{'text_hll' if _is_text(name, plan) else 'hll'}"
     if len(pieces) == 1 and key in pieces[0]["stats"]:
         return {key: pieces[0]["stats"][key]}
     if name in plan.sketched and all(name in p["sketches"] for p in pieces):
@@ -315,7 +310,7 @@ def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> S
     rows = stats["__rows__"]
     if rows == 0:
         raise InputError(f"{sources[0]}, line 2: the file has a header but no data rows.")
-    counter = MergedCounts(pieces, plan.counted)
+    counter = MergedCounts(pieces, plan.counted, plan.cap)
     columns = [
         choose_column(name, dtype, stats, plan, counter, rows, name == plan.target)
         for name, dtype in plan.types.items()
