@@ -149,6 +149,17 @@ def test_an_output_that_is_a_directory_is_refused(small_csv, model, tmp_path):
     assert list((tmp_path / "preds").iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["predict", "shrink", "train", "inspect"])
+def test_an_output_that_is_a_pipe_or_device_is_never_replaced(command, small_csv, model, tmp_path):
+    """``--out /dev/null --force`` once renamed a file over the device; a FIFO stands in."""
+    pipe = tmp_path / "out.parquet"
+    os.mkfifo(pipe)
+    result = leanfit(*command_writing(command, small_csv, pipe, model), "--force")
+    assert result.returncode == 1
+    assert "is a device, pipe or socket" in one_error_line(result.stderr)
+    assert pipe.is_fifo()
+
+
 def test_the_memory_trace_may_not_overwrite_an_input(small_csv, model, tmp_path):
     data = tmp_path / "data.csv"
     os.link(small_csv, data)

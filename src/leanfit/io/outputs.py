@@ -53,6 +53,11 @@ def check_output(
     target = _stat(out)
     if target is not None and stat.S_ISDIR(target.st_mode) and not folder:
         raise ConfigError(f"{label} {out} is a directory; give the path of a file instead.")
+    if target is not None and not (stat.S_ISDIR(target.st_mode) or stat.S_ISREG(target.st_mode)):
+        raise ConfigError(  # an output replaces its path: /dev/null would become a file
+            f"{label} {out} is a device, pipe or socket, which leanfit never replaces; "
+            "give the path of a file instead."
+        )
     for path in files:
         if target is not None and _same(_stat(path), target):
             raise ConfigError(
