@@ -45,6 +45,7 @@ UNITS = {
 }
 DEFAULT_FRACTION = 0.25
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
+STOP_GRACE = 1.0  # seconds a run past the limit has to reach a safe point (then it ends)
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
 
 
@@ -142,6 +143,7 @@ class Monitor:
         return cls(limit=2**62)
 
     def __enter__(self) -> Monitor:
+        interrupts.clear_stop()
         self.baseline = current_rss()
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, daemon=True, name="leanfit-rss")
@@ -153,6 +155,7 @@ class Monitor:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        interrupts.clear_stop()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -163,6 +166,10 @@ class Monitor:
         self.samples.append((time.perf_counter() - self._t0, rss, self._stage))
         self.stage_peaks[self._stage] = max(self.stage_peaks.get(self._stage, 0), rss)
         self.progress.measure(rss, self.limit)
+        if rss > self.limit and self._thread is not None and self._stage != "setup":
+            # the run is stopped even inside one long native call (a Polars query); in
+            # setup, the planner's refusal says more
+            interrupts.stop(self.over_limit(rss), grace=STOP_GRACE)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -188,11 +195,16 @@ class Monitor:
         interrupts.check()
         rss = current_rss()
         if rss > self.limit:
-            raise MemoryBudgetExceeded(
-                f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
-                f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)} "
-                "or a smaller --batch-rows."
-            )
+            raise self.over_limit(rss)
+
+    def over_limit(self, rss: int) -> MemoryBudgetExceeded:
+        """The error of a run past the limit (inspect has no chunk size to make smaller)."""
+        chunks = " or a smaller --batch-rows" if self._stage != "inspect" else ""
+        return MemoryBudgetExceeded(
+            f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
+            f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)}"
+            f"{chunks}."
+        )
 
     @property
     def pressure(self) -> float:
