@@ -15,7 +15,10 @@ a HyperLogLog estimate otherwise), ``categories`` and ``category_counts`` (by
 descending frequency; every level when at most ``CATEGORY_CAP``), ``decimals``
 (float32: every value is k / 10**decimals with |k| < 10**6, so
 ``round(x32 * 10**d) / 10**d`` gives back the parsed float64 exactly),
-``mean_bytes`` (strings), ``note`` (e.g. where a column was widened).
+``mean_bytes`` (strings), ``note`` (e.g. where a column was widened), ``zeros``
+(number columns: values equal to 0) and ``sparse`` (a number feature at least
+``SPARSE_SHARE`` of whose values are 0: encoded as CSR). Schemas written before
+``zeros`` and ``sparse`` existed load with none and false.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class Column:
     decimals: int | None = None
     mean_bytes: float | None = None
     note: str | None = None
+    zeros: int | None = None
+    sparse: bool = False
 
 
 @dataclass

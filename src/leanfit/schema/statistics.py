@@ -16,9 +16,10 @@ HyperLogLog sketches of :mod:`leanfit.schema.sketches`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -35,6 +36,7 @@ from leanfit.schema.rules import (
     looks_low_cardinality,
 )
 from leanfit.schema.sketches import Sketches, hll_estimate
+from leanfit.schema.wide import WideStats, wide_columns
 
 ROW = "__leanfit_row__"
 
@@ -48,14 +50,16 @@ class InspectPlan:
     counted: list[str]
     widened: list[str]
     target: str | None
+    wide: list[str] = field(default_factory=list)  # summed in numpy (schema.wide)
 
-    @property
+    @functools.cached_property
     def sketched(self) -> list[str]:
         """Columns whose distinct count is estimated."""
+        wide, widened = set(self.wide), set(self.widened)
         return [
             name
             for name, dtype in self.types.items()
-            if name in self.widened
+            if (name not in wide and name in widened)
             or dtype == pl.String
             or dtype.is_temporal()
             or dtype.is_integer()
@@ -86,7 +90,13 @@ def make_plan(
                 decimals[name] = found
     if target is not None and target not in counted:
         counted.append(target)
-    return InspectPlan(dict(sample.schema), decimals, counted, list(widened), target)
+    numbers = [
+        name
+        for name, dtype in sample.schema.items()
+        if dtype.is_numeric() and name != target and name not in widened
+    ]
+    wide = wide_columns(sample, numbers)
+    return InspectPlan(dict(sample.schema), decimals, counted, list(widened), target, wide)
 
 
 def refuse_nested(schema: pl.Schema, source: str) -> None:
@@ -116,8 +126,12 @@ def piece_stats(
     sketches = Sketches(plan.sketched if mergeable else [])
     if mergeable:
         lf = sketches.attach(lf)
+    integers = [name for name in plan.wide if plan.types[name].is_integer()]
+    wide = WideStats(plan.wide, plan.decimals, integers)
+    if plan.wide:
+        lf = wide.attach(lf)
     stats = lf.select(_exprs(plan, polars_distinct=not mergeable))
-    stats = stats.collect(engine="streaming").row(0, named=True)
+    stats = stats.collect(engine="streaming").row(0, named=True) | wide.stats()
     counts = {}
     for name in plan.counted:
         found = counter.counts(name)
@@ -132,7 +146,10 @@ def piece_stats(
 
 def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
     exprs = [pl.len().alias("__rows__")]
+    wide = set(plan.wide)
     for name, dtype in plan.types.items():
+        if name in wide:
+            continue
         c = pl.col(name)
         if dtype.is_float():  # NaN is a missing value; inf is counted (and refused)
             exprs.append(c.is_infinite().sum().alias(f"{name}:infinite"))
@@ -168,6 +185,7 @@ def _moments(name: str, c: pl.Expr) -> list[pl.Expr]:
         c.max().alias(f"{name}:max"),
         c.mean().alias(f"{name}:mean"),
         c.var(ddof=0).alias(f"{name}:var"),
+        (c == 0).sum().alias(f"{name}:zeros"),
     ]
 
 
@@ -235,6 +253,8 @@ def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
         elif f"{name}:min" in each[0]:
             out[f"{name}:min"] = _extreme(each, f"{name}:min", "min")
             out[f"{name}:max"] = _extreme(each, f"{name}:max", "max")
+        if f"{name}:zeros" in each[0]:
+            out[f"{name}:zeros"] = sum(s[f"{name}:zeros"] for s in each)
         if f"{name}:exact" in each[0]:
             out[f"{name}:exact"] = all(s[f"{name}:exact"] is not False for s in each)
         if f"{name}:true" in each[0]:
@@ -262,15 +282,15 @@ def _distinct(name: str, dtype, pieces: list[dict], plan: InspectPlan) -> dict:
     key = f"{name}:{'text_hll' if name in plan.widened or dtype == pl.String else 'hll'}"
     if len(pieces) == 1 and key in pieces[0]["stats"]:
         return {key: pieces[0]["stats"][key]}
-    if name in plan.sketched and all(name in p["sketches"] for p in pieces):
+    if all(name in p["sketches"] for p in pieces):  # sketched on every piece
         return {key: hll_estimate(np.maximum.reduce([p["sketches"][name] for p in pieces]))}
     return {}
 
 
 def _extreme(each: list[dict], key: str, which: str):
     values = [s[key] for s in each if s[key] is not None]
-    if not values:
-        return None
+    if len(values) < 2:
+        return values[0] if values else None
     return getattr(pl.Series(values), which)()
 
 
