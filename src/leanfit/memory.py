@@ -90,23 +90,29 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def plan_rows(*, limit: int, baseline: int, fixed: int, row_bytes: float) -> int:
+def plan_rows(
+    *, limit: int, baseline: int, fixed: int, row_bytes: float, max_rows: int = MAX_ROWS
+) -> int:
     """Rows per chunk so that ``baseline + fixed + rows * row_bytes`` fits the limit.
 
     ``fixed`` is what the run holds whatever the chunk size (parser buffers, the
-    model); ``row_bytes`` what one more row per chunk costs across every live copy.
+    model); ``row_bytes`` what one more row per chunk costs across every live copy;
+    ``max_rows`` the most a chunk may have (fewer for wide rows: ``costs.chunk_rows_cap``),
+    and the fewest it may have when that is below ``MIN_ROWS``.
     """
+    max_rows = max(1, min(max_rows, MAX_ROWS))
+    fewest = min(MIN_ROWS, max_rows)
     room = (limit * SAFETY) - baseline - fixed
-    rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (MAX_ROWS if room > 0 else 0)
-    if rows < MIN_ROWS:
-        need = baseline + fixed + MIN_ROWS * row_bytes
+    rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (max_rows if room > 0 else 0)
+    if rows < fewest:
+        need = baseline + fixed + fewest * row_bytes
         raise MemoryBudgetExceeded(
             f"--memory-limit {_mb(limit)} is below the {_mb(need / SAFETY)} this run needs "
             f"(interpreter and libraries {_mb(baseline)}, buffers and model {_mb(fixed)}, one "
-            f"chunk of {MIN_ROWS:,} rows {_mb(MIN_ROWS * row_bytes)}). "
+            f"chunk of {fewest:,} rows {_mb(fewest * row_bytes)}). "
             f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
         )
-    return min(MAX_ROWS, 1 << (rows.bit_length() - 1))
+    return min(max_rows, 1 << (rows.bit_length() - 1))
 
 
 def _mb(n: float, up: bool = False) -> str:
@@ -182,12 +188,21 @@ class Monitor:
             self._sample()
             self._stage = previous
 
-    def plan(self, *, fixed: int, row_bytes: float = 0.0, baseline: int | None = None) -> int:
-        """Rows per chunk for ``baseline`` (default: what the run holds now) plus ``fixed``
-        and ``row_bytes`` per row; refuses (MemoryBudgetExceeded) when not even a small
-        chunk fits."""
+    def plan(
+        self,
+        *,
+        fixed: int,
+        row_bytes: float = 0.0,
+        baseline: int | None = None,
+        max_rows: int = MAX_ROWS,
+    ) -> int:
+        """Rows per chunk (at most ``max_rows``) for ``baseline`` (default: what the run
+        holds now) plus ``fixed`` and ``row_bytes`` per row; refuses (MemoryBudgetExceeded)
+        when not even a small chunk fits."""
         baseline = current_rss() if baseline is None else baseline
-        return plan_rows(limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes)
+        return plan_rows(
+            limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes, max_rows=max_rows
+        )
 
     def check(self) -> None:
         """Stop the run when SIGINT or SIGTERM arrived (see leanfit.io.interrupts) or the

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from leanfit import bundle
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import chunk_row_bytes, chunk_rows_cap, model_bytes, parser_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
@@ -157,8 +157,10 @@ class Model:
 
     def plan_rows(self, memory: Monitor) -> int:
         """Rows per chunk that fit ``memory``'s limit for this model."""
-        fixed = PARSER_BYTES + model_bytes(self.encoder.n_features, len(self.classes), "")
-        return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
+        fixed = parser_bytes(len(self.schema.columns))
+        fixed += model_bytes(self.encoder.n_features, len(self.classes), "")
+        row_bytes = chunk_row_bytes(self.schema, self.encoder)
+        return memory.plan(fixed=fixed, row_bytes=row_bytes, max_rows=chunk_rows_cap(self.schema))
 
     def batches(self, data, rows: int = DEFAULT_BATCH_ROWS, guard=None):
         """Frames of about ``rows`` rows of ``data``, read with the schema's types (with

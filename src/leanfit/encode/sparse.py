@@ -82,11 +82,3 @@ def sparse_block(parts: pl.DataFrame, specs: list[dict]) -> sp.csr_matrix:
     block = coo.tocsr()  # groups come in column order: each row's indices are sorted
     block.indices = block.indices.astype(np.int32, copy=False)
     return block
-
-
-def nonzeros_per_row(schema: Schema, specs: list[dict]) -> float:
-    """The expected non-zeros of a row over the sparse columns (from their zero counts)."""
-    names = {s["name"] for s in specs}
-    return sum(
-        (c.count - (c.zeros or 0)) / max(schema.rows, 1) for c in schema.columns if c.name in names
-    )

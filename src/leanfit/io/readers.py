@@ -122,15 +122,24 @@ def streamed(schema: Mapping[str, pl.DataType], frames: Callable[[], Iterator[pl
 def infer_rows(path: str, form: Form) -> int:
     """Rows to infer a CSV file's types from: ``INFER_ROWS``, fewer for a wide file (a
     sample of 10,000 rows of 10,000 columns held 1.7 GB), at least ``MIN_INFER_ROWS``."""
-    with open_stream(path) as f:
-        head = b""
-        while b"\n" not in head and len(head) < 1 << 26:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            head += block
-    columns = head.split(b"\n", 1)[0].count(form.separator.encode()) + 1
-    return max(MIN_INFER_ROWS, min(INFER_ROWS, SAMPLE_CELLS // columns))
+    return max(MIN_INFER_ROWS, min(INFER_ROWS, SAMPLE_CELLS // csv_width(path, form)))
+
+
+def csv_width(path: str, form: Form) -> int:
+    """The fields of a CSV file's header row (quoted separators counted too: an upper
+    bound), read to its end however long (1 for a file it cannot read: its reader
+    names the fault)."""
+    head = b""
+    try:
+        with open_stream(path) as f:
+            while b"\n" not in head and len(head) < 1 << 26:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                head += block
+    except (EOFError, OSError):
+        return 1
+    return head.split(b"\n", 1)[0].count(form.separator.encode()) + 1
 
 
 def csv_types(path: str, form: Form, overrides: Mapping[str, pl.DataType] | None) -> dict:

@@ -296,14 +296,15 @@ def data_mismatch(schema: Schema, sample: pl.DataFrame, purpose: str) -> list[st
         needed = [c.name for c in schema.features]
         needed += [schema.target] if purpose == "evaluate" and schema.target else []
     problems = []
-    missing = [n for n in needed if n not in sample.columns]
+    found, known = set(sample.columns), set(schema.names())
+    missing = [n for n in needed if n not in found]
     if missing:
         problems.append(f"it lacks {_listed(missing)}")
-    extra = [n for n in sample.columns if n not in schema.names()]
+    extra = [n for n in sample.columns if n not in known]
     if extra and purpose in ("train", "shrink"):
         problems.append(f"it has {_listed(extra)} that the schema has not")
     for col in schema.columns:
-        if col.name in sample.columns:
+        if col.name in found:
             misfit = _misfit(col, sample.get_column(col.name))
             if misfit:
                 problems.append(f"column '{col.name}' {misfit} where the schema has {col.kind}")

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.costs import INSPECT_BYTES, PARSER_BYTES
+from leanfit.costs import parser_bytes
 from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
+from leanfit.io.readers import csv_width
 from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
 from leanfit.io.sizes import estimate_rows
-from leanfit.io.source import resolve_paths
+from leanfit.io.source import column_names, resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.progress import Progress
@@ -49,20 +50,28 @@ def inspect(
     """
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    read_chunk = _read_chunk(memory)
+    read_chunk = _read_chunk(memory, _width(paths))
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
         return _inspect(paths, target, read_chunk, guard, memory.progress)
 
 
-def _read_chunk(memory: Monitor) -> int:
-    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner)."""
+def _read_chunk(memory: Monitor, columns: int) -> int:
+    """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner); the
+    parser's buffers grow with the ``columns`` too."""
     try:
-        memory.plan(fixed=INSPECT_BYTES)
+        memory.plan(fixed=parser_bytes(columns, inspect=True))
         return INSPECT_CHUNK
     except MemoryBudgetExceeded:
-        memory.plan(fixed=PARSER_BYTES)
+        memory.plan(fixed=parser_bytes(columns))
         return READ_CHUNK
+
+
+def _width(paths) -> int:
+    """The columns of the input (a CSV header read to its end, however long)."""
+    if paths.form.format == "csv" and paths.frame is None:
+        return csv_width(paths[0], paths.form)
+    return len(column_names(paths))
 
 
 def _inspect(

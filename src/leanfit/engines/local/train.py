@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, model_bytes
+from leanfit.costs import PARSER_BYTES, chunk_row_bytes, chunk_rows_cap, model_bytes, parser_bytes
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
@@ -359,13 +359,15 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         return train_booster(data, schema, opts, boost, memory, out, libraries, guard, saved)
     started = time.perf_counter()
     encoder = Encoder.from_options(schema, opts)
-    fixed = PARSER_BYTES + model_bytes(encoder.n_features, len(schema.classes), opts.model)
-    row_bytes = chunk_row_bytes(schema, encoder, opts.model)
+    fixed = parser_bytes(len(schema.columns))
+    fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
+    row_bytes, cap = chunk_row_bytes(schema, encoder, opts.model), chunk_rows_cap(schema)
     plan = Plan(batch_rows=opts.batch_rows)
     if saved and saved.saved:
         plan = Plan(**saved.progress["plan"])
     elif opts.batch_rows is None:
-        plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
+        rows = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries, max_rows=cap)
+        plan = Plan(batch_rows=rows)
     trainer = Trainer(schema, opts, memory, plan, guard, saved)
     caches = (
         (saved.cache("train"), saved.cache("holdout")) if saved else (BlockCache(), BlockCache())
