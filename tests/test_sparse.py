@@ -130,7 +130,7 @@ def test_peak_does_not_grow_with_columns_beyond_the_parser(tmp_path):
     peaks, bare = {}, {}
     for columns in (1_000, 4_000):
         data = tmp_path / f"w{columns}.csv"
-        write_sparse_data(data, rows=5_000, columns=columns, density=40 / columns, seed=1)
+        write_sparse_data(data, rows=2_000, columns=columns, density=40 / columns, seed=1)
         out = tmp_path / f"m{columns}.leanfit"
         train = ["-m", "leanfit.cli", "train", data, "--target", "label", "--out", out]
         code, peaks[columns], err = peak_of(sys.executable, *train, "--memory-limit", "1GB")
