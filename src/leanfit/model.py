@@ -235,7 +235,7 @@ def feature_columns(encoder: Encoder) -> list[str]:
     owners += [d["name"] for d in encoder.dates for _ in range(3)]
     owners += [n["name"] for n in encoder.numeric if n["indicator"]]
     owners += [c["name"] for c in encoder.categorical for _ in range(c["width"])]
-    return owners
+    return owners + [s["name"] for s in encoder.sparse_numeric]
 
 
 def _restore(path, parts: dict, arrays: dict) -> tuple[Schema, Encoder, object]:
