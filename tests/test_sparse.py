@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,9 @@ from leanfit import api
 from leanfit.costs import chunk_row_bytes, chunk_rows_cap, model_bytes, parser_bytes
 from leanfit.encode.batches import holdout_mask
 from leanfit.encode.encoder import Encoder
-from leanfit.memory import MIN_ROWS, plan_rows
+from leanfit.errors import MemoryBudgetExceeded
+from leanfit.io import interrupts
+from leanfit.memory import MIN_ROWS, Monitor, current_rss, plan_rows
 from leanfit.schema import Column, Schema
 from leanfit.sparsedata import DENSE, column_names, write_sparse_data
 
@@ -205,3 +208,18 @@ def test_20k_rows_of_10_000_columns_train_under_1gb(tmp_path_factory, model):
     code, peak, err = peak_of(sys.executable, *command, "--model", model, "--memory-limit", "1GB")
     assert code == 0, err
     assert peak < 10**9
+
+
+def test_a_peak_past_the_limit_inside_one_long_call_stops_the_run():
+    """The sampler sees a peak the next safe point would miss (memory freed by then):
+    the run stops with the over-limit error instead of ending with within_limit false."""
+    memory = Monitor(limit=current_rss() + 100_000_000, interval=0.01)
+    with memory, memory.stage("inspect"):
+        block = np.ones(200_000_000 // 8)  # one long call's transient peak
+        time.sleep(0.3)
+        del block
+        time.sleep(0.1)
+        assert current_rss() < memory.limit
+        with pytest.raises(MemoryBudgetExceeded, match="during inspect"):
+            memory.check()
+    interrupts.check()  # a new run starts clean
