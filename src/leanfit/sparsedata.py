@@ -11,7 +11,7 @@ seed gives the same file.
 >>> first.num_rows, first.num_columns
 (500, 203)
 >>> counts = first.select([f"n{i:05d}" for i in range(200)])
->>> round(sum(c.to_numpy().astype(bool).sum() for c in counts.columns) / (500 * 200), 2)
+>>> round(float(sum(c.to_numpy().astype(bool).sum() for c in counts.columns)) / (500 * 200), 2)
 0.05
 """
 
