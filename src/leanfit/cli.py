@@ -84,29 +84,58 @@ DATA = click.argument("data", nargs=-1, required=True)
     show_default=True,
     help="The most levels of the high-cardinality text column `product`.",
 )
+@click.option(
+    "--sparse-columns",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Wide, mostly-zero data instead: this many count columns (n00000, ...), two "
+    "float columns and a binary label.",
+)
+@click.option(
+    "--density",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="With --sparse-columns: the share of counts that are not 0.",
+)
 @command
-def make_data(out, rows, seed, classes, positive_rate, fmt, drift, levels, memory):
+def make_data(
+    out, rows, seed, classes, positive_rate, fmt, drift, levels, sparse_columns, density, memory
+):
     """Write generated classification data, chunk by chunk, in constant memory.
 
     \b
     Example:
       leanfit make-data data/train.csv --rows 8000000 --seed 1
+      leanfit make-data data/wide.csv --rows 20000 --sparse-columns 10000 --density 0.01
     """
+    from leanfit.sparsedata import write_sparse_data
     from leanfit.synth import GENERATOR_BYTES, write_data
 
     memory.plan(fixed=GENERATOR_BYTES)
     with memory.stage("make-data"):
-        summary = write_data(
-            out,
-            rows=rows,
-            seed=seed,
-            classes=classes,
-            positive_rate=positive_rate,
-            fmt=fmt,
-            progress=memory.progress,
-            drift=drift,
-            levels=levels,
-        )
+        if sparse_columns:
+            summary = write_sparse_data(
+                out,
+                rows=rows,
+                columns=sparse_columns,
+                density=density,
+                seed=seed,
+                fmt=fmt,
+                progress=memory.progress,
+            )
+        else:
+            summary = write_data(
+                out,
+                rows=rows,
+                seed=seed,
+                classes=classes,
+                positive_rate=positive_rate,
+                fmt=fmt,
+                progress=memory.progress,
+                drift=drift,
+                levels=levels,
+            )
 
     def show(s):
         click.echo(f"wrote {s['rows']:,} rows to {s['output']} ({s['bytes'] / 1e6:,.1f} MB)")

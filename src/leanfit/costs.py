@@ -33,6 +33,15 @@ COUNTING_SHARE = 0.05  # of the room left: exact counts stop there (then a summa
 MIN_LEVEL_CAP, MAX_LEVEL_CAP = 10_000, 1 << 22
 PARSED_COPIES = 5
 ENCODED_COPIES = 8
+# A run also holds memory per column, whatever the rows: Polars' CSV reader keeps
+# buffers per column, and the schema, encoder and expressions an entry each (measured,
+# 2 threads: 11 KB a column over 10,000 and 50,000 columns with 1 MiB reads; the
+# inspect query's 4 MiB reads, 30 KB). A parsed chunk holds at most CHUNK_CELLS cells
+# and never more rows than the data, so its rows shrink as the columns grow (data of
+# up to 32 columns keeps 131,072 rows).
+PARSER_COLUMN_BYTES = 11_000
+INSPECT_COLUMN_BYTES = 30_000
+CHUNK_CELLS = 1 << 22
 
 _WIDTHS = {"bool": 1 / 8, "date32": 4, "timestamp[us]": 8, "float16": 2, "float32": 4, "float64": 8}
 
@@ -55,6 +64,25 @@ def bytes_per_row(col: Any, *, pandas_default: bool = False) -> float:
 
 def _int_width(name: str) -> int:
     return int(name.removeprefix("u").removeprefix("int")) // 8
+
+
+def parser_bytes(columns: int, *, inspect: bool = False) -> int:
+    """The parser's buffers for a file of ``columns`` columns, whatever the rows."""
+    if inspect:
+        return INSPECT_BYTES + columns * INSPECT_COLUMN_BYTES
+    return PARSER_BYTES + columns * PARSER_COLUMN_BYTES
+
+
+def chunk_rows_cap(schema: Any) -> int:
+    """The most rows a parsed chunk of the schema's data may have (``CHUNK_CELLS``)."""
+    return max(1, min(CHUNK_CELLS // max(len(schema.columns), 1), schema.rows))
+
+
+def nonzeros_per_row(schema: Any, names: list[str]) -> float:
+    """The mean non-zero values of a row over the columns ``names`` (from their zeros)."""
+    wanted = set(names)
+    found = sum(c.count - (c.zeros or 0) for c in schema.columns if c.name in wanted)
+    return found / max(schema.rows, 1)
 
 
 def parsed_row_bytes(schema: Any) -> float:
@@ -91,13 +119,14 @@ def group_rows(schema: Any) -> int:
 
 
 def reader_bytes(schema: Any, group_rows: int | None = None) -> int:
-    """What the reader holds whatever the chunk size: the CSV parser's buffers, or
-    for Parquet (``group_rows``: its largest row group) a decoded group and the
-    morsels waiting after it."""
+    """What the reader holds whatever the chunk size: the CSV parser's buffers (they
+    grow with the columns), or for Parquet (``group_rows``: its largest row group) a
+    decoded group and the morsels waiting after it."""
+    parser = parser_bytes(len(schema.columns))
     if not group_rows:
-        return PARSER_BYTES
+        return parser
     rows = group_rows + MORSELS_WAITING * min(group_rows, MORSEL_ROWS)
-    return max(PARSER_BYTES, int(rows * parsed_row_bytes(schema)))
+    return max(parser, int(rows * parsed_row_bytes(schema)))
 
 
 def dictionary_pays(col: Any, rows: int) -> bool:
@@ -120,10 +149,13 @@ def chunk_row_bytes(schema: Any, encoder: Any, model: str = "") -> float:
     """Memory one more row per chunk costs, over every copy alive at once.
 
     The exact logistic holds a few more (two cached blocks in flight and their float64
-    copies); measured at 2M rows: 343 MB peak under a 400 MB limit.
+    copies); measured at 2M rows: 343 MB peak under a 400 MB limit. A CSR block costs 8
+    bytes (value and index) per non-zero of its sparse number columns.
     """
     width = encoder.n_dense + len(encoder.categorical) if encoder.sparse else encoder.n_features
     encoded = width * (8 if encoder.sparse else 4)
+    sparse = [s["name"] for s in getattr(encoder, "sparse_numeric", ())]
+    encoded += 8 * nonzeros_per_row(schema, sparse) if sparse else 0
     copies = ENCODED_COPIES + (4 if model == "logistic" else 0)
     return PARSED_COPIES * parsed_row_bytes(schema) + copies * encoded
 

@@ -154,6 +154,11 @@ def _linear(g: _Graph, model: Model) -> None:
             f"the model has date features ({names}) and ONNX cannot parse dates: train "
             f"it with --drop {enc.dates[0]['name']} to export it."
         )
+    if getattr(enc, "sparse_numeric", None):
+        raise ConfigError(
+            f"the model has {len(enc.sparse_numeric):,} sparse number columns (encoded as "
+            "CSR) and leanfit's ONNX export has no such part yet: use the bundle itself."
+        )
     parts = _encoded_parts(g, enc)
     X = g.op("Cast", [g.op("Concat", parts, axis=1)], to=TensorProto.DOUBLE)
     coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))

@@ -45,6 +45,7 @@ UNITS = {
 }
 DEFAULT_FRACTION = 0.25
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
+STOP_GRACE = 1.0  # seconds a run past the limit has to reach a safe point (then it ends)
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
 
 
@@ -89,23 +90,29 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def plan_rows(*, limit: int, baseline: int, fixed: int, row_bytes: float) -> int:
+def plan_rows(
+    *, limit: int, baseline: int, fixed: int, row_bytes: float, max_rows: int = MAX_ROWS
+) -> int:
     """Rows per chunk so that ``baseline + fixed + rows * row_bytes`` fits the limit.
 
     ``fixed`` is what the run holds whatever the chunk size (parser buffers, the
-    model); ``row_bytes`` what one more row per chunk costs across every live copy.
+    model); ``row_bytes`` what one more row per chunk costs across every live copy;
+    ``max_rows`` the most a chunk may have (fewer for wide rows: ``costs.chunk_rows_cap``),
+    and the fewest it may have when that is below ``MIN_ROWS``.
     """
+    max_rows = max(1, min(max_rows, MAX_ROWS))
+    fewest = min(MIN_ROWS, max_rows)
     room = room_left(limit=limit, baseline=baseline, fixed=fixed)
-    rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (MAX_ROWS if room > 0 else 0)
-    if rows < MIN_ROWS:
-        need = baseline + fixed + MIN_ROWS * row_bytes
+    rows = int(room // max(row_bytes, 1.0)) if row_bytes > 0 else (max_rows if room > 0 else 0)
+    if rows < fewest:
+        need = baseline + fixed + fewest * row_bytes
         raise MemoryBudgetExceeded(
             f"--memory-limit {_mb(limit)} is below the {_mb(need / SAFETY)} this run needs "
             f"(interpreter and libraries {_mb(baseline)}, buffers and model {_mb(fixed)}, one "
-            f"chunk of {MIN_ROWS:,} rows {_mb(MIN_ROWS * row_bytes)}). "
+            f"chunk of {fewest:,} rows {_mb(fewest * row_bytes)}). "
             f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
         )
-    return min(MAX_ROWS, 1 << (rows.bit_length() - 1))
+    return min(max_rows, 1 << (rows.bit_length() - 1))
 
 
 def room_left(*, limit: int, baseline: int, fixed: int) -> float:
@@ -148,6 +155,7 @@ class Monitor:
         return cls(limit=2**62)
 
     def __enter__(self) -> Monitor:
+        interrupts.clear_stop()
         self.baseline = current_rss()
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, daemon=True, name="leanfit-rss")
@@ -159,6 +167,7 @@ class Monitor:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        interrupts.clear_stop()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -169,6 +178,10 @@ class Monitor:
         self.samples.append((time.perf_counter() - self._t0, rss, self._stage))
         self.stage_peaks[self._stage] = max(self.stage_peaks.get(self._stage, 0), rss)
         self.progress.measure(rss, self.limit)
+        if rss > self.limit and self._thread is not None and self._stage != "setup":
+            # the run is stopped even inside one long native call (a Polars query); in
+            # setup, the planner's refusal says more
+            interrupts.stop(self.over_limit(rss), grace=STOP_GRACE)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -181,12 +194,21 @@ class Monitor:
             self._sample()
             self._stage = previous
 
-    def plan(self, *, fixed: int, row_bytes: float = 0.0, baseline: int | None = None) -> int:
-        """Rows per chunk for ``baseline`` (default: what the run holds now) plus ``fixed``
-        and ``row_bytes`` per row; refuses (MemoryBudgetExceeded) when not even a small
-        chunk fits."""
+    def plan(
+        self,
+        *,
+        fixed: int,
+        row_bytes: float = 0.0,
+        baseline: int | None = None,
+        max_rows: int = MAX_ROWS,
+    ) -> int:
+        """Rows per chunk (at most ``max_rows``) for ``baseline`` (default: what the run
+        holds now) plus ``fixed`` and ``row_bytes`` per row; refuses (MemoryBudgetExceeded)
+        when not even a small chunk fits."""
         baseline = current_rss() if baseline is None else baseline
-        return plan_rows(limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes)
+        return plan_rows(
+            limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes, max_rows=max_rows
+        )
 
     def room(self, *, fixed: int) -> float:
         """Bytes left to plan beyond what the run holds now and ``fixed``."""
@@ -198,11 +220,16 @@ class Monitor:
         interrupts.check()
         rss = current_rss()
         if rss > self.limit:
-            raise MemoryBudgetExceeded(
-                f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
-                f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)} "
-                "or a smaller --batch-rows."
-            )
+            raise self.over_limit(rss)
+
+    def over_limit(self, rss: int) -> MemoryBudgetExceeded:
+        """The error of a run past the limit (inspect has no chunk size to make smaller)."""
+        chunks = " or a smaller --batch-rows" if self._stage != "inspect" else ""
+        return MemoryBudgetExceeded(
+            f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
+            f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)}"
+            f"{chunks}."
+        )
 
     @property
     def pressure(self) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from leanfit import bundle
-from leanfit.costs import chunk_row_bytes, model_bytes, reader_bytes
+from leanfit.costs import chunk_row_bytes, chunk_rows_cap, model_bytes, reader_bytes
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
@@ -161,7 +161,8 @@ class Model:
         groups = None if data is None else largest_row_group(resolve_paths(data))
         fixed = reader_bytes(self.schema, groups)
         fixed += model_bytes(self.encoder.n_features, len(self.classes), "")
-        return memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(self.schema, self.encoder))
+        row_bytes = chunk_row_bytes(self.schema, self.encoder)
+        return memory.plan(fixed=fixed, row_bytes=row_bytes, max_rows=chunk_rows_cap(self.schema))
 
     def batches(self, data, rows: int = DEFAULT_BATCH_ROWS, guard=None):
         """Frames of about ``rows`` rows of ``data``, read with the schema's types (with
@@ -236,7 +237,7 @@ def feature_columns(encoder: Encoder) -> list[str]:
     owners += [d["name"] for d in encoder.dates for _ in range(3)]
     owners += [n["name"] for n in encoder.numeric if n["indicator"]]
     owners += [c["name"] for c in encoder.categorical for _ in range(c["width"])]
-    return owners
+    return owners + [s["name"] for s in encoder.sparse_numeric]
 
 
 def _restore(path, parts: dict, arrays: dict) -> tuple[Schema, Encoder, object]:

@@ -38,6 +38,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from leanfit.encode.onehot import OneHotBlock
+from leanfit.encode.sparse import sparse_block, sparse_exprs, sparse_specs
 from leanfit.errors import ConfigError, SchemaMismatch
 from leanfit.io.translate import translated
 from leanfit.schema.columns import Schema
@@ -60,6 +61,7 @@ class Encoder:
     dates: list[dict] = field(default_factory=list)  # name, mean, std
     dropped: list[str] = field(default_factory=list)
     sparse: bool = False
+    sparse_numeric: list[dict] = field(default_factory=list)  # name, scale: encode.sparse
 
     @classmethod
     def from_options(cls, schema: Schema, opts, max_slots: int | None = None) -> Encoder:
@@ -94,11 +96,15 @@ class Encoder:
         unknown = sorted(set(drop) - set(schema.names()))
         if unknown:
             raise ConfigError(f"--drop names columns not in the data: {unknown}.")
+        enc.sparse_numeric = sparse_specs(schema, drop)
+        as_csr = {s["name"] for s in enc.sparse_numeric}
         used = [c for c in schema.columns if c.feature and c.name not in drop]
         own = _own_slots(used, max_slots, hash_width)
         for col in schema.columns:
             if not col.feature or col.name in drop:
                 enc.dropped.append(col.name)
+            elif col.name in as_csr:
+                continue
             elif col.kind in NUMERIC_KINDS or col.kind == "boolean":
                 std = col.std if col.std and np.isfinite(col.std) else 1.0
                 indicator = bool(missing_indicators and col.nulls)
@@ -119,7 +125,8 @@ class Encoder:
                 enc.categorical.append(
                     {"name": col.name, "levels": [], "slots": [], "width": hash_width + 1}
                 )
-        enc.sparse = enc.n_sparse_width > DENSE_MAX_WIDTH_RATIO * max(enc.n_dense, 1)
+        wide = enc.n_sparse_width > DENSE_MAX_WIDTH_RATIO * max(enc.n_dense, 1)
+        enc.sparse = wide or bool(enc.sparse_numeric)
         return enc
 
     # ------------------------------------------------------------------ shape
@@ -134,7 +141,7 @@ class Encoder:
 
     @property
     def n_features(self) -> int:
-        return self.n_dense + self.n_sparse_width
+        return self.n_dense + self.n_sparse_width + len(self.sparse_numeric)
 
     @property
     def feature_names(self) -> list[str]:
@@ -147,7 +154,7 @@ class Encoder:
             names += [f"{c['name']}={level}" for level in c["levels"][:own]]
             names += [f"{c['name']}#hash{i}" for i in range(c["width"] - 1 - own)]
             names.append(f"{c['name']}=<unknown>")
-        return names
+        return names + [s["name"] for s in self.sparse_numeric]
 
     def notes(self) -> list[str]:
         """A sentence for each text column whose levels do not all have their own slot."""
@@ -176,7 +183,8 @@ class Encoder:
 
     @property
     def input_columns(self) -> list[str]:
-        return [x["name"] for x in self.numeric + self.dates + self.categorical]
+        parts = self.numeric + self.dates + self.categorical + self.sparse_numeric
+        return [x["name"] for x in parts]
 
     # ------------------------------------------------------------------ transform
 
@@ -241,12 +249,22 @@ class Encoder:
             # as fixed-size arrays: each arrives as one C-ordered (rows, k) numpy block
             parts = [(DENSE_PART, dense + flags), (CODES_PART, codes)]
             cache[key] = [pl.concat_arr(e).alias(name) for name, e in parts if e]
+            cache[key] += sparse_exprs(self.sparse_numeric, schema)
         return cache[key]
 
     def from_parts(
         self, parts: pl.DataFrame, *, one_hot: bool = False
     ) -> np.ndarray | sp.csr_matrix | OneHotBlock:
-        """The block of a frame holding the columns of :meth:`exprs` (others ignored)."""
+        """The block of a frame holding the columns of :meth:`exprs` (others ignored);
+        CSR, whatever ``one_hot`` asks, with sparse number columns (encode.sparse)."""
+        if not self.sparse_numeric:
+            return self._block(parts, one_hot=one_hot)
+        blocks = [sp.csr_matrix(self._block(parts)), sparse_block(parts, self.sparse_numeric)]
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+    def _block(
+        self, parts: pl.DataFrame, *, one_hot: bool = False
+    ) -> np.ndarray | sp.csr_matrix | OneHotBlock:
         n = parts.height
         if self.n_dense:
             dense = parts.get_column(DENSE_PART).to_numpy()

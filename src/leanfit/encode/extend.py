@@ -38,4 +38,5 @@ def with_new_levels(encoder: Encoder, new: dict[str, list[str]]) -> tuple[Encode
         c["levels"] = c["levels"] + added
         columns += [start + j for j in range(old_width - 1)] + [start + c["width"] - 1]
         start += c["width"]
+    columns += range(start, start + len(encoder.sparse_numeric))  # encode.sparse: last
     return Encoder.from_dict(raw), np.asarray(columns, dtype=np.intp)

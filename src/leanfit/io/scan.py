@@ -22,6 +22,7 @@ from leanfit.io.readers import (
     INFER_ROWS,
     as_text_dictionaries,
     csv_types,
+    infer_rows,
     polars_reads,
     scan_binary,
     scan_csv,
@@ -107,11 +108,12 @@ def read_sample(
         if guard is not None and guard.active and csv:
             sample = lenient_sample(paths, overrides)
         elif csv and polars_reads(paths[0]) and not paths[0].endswith((".gz", ".zst")):
+            rows = infer_rows(paths[0], paths.form)
             sample = pl.read_csv(
                 paths[0],
                 separator=paths.form.separator,
-                n_rows=INFER_ROWS,
-                infer_schema_length=INFER_ROWS,
+                n_rows=rows,
+                infer_schema_length=rows,
                 schema_overrides=dict(overrides or {}),
                 raise_if_empty=True,
             )

@@ -19,7 +19,10 @@ cap: its most frequent levels, each count at most ``top_count_error`` below the
 true one; ``note`` says so), ``decimals``
 (float32: every value is k / 10**decimals with |k| < 10**6, so
 ``round(x32 * 10**d) / 10**d`` gives back the parsed float64 exactly),
-``mean_bytes`` (strings), ``note`` (e.g. where a column was widened), and with
+``mean_bytes`` (strings), ``note`` (e.g. where a column was widened), ``zeros``
+(number columns: values equal to 0) and ``sparse`` (a number feature at least
+``SPARSE_SHARE`` of whose values are 0: encoded as CSR; schemas written before
+``zeros`` and ``sparse`` existed load with none and false), and with
 ``--lossy-floats float16`` (float columns; see :mod:`leanfit.schema.lossy`)
 ``float16_max_abs_error``, ``float16_max_rel_error`` and ``float16_beyond_range``
 (the measured round trip through float16 over every value), the schema then also
@@ -72,6 +75,8 @@ class Column:
     float16_max_abs_error: float | None = None
     float16_max_rel_error: float | None = None
     float16_beyond_range: int | None = None
+    zeros: int | None = None
+    sparse: bool = False
 
 
 @dataclass
@@ -306,14 +311,15 @@ def data_mismatch(schema: Schema, sample: pl.DataFrame, purpose: str) -> list[st
         needed = [c.name for c in schema.features]
         needed += [schema.target] if purpose == "evaluate" and schema.target else []
     problems = []
-    missing = [n for n in needed if n not in sample.columns]
+    found, known = set(sample.columns), set(schema.names())
+    missing = [n for n in needed if n not in found]
     if missing:
         problems.append(f"it lacks {_listed(missing)}")
-    extra = [n for n in sample.columns if n not in schema.names()]
+    extra = [n for n in sample.columns if n not in known]
     if extra and purpose in ("train", "shrink"):
         problems.append(f"it has {_listed(extra)} that the schema has not")
     for col in schema.columns:
-        if col.name in sample.columns:
+        if col.name in found:
             misfit = _misfit(col, sample.get_column(col.name))
             if misfit:
                 problems.append(f"column '{col.name}' {misfit} where the schema has {col.kind}")

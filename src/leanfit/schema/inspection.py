@@ -19,13 +19,14 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.costs import INSPECT_BYTES, PARSER_BYTES, level_cap
+from leanfit.costs import level_cap, parser_bytes
 from leanfit.errors import ColumnTypeError, InputError, MemoryBudgetExceeded
 from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.guard import Guard
+from leanfit.io.readers import csv_width
 from leanfit.io.scan import INSPECT_CHUNK, READ_CHUNK, read_sample, scan, set_read_chunk
 from leanfit.io.sizes import estimate_rows
-from leanfit.io.source import resolve_paths
+from leanfit.io.source import column_names, resolve_paths
 from leanfit.io.translate import translated
 from leanfit.memory import Monitor
 from leanfit.options import LossyOptions
@@ -65,22 +66,24 @@ def inspect(
     """
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
-    read_chunk, fixed = _read_chunk(memory)
+    read_chunk, fixed = _read_chunk(memory, _width(paths))
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):
         room = memory.room(fixed=fixed)
         return _inspect(paths, target, read_chunk, guard, memory.progress, room, tolerance(lossy))
 
 
-def _read_chunk(memory: Monitor) -> tuple[int, int]:
+def _read_chunk(memory: Monitor, columns: int) -> tuple[int, int]:
     """4 MiB reads when the budget allows them (faster), else 1 MiB (leaner); and the
-    parser's buffers at that size."""
+    parser's buffers at that size, which grow with the ``columns`` too."""
     try:
-        memory.plan(fixed=INSPECT_BYTES)
-        return INSPECT_CHUNK, INSPECT_BYTES
+        fixed = parser_bytes(columns, inspect=True)
+        memory.plan(fixed=fixed)
+        return INSPECT_CHUNK, fixed
     except MemoryBudgetExceeded:
-        memory.plan(fixed=PARSER_BYTES)
-        return READ_CHUNK, PARSER_BYTES
+        fixed = parser_bytes(columns)
+        memory.plan(fixed=fixed)
+        return READ_CHUNK, fixed
 
 
 def plan_level_cap(sample: pl.DataFrame, counted: list[str], room: float) -> int:
@@ -90,6 +93,13 @@ def plan_level_cap(sample: pl.DataFrame, counted: list[str], room: float) -> int
     ]
     value_bytes = max((c.cast(pl.String).str.len_bytes().mean() or 0.0 for c in wide), default=0.0)
     return level_cap(room, len(wide), value_bytes)
+
+
+def _width(paths) -> int:
+    """The columns of the input (a CSV header read to its end, however long)."""
+    if paths.form.format == "csv" and paths.frame is None:
+        return csv_width(paths[0], paths.form)
+    return len(column_names(paths))
 
 
 def _inspect(

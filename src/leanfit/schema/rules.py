@@ -24,6 +24,7 @@ CATEGORY_CAP = 200_000  # levels counted exactly when no budget plans the cap (D
 LOW_CARDINALITY = 1_000
 FLOAT32_DIGITS = 6
 MAX_DECIMALS = 9
+SPARSE_SHARE = 0.9  # of a number column's values being 0: a sparse column
 
 
 def has_decimals(c: pl.Expr, decimals: int) -> pl.Expr:
@@ -75,10 +76,15 @@ def choose_column(
     elif dtype.is_temporal():
         chooser = _choose_temporal
     chooser(col, dtype, stats, plan, counts)
+    col.zeros = stats.get(f"{name}:zeros")
     if is_target:
         col.kind, col.feature = "target", False
     elif col.count == 0 or (col.min is not None and col.min == col.max and not nulls):
         col.kind, col.feature = "constant", False
+    col.sparse = (
+        bool(col.feature and col.kind in ("integer", "float") and col.zeros is not None)
+        and col.zeros >= SPARSE_SHARE * col.count
+    )
     return col
 
 

@@ -20,9 +20,10 @@ cannot merge, sketches too.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -40,6 +41,7 @@ from leanfit.schema.rules import (
     looks_low_cardinality,
 )
 from leanfit.schema.sketches import hll_estimate
+from leanfit.schema.wide import WideStats, wide_columns
 
 ROW = "__leanfit_row__"
 
@@ -56,17 +58,17 @@ class InspectPlan:
     target: str | None
     float16_tolerance: float | None = None  # measure float16 errors (--lossy-floats)
     cap: int = CATEGORY_CAP
+    wide: list[str] = field(default_factory=list)  # summed in numpy (schema.wide)
 
-    @property
+    @functools.cached_property
     def sketched(self) -> list[str]:
         """Columns whose distinct count is estimated."""
+        wide, widened = set(self.wide), set(self.widened)
         return [
             name
             for name, dtype in self.types.items()
-            if name in self.widened
-            or dtype == pl.String
-            or dtype.is_temporal()
-            or dtype.is_integer()
+            if name not in wide
+            and (name in widened or dtype == pl.String or dtype.is_temporal() or dtype.is_integer())
         ]
 
 
@@ -98,8 +100,16 @@ def make_plan(
                 decimals[name] = found
     if target is not None and target not in counted:
         counted.append(target)
+    numbers = [
+        name
+        for name, dtype in sample.schema.items()
+        if dtype.is_numeric() and name != target and name not in widened
+    ]
+    wide = wide_columns(sample, numbers)
     types = dict(sample.schema)
-    return InspectPlan(types, decimals, counted, list(widened), target, float16_tolerance)
+    return InspectPlan(
+        types, decimals, counted, list(widened), target, float16_tolerance, wide=wide
+    )
 
 
 def refuse_nested(schema: pl.Schema, source: str) -> None:
@@ -132,8 +142,13 @@ def piece_stats(
     counter = ValueCounter(
         plan.counted, sketched=sketched, target=plan.target, cap=plan.cap, on_rows=on_rows
     )
-    stats = counter.attach(lf).select(_exprs(plan, polars_distinct=not mergeable))
-    stats = stats.collect(engine="streaming").row(0, named=True)
+    lf = counter.attach(lf)
+    integers = [name for name in plan.wide if plan.types[name].is_integer()]
+    wide = WideStats(plan.wide, plan.decimals, integers)
+    if plan.wide:
+        lf = wide.attach(lf)
+    stats = lf.select(_exprs(plan, polars_distinct=not mergeable))
+    stats = stats.collect(engine="streaming").row(0, named=True) | wide.stats()
     counter.finish()
     counts = {name: (found.frame(name), found.error) for name, found in counter.levels.items()}
     return {
@@ -150,7 +165,10 @@ def _is_text(name: str, plan: InspectPlan) -> bool:
 
 def _exprs(plan: InspectPlan, *, polars_distinct: bool) -> list[pl.Expr]:
     exprs = [pl.len().alias("__rows__")]
+    wide = set(plan.wide)
     for name, dtype in plan.types.items():
+        if name in wide:
+            continue
         c = pl.col(name)
         if dtype.is_float():  # NaN is a missing value; inf is counted (and refused)
             exprs.append(c.is_infinite().sum().alias(f"{name}:infinite"))
@@ -184,6 +202,7 @@ def _moments(name: str, c: pl.Expr) -> list[pl.Expr]:
         c.max().alias(f"{name}:max"),
         c.mean().alias(f"{name}:mean"),
         c.var(ddof=0).alias(f"{name}:var"),
+        (c == 0).sum().alias(f"{name}:zeros"),
     ]
 
 
@@ -241,6 +260,8 @@ def merge_stats(pieces: list[dict], plan: InspectPlan) -> dict:
         elif f"{name}:min" in each[0]:
             out[f"{name}:min"] = _extreme(each, f"{name}:min", "min")
             out[f"{name}:max"] = _extreme(each, f"{name}:max", "max")
+        if f"{name}:zeros" in each[0]:
+            out[f"{name}:zeros"] = sum(s[f"{name}:zeros"] for s in each)
         if f"{name}:exact" in each[0]:
             out[f"{name}:exact"] = all(s[f"{name}:exact"] is not False for s in each)
         if f"{name}:f16_abs" in each[0]:
@@ -271,15 +292,15 @@ def _distinct(name: str, dtype, pieces: list[dict], plan: InspectPlan) -> dict:
     key = f"{name}:{'text_hll' if _is_text(name, plan) else 'hll'}"
     if len(pieces) == 1 and key in pieces[0]["stats"]:
         return {key: pieces[0]["stats"][key]}
-    if name in plan.sketched and all(name in p["sketches"] for p in pieces):
+    if all(name in p["sketches"] for p in pieces):  # sketched on every piece
         return {key: hll_estimate(np.maximum.reduce([p["sketches"][name] for p in pieces]))}
     return {}
 
 
 def _extreme(each: list[dict], key: str, which: str):
     values = [s[key] for s in each if s[key] is not None]
-    if not values:
-        return None
+    if len(values) < 2:
+        return values[0] if values else None
     return getattr(pl.Series(values), which)()
 
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leanfit.costs import PARSER_BYTES, chunk_row_bytes, max_slots, model_bytes, reader_bytes
+from leanfit.costs import (
+    PARSER_BYTES,
+    chunk_row_bytes,
+    chunk_rows_cap,
+    max_slots,
+    model_bytes,
+    reader_bytes,
+)
 from leanfit.encode.batches import RowCounts, class_weights, encode_part, encoded_columns
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.encoder import Encoder
@@ -367,12 +374,13 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     )
     fixed = reader_bytes(schema, largest_row_group(data))
     fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
-    row_bytes = chunk_row_bytes(schema, encoder, opts.model)
+    row_bytes, cap = chunk_row_bytes(schema, encoder, opts.model), chunk_rows_cap(schema)
     plan = Plan(batch_rows=opts.batch_rows)
     if saved and saved.saved:
         plan = Plan(**saved.progress["plan"])
     elif opts.batch_rows is None:
-        plan = Plan(batch_rows=memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries))
+        rows = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries, max_rows=cap)
+        plan = Plan(batch_rows=rows)
     trainer = Trainer(schema, opts, memory, plan, guard, saved, encoder=encoder)
     caches = (
         (saved.cache("train"), saved.cache("holdout")) if saved else (BlockCache(), BlockCache())
