@@ -141,7 +141,9 @@ def test_peak_does_not_grow_with_columns_beyond_the_parser(tmp_path):
         code, bare[columns], err = peak_of(sys.executable, "-c", BARE_PARSE, data)
         assert code == 0, err
     grown, parser_grown = peaks[4_000] - peaks[1_000], bare[4_000] - bare[1_000]
-    assert grown < parser_grown + 40e6, (peaks, bare)
+    # beyond the parser's: leanfit's own state per column (schema, statistics, encoder
+    # entries; measured 15 KB a column), never per row
+    assert grown < parser_grown + 3_000 * 20e3, (peaks, bare)
 
 
 def wide_header_schema(columns: int, rows: int) -> Schema:
