@@ -164,7 +164,7 @@ def test_a_short_file_of_50_000_columns_is_planned_to_fit_1gb():
     encoder = Encoder.from_schema(schema)
     assert len(encoder.sparse_numeric) == 50_000 and encoder.sparse
     fixed = parser_bytes(len(schema.columns)) + model_bytes(encoder.n_features, 2, "sgd")
-    cap = chunk_rows_cap(schema)
+    cap = chunk_rows_cap(schema, schema.rows)
     assert cap == 20 < MIN_ROWS
     row_bytes = chunk_row_bytes(schema, encoder, "sgd")
     rows = plan_rows(

@@ -73,9 +73,11 @@ def parser_bytes(columns: int, *, inspect: bool = False) -> int:
     return PARSER_BYTES + columns * PARSER_COLUMN_BYTES
 
 
-def chunk_rows_cap(schema: Any) -> int:
-    """The most rows a parsed chunk of the schema's data may have (``CHUNK_CELLS``)."""
-    return max(1, min(CHUNK_CELLS // max(len(schema.columns), 1), schema.rows))
+def chunk_rows_cap(schema: Any, rows: int | None = None) -> int:
+    """The most rows a parsed chunk of the schema's columns may have (``CHUNK_CELLS``),
+    and never more than the data's ``rows`` when known."""
+    cap = CHUNK_CELLS // max(len(schema.columns), 1)
+    return max(1, min(cap, rows) if rows else cap)
 
 
 def nonzeros_per_row(schema: Any, names: list[str]) -> float:

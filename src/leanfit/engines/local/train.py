@@ -374,7 +374,10 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     )
     fixed = reader_bytes(schema, largest_row_group(data))
     fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
-    row_bytes, cap = chunk_row_bytes(schema, encoder, opts.model), chunk_rows_cap(schema)
+    row_bytes, cap = (
+        chunk_row_bytes(schema, encoder, opts.model),
+        chunk_rows_cap(schema, schema.rows),
+    )
     plan = Plan(batch_rows=opts.batch_rows)
     if saved and saved.saved:
         plan = Plan(**saved.progress["plan"])
