@@ -153,12 +153,22 @@ def _local_cluster(limit: int):
         yield c
 
 
+# a worker's share of the cores, for Polars and for BLAS (numpy's products in the exact
+# logistic's passes): one worker alone would otherwise use every core for BLAS
+THREAD_SETTINGS = (
+    "POLARS_MAX_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
 @contextlib.contextmanager
 def local_cluster(
     workers: int, per_worker: int | str, polars_threads: int | None = None
 ) -> Iterator[object]:
     """A client of a new LocalCluster: ``workers`` single-threaded worker processes
-    with ``per_worker`` bytes each, Polars sharing the cores between them (or
+    with ``per_worker`` bytes each, Polars and BLAS sharing the cores between them (or
     ``polars_threads`` each), leanfit imported when a worker starts (:mod:`.preload`),
     and no work stealing: tasks stay where :meth:`Cluster.place` puts them, by their
     partitions' blocks."""
@@ -175,7 +185,7 @@ def local_cluster(
             memory_limit=per_worker,
             dashboard_address=":0",  # any free port: 8787 may be another run's
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
-            env={"POLARS_MAX_THREADS": str(threads)},
+            env={name: str(threads) for name in THREAD_SETTINGS},
             preload=[PRELOAD],
         ) as local,
         Client(local) as c,
