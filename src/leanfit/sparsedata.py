@@ -17,16 +17,14 @@ seed gives the same file.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from leanfit.errors import ConfigError
-from leanfit.io.outputs import atomic_path, checks_output, writer_for
+from leanfit.io.outputs import checks_output, write_batches
 from leanfit.progress import Progress
 
 CELLS_PER_CHUNK = 10_000_000  # rows per chunk x columns: ~10 MB of counts
@@ -90,15 +88,5 @@ def write_sparse_data(
     return a summary. The file appears under its name only when complete."""
     progress = progress or Progress()
     progress.plan(rows)
-    out = Path(out)
-    fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
     batches = sparse_batches(rows=rows, columns=columns, density=density, seed=seed)
-    written = 0
-    with atomic_path(out) as tmp:
-        first = next(batches)
-        with writer_for(tmp, first.schema, fmt, gzip=out.suffix == ".gz") as write:
-            for batch in itertools.chain([first], batches):
-                write(batch)
-                written += batch.num_rows
-                progress.advance(batch.num_rows)
-    return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}
+    return write_batches(out, batches, fmt, progress.advance)

@@ -26,17 +26,15 @@ True
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from leanfit.errors import ConfigError
-from leanfit.io.outputs import atomic_path, checks_output, writer_for
+from leanfit.io.outputs import checks_output, write_batches
 from leanfit.progress import Progress
 
 CHUNK_ROWS = 100_000
@@ -288,8 +286,6 @@ def write_data(
     """
     progress = progress or Progress()
     progress.plan(rows)
-    out = Path(out)
-    fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
     batches = generate_batches(
         rows=rows,
         seed=seed,
@@ -298,15 +294,7 @@ def write_data(
         drift=drift,
         levels=levels,
     )
-    written = 0
-    with atomic_path(out) as tmp:
-        first = next(batches)
-        with writer_for(tmp, first.schema, fmt, gzip=out.suffix == ".gz") as write:
-            for batch in itertools.chain([first], batches):
-                write(batch)
-                written += batch.num_rows
-                progress.advance(batch.num_rows)
-    return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}
+    return write_batches(out, batches, fmt, progress.advance)
 
 
 POPULAR_MERCHANTS = 5_000
@@ -323,18 +311,11 @@ def write_many_levels(out: str | os.PathLike, *, rows: int, seed: int = 0) -> di
     are longer than 12 bytes (Polars keeps those outside its string views). Written
     chunk by chunk, like :func:`write_data`.
     """
-    written = 0
-    with atomic_path(Path(out)) as tmp:
-        chunks = (
-            _levels_chunk(np.random.default_rng([seed, i]), start, min(CHUNK_ROWS, rows - start))
-            for i, start in enumerate(range(0, rows, CHUNK_ROWS))
-        )
-        first = next(chunks)
-        with writer_for(tmp, first.schema, "csv", gzip=False) as write:
-            for batch in itertools.chain([first], chunks):
-                write(batch)
-                written += batch.num_rows
-    return {"output": str(out), "rows": written, "format": "csv", "bytes": Path(out).stat().st_size}
+    chunks = (
+        _levels_chunk(np.random.default_rng([seed, i]), start, min(CHUNK_ROWS, rows - start))
+        for i, start in enumerate(range(0, rows, CHUNK_ROWS))
+    )
+    return write_batches(out, chunks, "csv", lambda rows: None)
 
 
 def _levels_chunk(rng: np.random.Generator, start: int, n: int) -> pa.RecordBatch:

@@ -23,6 +23,7 @@ import fcntl
 import functools
 import glob as globlib
 import inspect
+import itertools
 import os
 import shutil
 import stat
@@ -317,6 +318,25 @@ def writer_for(
             pacsv.CSVWriter(sink, schema) as writer,
         ):
             yield _checked(writer.write)
+
+
+def write_batches(
+    out: str | os.PathLike, batches: Iterator, fmt: str | None, on_rows: Callable[[int], None]
+) -> dict:
+    """Write Arrow record ``batches`` to ``out`` (``fmt``, default from its suffix:
+    Parquet, else CSV, gzip'd for ``.gz``), under its name only when complete; tell
+    ``on_rows`` the rows of each batch. The summary of ``leanfit make-data``."""
+    out = Path(out)
+    fmt = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
+    written = 0
+    with atomic_path(out) as tmp:
+        first = next(batches)
+        with writer_for(tmp, first.schema, fmt, gzip=out.suffix == ".gz") as write:
+            for batch in itertools.chain([first], batches):
+                write(batch)
+                written += batch.num_rows
+                on_rows(batch.num_rows)
+    return {"output": str(out), "rows": written, "format": fmt, "bytes": out.stat().st_size}
 
 
 def _checked(write: Callable[..., None]) -> Callable[..., None]:
