@@ -418,7 +418,8 @@ def train_booster(
     unrounded = unrounded_trees(data, schema, opts, model.features, guard, summary["metrics"])
     row_bytes = tree_row_bytes(schema, len(model.features))
     cut = summary.get("threshold")
-    summary |= lossy_summary(schema, memory, cut, unrounded, model.proba, row_bytes)
+    reader = reader_bytes(schema, largest_row_group(resolve_paths(data)))
+    summary |= lossy_summary(schema, memory, cut, unrounded, model.proba, row_bytes, reader)
     return save_trained(out, schema, None, model, summary, memory)
 
 

@@ -47,17 +47,19 @@ def lossy_summary(
     unrounded: Callable[[int], Iterator] | None = None,
     proba: Callable | None = None,
     row_bytes: float = 0.0,
+    fixed: int = PARSER_BYTES,
 ) -> dict:
     """With ``--lossy-floats``: ``lossy`` (the choice and error per column, see
     :func:`~leanfit.schema.lossy.lossy_report`) and, given ``unrounded`` (a pass in
     chunks of so many rows yielding the holdout rows ``(X, y, w)`` with the float16
     columns read at float32; None: no float16 column or no holdout), the
-    ``metrics_unrounded`` of ``proba(X)``; ``row_bytes`` plans that pass's chunks."""
+    ``metrics_unrounded`` of ``proba(X)``; ``row_bytes`` and ``fixed`` (the reader's
+    buffers: :func:`~leanfit.costs.reader_bytes`) plan that pass's chunks."""
     reported = lossy_key(schema)
     if not reported or unrounded is None:
         return reported
     try:
-        rows = memory.plan(fixed=PARSER_BYTES, row_bytes=row_bytes)
+        rows = memory.plan(fixed=fixed, row_bytes=row_bytes)
     except MemoryBudgetExceeded:
         reported["lossy"]["note"] = NO_ROOM
         return reported

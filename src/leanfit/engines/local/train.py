@@ -425,7 +425,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         unrounded = linear_holdout(blocks_of, trainer.encoder, bool(metrics))
         row_bytes = chunk_row_bytes(schema, trainer.encoder, opts.model)
         proba = functools.partial(scores, trainer.model)
-        summary |= lossy_summary(schema, memory, cut, unrounded, proba, row_bytes)
+        summary |= lossy_summary(schema, memory, cut, unrounded, proba, row_bytes, fixed)
     summary = {"input": data.shown, **summary}
     summary |= trainer.counts.summary(guard, f"'{schema.target}'")
     return save_trained(out, schema, trainer.encoder, trainer.model, summary, memory)
