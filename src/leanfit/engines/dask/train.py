@@ -73,7 +73,10 @@ class Job:
 
 
 def encoded_partition(part: Part, offset: int, job: Job) -> dict[str, list]:
-    """The partition's encoded ``(X, y, w)`` blocks on each side of the holdout split."""
+    """The partition's encoded ``(X, y, w)`` blocks on each side of the holdout split,
+    compact (:class:`~leanfit.encode.onehot.OneHotBlock`, as the local engine caches
+    them: a third of CSR's bytes to hold and to read in every L-BFGS evaluation) and
+    expanded only where a model needs plain rows."""
     frame = read_part(part, job.types)
     frame = frame.select(encoded_columns(frame.schema, job.schema, job.encoder, job.opts))
     weights = job.weights
@@ -81,7 +84,7 @@ def encoded_partition(part: Part, offset: int, job: Job) -> dict[str, list]:
     rows = Plan().rows(job.opts)
     for start in range(0, frame.height, rows):
         X, y, train = encode_part(
-            frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts, False
+            frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts, True
         )
         for side, mask in zip(SIDES, (train, ~train)):
             if mask.any():
@@ -99,7 +102,7 @@ def nb_part(encoded: dict, job: Job):
     """A naive Bayes model of the partition's train rows (None when it has none)."""
     model = model_for(job.opts, sparse=job.encoder.sparse)
     classes = np.arange(len(job.schema.classes))
-    for X, y, w in encoded["train"]:
+    for X, y, w in job.encoder.plain(encoded["train"]):
         kwargs = {"classes": classes} if not hasattr(model, "classes_") else {}
         if not job.encoder.sparse:  # GaussianNB sums in the dtype of X: float64 is exact
             X = X.astype(np.float64)
@@ -135,17 +138,19 @@ def metrics_part(blocks: list, model, encoder, n_classes: int):
 
 def holdout_part(encoded: dict, model, job: Job):
     """StreamingMetrics of ``model`` on the partition's holdout rows (None without)."""
-    return metrics_part(encoded["holdout"], model, job.encoder, len(job.schema.classes))
+    held = job.encoder.plain(encoded["holdout"])
+    return metrics_part(held, model, job.encoder, len(job.schema.classes))
 
 
-def loss_part(encoded: dict, model) -> tuple[float, int]:
-    return log_loss_sum(model, encoded["holdout"])
+def loss_part(encoded: dict, model, job: Job) -> tuple[float, int]:
+    return log_loss_sum(model, job.encoder.plain(encoded["holdout"]))
 
 
-def sgd_part(encoded: dict, model, classes: np.ndarray, seed: int, epoch: int, index: int):
+def sgd_part(encoded: dict, model, job: Job, epoch: int, index: int):
     """Continue ``model`` over the partition's train rows, shuffled; (model, rows)."""
     model = copy.deepcopy(model)
-    rng = np.random.default_rng([seed, epoch, index])
+    classes = np.arange(len(job.schema.classes))
+    rng = np.random.default_rng([job.opts.seed, epoch, index])
     rows = 0
     blocks = encoded["train"]
     for i in rng.permutation(len(blocks)):
@@ -154,7 +159,7 @@ def sgd_part(encoded: dict, model, classes: np.ndarray, seed: int, epoch: int, i
         kwargs = {} if hasattr(model, "classes_") else {"classes": classes}
         if w is not None:
             kwargs["sample_weight"] = w[order]
-        model.partial_fit(X[order], y[order], **kwargs)
+        model.partial_fit(job.encoder.expand(X, order), y[order], **kwargs)
         rows += len(y)
     return (model, rows) if rows else (None, 0)
 
@@ -229,9 +234,7 @@ def fit(
         elif opts.model == "logistic":
             model = _fit_logistic(cl, encoded, first, counts[:, 0], opts, k, progress)
         else:
-            model, epochs = _fit_sgd(
-                cl, encoded, counts, opts, k, encoder.sparse, history, progress
-            )
+            model, epochs = _fit_sgd(cl, encoded, counts, job, opts, encoder, history, progress)
     with progress.stage("holdout"):
         progress.plan(n_holdout)
         held = holdout_metrics(cl, encoded, model, job, progress, counts[:, 1].tolist())
@@ -328,18 +331,17 @@ def _fit_logistic(
     return model.fit_terms(terms, squares, np.arange(k), n_features, progress=passed)
 
 
-def _fit_sgd(cl: Cluster, encoded, counts, opts: TrainOptions, k: int, sparse, history, progress):
+def _fit_sgd(cl: Cluster, encoded, counts, job, opts: TrainOptions, encoder, history, progress):
     """Per-epoch model averaging (see the module docstring), with the local engine's
     holdout-loss early stopping between epochs (``counts``: each partition's train and
     holdout rows); return the model and the epochs it was trained."""
-    c, model = cl.client, model_for(opts, sparse=sparse)
-    classes = np.arange(k)
+    c, model = cl.client, model_for(opts, sparse=encoder.sparse)
     stopper = EarlyStopping(opts.patience)
     progress.plan(int(counts.sum()), passes=opts.epochs)
     for epoch in range(1, opts.epochs + 1):
         if epoch > 1 and counts[:, 1].any():
             shared = c.scatter(model, broadcast=True)
-            losses = on_blocks(cl, loss_part, encoded, shared)
+            losses = on_blocks(cl, loss_part, encoded, shared, job)
             follow(losses, progress, counts[:, 1].tolist())
             sums = c.gather(losses)
             count = sum(n for _, n in sums)
@@ -350,7 +352,7 @@ def _fit_sgd(cl: Cluster, encoded, counts, opts: TrainOptions, k: int, sparse, h
         progress.note({"stage": "train", "epoch": epoch})
         shared = c.scatter(model, broadcast=True)
         futures = [
-            c.submit(sgd_part, e, shared, classes, opts.seed, epoch, i, **cl.place(i), pure=False)
+            c.submit(sgd_part, e, shared, job, epoch, i, **cl.place(i), pure=False)
             for i, e in enumerate(encoded)
         ]
         follow(futures, progress, counts[:, 0].tolist())
