@@ -277,3 +277,28 @@ def test_logistic_passes_do_not_grow_the_heap(tmp_path):
         trainer.fit(data, cache, held)
     assert len(rss) >= 10
     assert max(rss[2:]) - rss[1] < 60e6, [r // 2**20 for r in rss]
+
+
+@pytest.mark.parametrize("dtype", ["Float64", "Float32", "String"])
+@pytest.mark.parametrize(("mean", "std"), [(1.0, 2.0), (0.0, 1e-3), (-5.0, 1e6)])
+def test_standardised_features_match_numpy_at_the_edges_of_float32(dtype, mean, std):
+    """Numbers are held to float32's range, rounded to float32, standardised in float64,
+    stored as float32; NaN and missing become 0 (the mean). numpy is the reference."""
+    import polars as pl
+
+    values = [1e308, -1e308, float("inf"), float("-inf"), float("nan"), None, 3.5, 1e-45]
+    values += [3.4e38, 3.41e38, 0.1, -0.0, 123456.789]
+    frame = pl.DataFrame({"x": values}, schema={"x": pl.Float64})
+    frame = frame.with_columns(pl.col("x").cast(getattr(pl, dtype)))
+    encoder = Encoder(numeric=[{"name": "x", "mean": mean, "std": std, "indicator": False}])
+    got = encoder.transform(frame)[:, 0]
+
+    top = np.finfo(np.float32).max
+    x = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if dtype == "Float32":
+            x = x.astype(np.float32).astype(np.float64)
+        z = (np.clip(x, -top, top).astype(np.float32).astype(np.float64) - mean) / std
+        want = np.nan_to_num(np.clip(z, -top, top), nan=0.0).astype(np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)

@@ -177,13 +177,18 @@ def local_cluster(
 
     threads = polars_threads or max(1, _cores() // workers)
     with (
-        dask.config.set({"distributed.scheduler.work-stealing": False}),
+        dask.config.set(
+            {
+                "distributed.scheduler.work-stealing": False,
+                "distributed.worker.profile.enabled": False,
+            }
+        ),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             memory_limit=per_worker,
-            dashboard_address=":0",  # any free port: 8787 may be another run's
+            dashboard_address=None,
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
             env={name: str(threads) for name in THREAD_SETTINGS},
             preload=[PRELOAD],

@@ -216,15 +216,13 @@ class Trainer:
         for X, y, train in blocks:
             if not train.all():
                 holdout_cache.append(X[~train], y[~train], self.weights(y[~train]))
-            rows = np.flatnonzero(train)
-            if incremental:
-                rows = self.rng.permutation(rows)
+            rows = np.flatnonzero(train)  # in file order: the learners shuffle (shuffle=True)
             yt = y[rows]
             if len(yt) and keep_train:
                 train_cache.append(X[rows], yt, self.weights(yt))
             if len(yt):
                 self.train_rows += len(yt)
-                if incremental:  # select and shuffle in one copy
+                if incremental:
                     self._learn(self.encoder.expand(X, rows), yt, self.weights(yt), epoch=1)
             del X, y, train, yt
             if self.cursor.whole:
