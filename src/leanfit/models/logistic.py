@@ -70,9 +70,7 @@ def block_terms(
     if fit_intercept:
         raw += coef[:, p]
     if coef.shape[0] == 1:  # binomial loss on one raw score
-        z, yf = raw[:, 0], y.astype(np.float64)
-        loss = np.logaddexp(0.0, z) - yf * z
-        g = (expit(z) - yf)[:, None]
+        loss, g = _binomial(raw[:, 0], y.astype(np.float64))
     else:  # full softmax
         lse = logsumexp(raw, axis=1)
         loss = lse - raw[np.arange(n), y]
@@ -86,6 +84,15 @@ def block_terms(
     if fit_intercept:
         grad[:, p] = g.sum(axis=0)
     return float(loss.sum()), grad, float(n if sw is None else sw.sum())
+
+
+def _binomial(z: Floats, y: Floats) -> tuple[Floats, Floats]:
+    """Each row's loss ``log(1 + e^z) - y z`` and its derivative ``expit(z) - y``,
+    from one ``e^-|z|`` (``np.logaddexp`` and ``expit`` take an exponential each)."""
+    e = np.exp(-np.abs(z))
+    loss = np.log1p(e) + np.maximum(z, 0.0) - y * z
+    inverse = 1.0 / (1.0 + e)
+    return loss, (np.where(z >= 0, inverse, e * inverse) - y)[:, None]
 
 
 Terms = Callable[[Floats], tuple[float, Floats, float]]
