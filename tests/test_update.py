@@ -305,3 +305,27 @@ def test_bad_rows_are_left_out_and_counted(files):
     assert summary["rows"] == len(lines) - 1
     assert summary["rows_train"] + summary["rows_holdout"] + len(bad) == summary["rows"]
     assert summary["drift"]["rows"] == len(lines) - 1 - len(bad)
+
+
+def test_drift_counts_new_levels_in_bounded_memory():
+    """New data where every row brings a new level (an id where a category was): the
+    drift holds at most its cap of levels, counts the rows of unknown levels exactly
+    (pandas is the reference) and still names the most frequent new level first."""
+    from leanfit.schema.columns import Column, Schema
+
+    old = Column("c", "categorical", "dictionary<uint8>", "String", 4, 0)
+    old.categories, old.category_counts = ["a", "b"], [2, 2]
+    drift = Drift(Schema(sources=[], rows=4, columns=[old]), cap=500)
+    rng = np.random.default_rng(0)
+    values = np.array([f"id{i}" for i in range(30_000)] + ["hot"] * 3_000 + ["a"] * 7_000)
+    rng.shuffle(values)
+    frame = pd.DataFrame({"c": values})
+    for start in range(0, len(frame), 4_000):
+        drift.add(pl.from_pandas(frame.iloc[start : start + 4_000]))
+
+    assert len(drift.levels["c"]) <= 500
+    (column,) = drift.result()["columns"]
+    assert column["new_level_rows"] == int((~frame["c"].isin(["a", "b"])).sum())
+    assert column["new_level_examples"][0] == "hot"
+    assert drift.new_levels("c")[0] == "hot"
+    assert drift.level_counts("c")["a"] == pytest.approx(7_000, abs=40_000 / 251)

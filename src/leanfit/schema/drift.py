@@ -5,8 +5,10 @@ and compares each feature column with the schema's statistics:
 
 * numbers (and booleans): the mean shift and the std change in units of the old
   std, the values below the old minimum and above the old maximum;
-* categoricals: the levels the schema does not know (how many, on how many rows,
-  counted exactly) and how far the level shares moved: the total variation distance
+* categoricals: the levels the schema does not know (on how many rows, counted
+  exactly; how many, exactly up to ``cap`` levels counted per column, past it the
+  most frequent ones: :class:`~leanfit.schema.counting.LevelCounts`, as inspect
+  counts) and how far the level shares moved: the total variation distance
   between old and new shares, levels under ``POOLED_BELOW`` of the old rows pooled
   (rare levels of a big column differ between any two samples);
 * every column: the share of missing values, old and new;
@@ -14,7 +16,8 @@ and compares each feature column with the schema's statistics:
 
 Each column gets one ``shift`` (the largest of its measures, all near 0 for a new
 sample of the same population); columns at ``SHIFTED_AT`` or more are named as
-shifted. Memory: the per-frame aggregates and the new data's level counts.
+shifted. Memory: the per-frame aggregates and the new data's level counts (at most
+``cap`` levels a column).
 
 >>> from leanfit.schema.columns import Column, Schema
 >>> cols = [Column("x", "float", "float64", "Float64", 4, 0, min=0.0, max=3.0, mean=1.5,
@@ -39,8 +42,11 @@ import numpy as np
 import polars as pl
 
 from leanfit.schema.columns import Column, Schema
+from leanfit.schema.counting import LevelCounts
+from leanfit.schema.rules import CATEGORY_CAP
 
 SHIFTED_AT = 0.2  # a column whose shift reaches this is named as shifted
+LEVEL_COUNTS = {"level": pl.String, "count": pl.Int64}
 POOLED_BELOW = 0.01  # levels under this share of the old rows are pooled
 NULL_RATE_FLOOR = 0.01  # a null-rate change is measured in units of at least sqrt(this)
 NUMERIC = ("integer", "float", "boolean")
@@ -50,14 +56,15 @@ EXAMPLES = 5  # new levels listed by name (the most frequent)
 class Drift:
     """Statistics of new data against ``schema``, merged frame by frame."""
 
-    def __init__(self, schema: Schema):
+    def __init__(self, schema: Schema, cap: int = CATEGORY_CAP):
         self.schema = schema
         self.columns = list(schema.features)
         self.rows = 0
         self.nulls = dict.fromkeys(self.names, 0)
         self.moments = {c.name: (0, 0.0, 0.0) for c in self.numeric}
         self.outside = {c.name: [0, 0] for c in self.numeric}
-        self.levels: dict[str, pl.DataFrame | None] = {c.name: None for c in self.categorical}
+        self.levels = {c.name: LevelCounts(cap) for c in self.categorical}
+        self.new_rows = {c.name: 0 for c in self.categorical}  # rows of unknown levels
         self.labels = np.zeros(len(schema.classes), dtype=np.int64)
 
     @property
@@ -86,12 +93,11 @@ class Drift:
                 self.outside[c.name][0] += row[f"{c.name}:below"] or 0
                 self.outside[c.name][1] += row[f"{c.name}:above"] or 0
         for c in self.categorical:
-            counts = frame.get_column(c.name).drop_nulls().cast(pl.String).value_counts()
-            counts = counts.rename({c.name: "level"})
-            before = self.levels[c.name]
-            if before is not None:
-                counts = pl.concat([before, counts]).group_by("level").agg(pl.col("count").sum())
-            self.levels[c.name] = counts
+            values = frame.get_column(c.name).drop_nulls().cast(pl.String)
+            self.new_rows[c.name] += int((~values.is_in(self._known(c))).sum())
+            counts = values.rename("level").value_counts(name="count")
+            levels = counts.get_column("level")
+            self.levels[c.name].add(levels, counts.get_column("count").to_numpy().astype(np.int64))
         if labels is not None:
             self.labels += np.bincount(labels[labels >= 0], minlength=len(self.labels))
 
@@ -161,26 +167,32 @@ class Drift:
             entry |= {"below_min": self.outside[c.name][0], "above_max": self.outside[c.name][1]}
         return entry
 
-    def _counts(self, c: Column) -> pl.DataFrame:
-        counts = self.levels[c.name]
-        if counts is None:
-            return pl.DataFrame(schema={"level": pl.String, "count": pl.UInt32})
-        return counts
+    def _known(self, c: Column) -> pl.Series:
+        cache = self.__dict__.setdefault("_known_levels", {})
+        if c.name not in cache:
+            cache[c.name] = pl.Series([str(level) for level in c.categories], dtype=pl.String)
+        return cache[c.name]
+
+    def level_counts(self, name: str) -> dict:
+        """Rows of each level of categorical ``name`` in the new data (past the cap:
+        of the most frequent levels, each within the summary's error)."""
+        top = self.levels[name].top()
+        return dict(zip(top.values, top.counts))
 
     def _unknown(self, c: Column) -> pl.DataFrame:
         """``level``, ``count`` of the levels the schema does not know, most rows first."""
-        known = [str(level) for level in c.categories]
-        new = self._counts(c).filter(~pl.col("level").is_in(known))
-        return new.sort(["count", "level"], descending=[True, False])
+        top = self.levels[c.name].top()
+        counts = pl.DataFrame({"level": top.values, "count": top.counts}, schema=LEVEL_COUNTS)
+        return counts.filter(~pl.col("level").is_in(self._known(c)))
 
     def _categorical(self, c: Column) -> dict:
-        counts, new = self._counts(c), self._unknown(c)
+        new = self._unknown(c)
         known = [str(level) for level in c.categories]
-        total = int(counts.get_column("count").sum() or 0)
+        total = self.rows - self.nulls[c.name]
         old_counts = np.asarray(c.category_counts or [0] * len(known), dtype=np.float64)
         old_share = old_counts / max(old_counts.sum(), 1.0)
         top = [level for level, share in zip(known, old_share) if share >= POOLED_BELOW]
-        by_level = dict(counts.iter_rows())
+        by_level = self.level_counts(c.name)
         new_share = np.asarray([by_level.get(level, 0) for level in top]) / max(total, 1)
         old_top = old_share[old_share >= POOLED_BELOW]
         pooled = abs((1 - old_top.sum()) - (1 - new_share.sum()))
@@ -190,7 +202,7 @@ class Drift:
         return entry | {
             "levels_moved": _rounded(moved),
             "new_levels": new.height,
-            "new_level_rows": int(new.get_column("count").sum() or 0),
+            "new_level_rows": self.new_rows[c.name],
             "new_level_examples": new.get_column("level").head(EXAMPLES).to_list(),
         }
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.costs import chunk_row_bytes, model_bytes, reader_bytes
+from leanfit.costs import chunk_row_bytes, level_cap, model_bytes, reader_bytes
 from leanfit.encode.batches import held_out, label_codes, split_key_exprs
 from leanfit.encode.cache import BlockCache
 from leanfit.encode.extend import with_new_levels
@@ -176,7 +176,9 @@ def _first_pass(
 ) -> tuple[Drift, dict | None]:
     """The drift of ``data`` and the old model's metrics on its holdout rows."""
     schema = model.schema
-    drift, metrics = Drift(schema), StreamingMetrics(len(model.classes))
+    counted = sum(c.categories is not None for c in schema.features)
+    cap = level_cap(memory.room(fixed=reader_bytes(schema, None)), counted, 0.0)
+    drift, metrics = Drift(schema, cap), StreamingMetrics(len(model.classes))
     start = 0
     paths = resolve_paths(data)
     frames = iter_batches(
@@ -213,7 +215,7 @@ def _with_levels(schema: Schema, added: dict[str, list[str]], drift: Drift) -> S
     (counted in the new data), so a later update does not call them new again."""
     grown = Schema.from_json(schema.to_json())
     for name, levels in added.items():
-        col, counts = grown.column(name), dict(drift.levels[name].iter_rows())
+        col, counts = grown.column(name), drift.level_counts(name)
         col.categories = list(col.categories) + levels
         if col.category_counts is not None:
             col.category_counts = list(col.category_counts) + [counts[v] for v in levels]
