@@ -189,3 +189,32 @@ def test_inspect_memory_is_flat_from_1m_to_8m_rows(tmp_path):
     peaks, schema = _inspect_peaks(tmp_path, 1_000_000, "300MB")
     assert not schema.column("merchant").distinct_exact
     assert peaks["big"] <= 1.15 * peaks["small"], peaks
+
+
+def test_an_arrow_ipc_file_too_big_to_map_is_refused_and_the_limit_it_names_holds(tmp_path):
+    """Polars maps an IPC file into memory: one that cannot fit is refused before it is
+    read (the OS's peak stays far below the limit), and a run under the limit the error
+    names trains within it."""
+    import re
+
+    import polars as pl
+
+    data, out = tmp_path / "d.arrow", tmp_path / "m.leanfit"
+    write_data(tmp_path / "d.csv", rows=400_000, seed=2)
+    pl.scan_csv(tmp_path / "d.csv").sink_ipc(data)
+    (tmp_path / "d.csv").unlink()
+    assert data.stat().st_size > 60e6
+
+    code, peak, err = peak_of(
+        "train", data, "--target", "label", "--out", out, "--memory-limit", "300MB"
+    )
+    assert code == 2 and not out.exists()
+    assert "Polars reads Arrow IPC files through a memory map" in err and "leanfit shrink" in err
+    assert peak < parse_limit("300MB") - data.stat().st_size / 2  # refused before reading
+
+    named = re.search(r"or give --memory-limit ([\d,]+MB) or more", err).group(1).replace(",", "")
+    code, peak, err = peak_of(
+        "train", data, "--target", "label", "--out", out, "--memory-limit", named
+    )
+    assert code == 0, err
+    assert peak < parse_limit(named)

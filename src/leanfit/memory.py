@@ -29,6 +29,7 @@ from pathlib import Path
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
 from leanfit.io import interrupts
 from leanfit.io.outputs import atomic_path
+from leanfit.io.readers import mapped_bytes
 from leanfit.progress import Progress
 
 UNITS = {
@@ -44,6 +45,8 @@ UNITS = {
     "tib": 2**40,
 }
 DEFAULT_FRACTION = 0.25
+MAPPED_FACTOR = 2  # a mapped IPC file's pages, and as much again decoded (2M rows: 1.2 GB)
+MAPPED_RUN_BYTES = 150_000_000  # the rest of a run beside them: libraries, buffers, model
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
 STOP_GRACE = 1.0  # seconds a run past the limit has to reach a safe point (then it ends)
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
@@ -209,6 +212,21 @@ class Monitor:
         return plan_rows(
             limit=self.limit, baseline=baseline, fixed=fixed, row_bytes=row_bytes, max_rows=max_rows
         )
+
+    def refuse_mapped(self, paths) -> None:
+        """Refuse, before reading, an input Polars maps into memory (Arrow IPC files:
+        :func:`~leanfit.io.readers.mapped_bytes`) that cannot fit beside the run."""
+        mapped = mapped_bytes(paths)
+        need = current_rss() + MAPPED_FACTOR * mapped
+        if mapped and need > self.limit * SAFETY:
+            more = _mb((need + MAPPED_RUN_BYTES) / SAFETY, up=True)
+            raise MemoryBudgetExceeded(
+                f"{paths[0]}: Polars reads Arrow IPC files through a memory map whose pages "
+                f"count in the resident set: {_mb(mapped)} of them, and the batches decoded "
+                f"from them, do not fit --memory-limit {_mb(self.limit)}. Write the data as "
+                "Parquet once, which is read a row group at a time (leanfit shrink DATA "
+                f"OUT.parquet --memory-limit {more}), or give --memory-limit {more} or more."
+            )
 
     def room(self, *, fixed: int) -> float:
         """Bytes left to plan beyond what the run holds now and ``fixed``."""

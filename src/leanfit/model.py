@@ -158,7 +158,10 @@ class Model:
 
     def plan_rows(self, memory: Monitor, data=None) -> int:
         """Rows per chunk that fit ``memory``'s limit for this model (reading ``data``)."""
-        groups = None if data is None else largest_row_group(resolve_paths(data))
+        groups = None
+        if data is not None:
+            memory.refuse_mapped(resolve_paths(data))
+            groups = largest_row_group(resolve_paths(data))
         fixed = reader_bytes(self.schema, groups)
         fixed += model_bytes(self.encoder.n_features, len(self.classes), "")
         row_bytes = chunk_row_bytes(self.schema, self.encoder)

@@ -15,6 +15,7 @@ import bz2
 import gzip
 import io
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import polars as pl
 
@@ -257,6 +258,19 @@ def binary_schema(path: str, form: Form) -> dict[str, pl.DataType]:
         return dict(
             pl.from_arrow(next(iter(arrow_batches(f, form.format, schema_only=True)))).schema
         )
+
+
+def mapped_bytes(paths) -> int:
+    """Bytes of the input's Arrow IPC files that Polars reads through a memory map
+    (local files in the file format): their pages count in the resident set as they
+    are read, up to the whole file."""
+    if paths.frame is not None or paths.form.format != "ipc":
+        return 0
+    return sum(
+        Path(p).stat().st_size
+        for p in paths.paths
+        if polars_reads(p) and not is_url(p) and not ipc_stream(p, paths.form)
+    )
 
 
 def largest_row_group(paths) -> int | None:

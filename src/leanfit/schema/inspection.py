@@ -66,6 +66,7 @@ def inspect(
     """
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
+    memory.refuse_mapped(paths)
     read_chunk, fixed = _read_chunk(memory, _width(paths))
     set_read_chunk(read_chunk)  # before the sample: the first read may fix it
     with memory.stage("inspect"):

@@ -57,6 +57,7 @@ def shrink(
     ``lossy`` asks and the measured error allows); report sizes."""
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
+    memory.refuse_mapped(paths)
     if schema is not None:
         schema = apply_lossy(schema, lossy)
     schema = schema or inspect(paths, memory=memory, guard=guard, lossy=lossy)

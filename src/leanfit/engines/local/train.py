@@ -343,6 +343,7 @@ def train(
     )
     memory.plan(fixed=PARSER_BYTES)
     data = resolve_paths(data)  # once: a one-shot stream of frames is read here
+    memory.refuse_mapped(data)
     boost = boost or BoostOptions()
     saved = open_checkpoint(data, target, out, opts, boost, memory, checkpoint)
     with checkpointing(saved):

@@ -181,6 +181,7 @@ def _first_pass(
     drift, metrics = Drift(schema, cap), StreamingMetrics(len(model.classes))
     start = 0
     paths = resolve_paths(data)
+    memory.refuse_mapped(paths)
     frames = iter_batches(
         scan_with_schema(paths, lenient(schema), guard),
         paths,
