@@ -160,8 +160,9 @@ class Model:
         """Rows per chunk that fit ``memory``'s limit for this model (reading ``data``)."""
         groups = None
         if data is not None:
-            memory.refuse_mapped(resolve_paths(data))
-            groups = largest_row_group(resolve_paths(data))
+            paths = resolve_paths(data)
+            memory.refuse_mapped(paths)
+            groups = largest_row_group(paths)
         fixed = reader_bytes(self.schema, groups)
         fixed += model_bytes(self.encoder.n_features, len(self.classes), "")
         row_bytes = chunk_row_bytes(self.schema, self.encoder)
