@@ -218,3 +218,21 @@ def test_an_arrow_ipc_file_too_big_to_map_is_refused_and_the_limit_it_names_hold
     )
     assert code == 0, err
     assert peak < parse_limit(named)
+
+
+def test_a_dask_worker_refuses_an_ipc_file_it_cannot_map(tmp_path):
+    """On Dask a worker maps one IPC file (one partition) at a time: locating the
+    partitions refuses a file twice too big for a worker's memory, and not one that fits."""
+    import polars as pl
+
+    from leanfit.engines.dask.cluster import locate
+    from leanfit.errors import MemoryBudgetExceeded
+    from leanfit.memory import current_rss
+
+    data = tmp_path / "d.arrow"
+    pl.DataFrame({"x": range(2_000_000), "label": [0, 1] * 1_000_000}).write_ipc(data)
+    size = data.stat().st_size
+    with pytest.raises(MemoryBudgetExceeded, match="do not fit a worker's .*each worker"):
+        locate(str(data), 2, int(current_rss() + 1.5 * size))
+    paths, parts = locate(str(data), 2, int((current_rss() + 2 * size) / 0.8))
+    assert len(parts) == 1 and list(paths) == [str(data)]

@@ -29,7 +29,7 @@ from pathlib import Path
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
 from leanfit.io import interrupts
 from leanfit.io.outputs import atomic_path
-from leanfit.io.readers import mapped_bytes
+from leanfit.io.readers import mapped_sizes
 from leanfit.progress import Progress
 
 UNITS = {
@@ -116,6 +116,25 @@ def plan_rows(
             f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
         )
     return min(max_rows, 1 << (rows.bit_length() - 1))
+
+
+def refuse_mapped(paths, mapped: int, limit: int, whose: str = "--memory-limit") -> None:
+    """Refuse ``mapped`` bytes of Arrow IPC files (:func:`~leanfit.io.readers.mapped_sizes`)
+    that cannot fit twice (the mapped pages, and the batches decoded from them) beside
+    what this process holds, under ``limit`` (``whose``: the run's, or a worker's)."""
+    need = current_rss() + MAPPED_FACTOR * mapped
+    if mapped and need > limit * SAFETY:
+        more = _mb((need + MAPPED_RUN_BYTES) / SAFETY, up=True)
+        give = f"--memory-limit {more} or more"
+        if whose != "--memory-limit":  # a Dask worker's share
+            give = f"each worker {more} or more (a LocalCluster splits --memory-limit)"
+        raise MemoryBudgetExceeded(
+            f"{paths[0]}: Polars reads Arrow IPC files through a memory map whose pages "
+            f"count in the resident set: {_mb(mapped)} of them, and the batches decoded "
+            f"from them, do not fit {whose} {_mb(limit)}. Write the data as Parquet once, "
+            "which is read a row group at a time (leanfit shrink DATA OUT.parquet "
+            f"--memory-limit {more}), or give {give}."
+        )
 
 
 def room_left(*, limit: int, baseline: int, fixed: int) -> float:
@@ -214,19 +233,9 @@ class Monitor:
         )
 
     def refuse_mapped(self, paths) -> None:
-        """Refuse, before reading, an input Polars maps into memory (Arrow IPC files:
-        :func:`~leanfit.io.readers.mapped_bytes`) that cannot fit beside the run."""
-        mapped = mapped_bytes(paths)
-        need = current_rss() + MAPPED_FACTOR * mapped
-        if mapped and need > self.limit * SAFETY:
-            more = _mb((need + MAPPED_RUN_BYTES) / SAFETY, up=True)
-            raise MemoryBudgetExceeded(
-                f"{paths[0]}: Polars reads Arrow IPC files through a memory map whose pages "
-                f"count in the resident set: {_mb(mapped)} of them, and the batches decoded "
-                f"from them, do not fit --memory-limit {_mb(self.limit)}. Write the data as "
-                "Parquet once, which is read a row group at a time (leanfit shrink DATA "
-                f"OUT.parquet --memory-limit {more}), or give --memory-limit {more} or more."
-            )
+        """Refuse, before reading, an input Polars maps into memory that cannot fit
+        beside the run (:func:`refuse_mapped`): its files read in one query."""
+        refuse_mapped(paths, sum(mapped_sizes(paths)), self.limit)
 
     def room(self, *, fixed: int) -> float:
         """Bytes left to plan beyond what the run holds now and ``fixed``."""

@@ -260,17 +260,17 @@ def binary_schema(path: str, form: Form) -> dict[str, pl.DataType]:
         )
 
 
-def mapped_bytes(paths) -> int:
-    """Bytes of the input's Arrow IPC files that Polars reads through a memory map
-    (local files in the file format): their pages count in the resident set as they
-    are read, up to the whole file."""
+def mapped_sizes(paths) -> list[int]:
+    """Bytes of each of the input's Arrow IPC files that Polars reads through a memory
+    map (local files in the file format): their pages count in the resident set as
+    they are read, up to the whole file."""
     if paths.frame is not None or paths.form.format != "ipc":
-        return 0
-    return sum(
+        return []
+    return [
         Path(p).stat().st_size
         for p in paths.paths
         if polars_reads(p) and not is_url(p) and not ipc_stream(p, paths.form)
-    )
+    ]
 
 
 def largest_row_group(paths) -> int | None:

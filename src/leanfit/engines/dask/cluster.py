@@ -41,10 +41,10 @@ from leanfit.io.partitions import (
     parse_types,
     plan_parts,
 )
-from leanfit.io.readers import is_url
+from leanfit.io.readers import is_url, mapped_sizes
 from leanfit.io.sizes import estimate_rows
 from leanfit.io.source import resolve_paths, size
-from leanfit.memory import Monitor, peak_rss
+from leanfit.memory import Monitor, peak_rss, refuse_mapped
 from leanfit.progress import Progress
 from leanfit.schema.rules import read_types
 
@@ -230,6 +230,8 @@ def locate(data, workers: int, worker_memory: int, block: int | None = None):
     """On a worker: the input files and their partitions; unless ``block`` is given,
     sized by the workers' memory and as many for every worker."""
     paths = resolve_paths(data)
+    # a worker reads one IPC file at a time, as one partition
+    refuse_mapped(paths, max(mapped_sizes(paths), default=0), worker_memory, "a worker's")
     if block is not None:
         return paths, plan_parts(paths, block)
     block = block_size(sum(size(p) for p in paths), workers, worker_memory)
