@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import leanfit
@@ -166,3 +167,17 @@ def test_shrink_export_and_write_data_run_in_the_shell(data, tmp_path):
     leanfit.train(data, "label", out=tmp_path / "m.leanfit", drop=("signup_date",))
     exported = leanfit.export(tmp_path / "m.leanfit", tmp_path / "m.onnx", memory_limit="2GB")
     assert exported["format"] == "onnx" and (tmp_path / "m.onnx").stat().st_size > 0
+
+
+def test_write_data_takes_every_option_of_make_data(tmp_path):
+    """The API's write_data is the make-data command: wide, mostly-zero data and a
+    shifted population too, as the command line writes them."""
+    wide = leanfit.write_data(tmp_path / "w.csv", rows=300, sparse_columns=40, density=0.1)
+    frame = pd.read_csv(tmp_path / "w.csv")
+    counts = frame[[c for c in frame.columns if c.startswith("n")]]
+    assert wide["rows"] == 300 and counts.shape == (300, 40)
+    assert 0.05 < (counts != 0).to_numpy().mean() < 0.15
+    leanfit.write_data(tmp_path / "a.csv", rows=2_000, seed=3)
+    leanfit.write_data(tmp_path / "b.csv", rows=2_000, seed=3, drift=1.0)
+    before, after = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert after["monthly_fee"].mean() > before["monthly_fee"].mean()

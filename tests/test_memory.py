@@ -232,7 +232,7 @@ def test_a_dask_worker_refuses_an_ipc_file_it_cannot_map(tmp_path):
     data = tmp_path / "d.arrow"
     pl.DataFrame({"x": range(2_000_000), "label": [0, 1] * 1_000_000}).write_ipc(data)
     size = data.stat().st_size
-    with pytest.raises(MemoryBudgetExceeded, match="do not fit a worker's .*each worker"):
+    with pytest.raises(MemoryBudgetExceeded, match=r"do not fit a worker's .*each worker"):
         locate(str(data), 2, int(current_rss() + 1.5 * size))
     paths, parts = locate(str(data), 2, int((current_rss() + 2 * size) / 0.8))
     assert len(parts) == 1 and list(paths) == [str(data)]

@@ -377,6 +377,9 @@ def write_data(
     positive_rate: float = 0.3,
     fmt: str | None = None,
     levels: int = 100_000,
+    drift: float = 0.0,
+    sparse_columns: int | None = None,
+    density: float = 0.01,
     **given,
 ) -> dict:
     """Write generated classification data, chunk by chunk, in constant memory
@@ -398,6 +401,15 @@ def write_data(
         The format; default: from the file name.
     levels : int, default=100_000
         The most levels of the high-cardinality text column ``product``.
+    drift : float, default=0.0
+        A shifted population: ``monthly_fee``, ``score_a`` and ``latency_ms`` move by
+        this much of their spread, ``plan`` gains new levels, the effects change (new
+        data for ``update``).
+    sparse_columns : int, optional
+        Wide, mostly-zero data instead: this many count columns (``n00000``, ...), two
+        float columns and a binary label.
+    density : float, default=0.01
+        With ``sparse_columns``: the share of counts that are not 0.
 
     Returns
     -------
@@ -408,23 +420,36 @@ def write_data(
     ----------------
     {options}
     """
+    run = _group(RunOptions, given)
+    with _shell(run, {"--out": out}, []) as shell:
+        generating = {"rows": rows, "seed": seed, "classes": classes, "fmt": fmt}
+        generating |= {"positive_rate": positive_rate, "levels": levels, "drift": drift}
+        generating |= {"sparse_columns": sparse_columns, "density": density}
+        return shell.finish(generated(out, shell.memory, **generating))
+
+
+def generated(out: Path_, memory, *, sparse_columns: int | None, density: float, **options) -> dict:
+    """Write the data of ``leanfit make-data`` within ``memory``'s budget: leanfit's
+    generator (:mod:`leanfit.synth`, ``options``), or wide, mostly-zero data
+    (:mod:`leanfit.sparsedata`) with ``sparse_columns``; the summary."""
+    from leanfit.sparsedata import write_sparse_data
     from leanfit.synth import GENERATOR_BYTES
     from leanfit.synth import write_data as generate
 
-    run = _group(RunOptions, given)
-    with _shell(run, {"--out": out}, []) as shell:
-        shell.memory.plan(fixed=GENERATOR_BYTES)
-        with shell.memory.stage("make-data"):
-            summary = generate(
-                out,
-                rows=rows,
-                seed=seed,
-                classes=classes,
-                positive_rate=positive_rate,
-                fmt=fmt,
-                levels=levels,
-            )
-        return shell.finish(summary)
+    memory.plan(fixed=GENERATOR_BYTES)
+    with memory.stage("make-data"):
+        if not sparse_columns:
+            return generate(out, **options, progress=memory.progress)
+        rows, seed, fmt = options["rows"], options["seed"], options["fmt"]
+        return write_sparse_data(
+            out,
+            rows=rows,
+            columns=sparse_columns,
+            density=density,
+            seed=seed,
+            fmt=fmt,
+            progress=memory.progress,
+        )
 
 
 def _schema(schema: Schema | Path_ | None) -> Schema | None:

@@ -109,33 +109,11 @@ def make_data(
       leanfit make-data data/train.csv --rows 8000000 --seed 1
       leanfit make-data data/wide.csv --rows 20000 --sparse-columns 10000 --density 0.01
     """
-    from leanfit.sparsedata import write_sparse_data
-    from leanfit.synth import GENERATOR_BYTES, write_data
+    from leanfit.api import generated
 
-    memory.plan(fixed=GENERATOR_BYTES)
-    with memory.stage("make-data"):
-        if sparse_columns:
-            summary = write_sparse_data(
-                out,
-                rows=rows,
-                columns=sparse_columns,
-                density=density,
-                seed=seed,
-                fmt=fmt,
-                progress=memory.progress,
-            )
-        else:
-            summary = write_data(
-                out,
-                rows=rows,
-                seed=seed,
-                classes=classes,
-                positive_rate=positive_rate,
-                fmt=fmt,
-                progress=memory.progress,
-                drift=drift,
-                levels=levels,
-            )
+    options = {"rows": rows, "seed": seed, "classes": classes, "fmt": fmt, "drift": drift}
+    options |= {"positive_rate": positive_rate, "levels": levels}
+    summary = generated(out, memory, sparse_columns=sparse_columns, density=density, **options)
 
     def show(s):
         click.echo(f"wrote {s['rows']:,} rows to {s['output']} ({s['bytes'] / 1e6:,.1f} MB)")
