@@ -65,6 +65,10 @@ class Drift:
         self.outside = {c.name: [0, 0] for c in self.numeric}
         self.levels = {c.name: LevelCounts(cap) for c in self.categorical}
         self.new_rows = {c.name: 0 for c in self.categorical}  # rows of unknown levels
+        self.known = {
+            c.name: pl.Series([str(level) for level in c.categories], dtype=pl.String)
+            for c in self.categorical
+        }
         self.labels = np.zeros(len(schema.classes), dtype=np.int64)
 
     @property
@@ -94,7 +98,7 @@ class Drift:
                 self.outside[c.name][1] += row[f"{c.name}:above"] or 0
         for c in self.categorical:
             values = frame.get_column(c.name).drop_nulls().cast(pl.String)
-            self.new_rows[c.name] += int((~values.is_in(self._known(c))).sum())
+            self.new_rows[c.name] += int((~values.is_in(self.known[c.name])).sum())
             counts = values.rename("level").value_counts(name="count")
             levels = counts.get_column("level")
             self.levels[c.name].add(levels, counts.get_column("count").to_numpy().astype(np.int64))
@@ -167,12 +171,6 @@ class Drift:
             entry |= {"below_min": self.outside[c.name][0], "above_max": self.outside[c.name][1]}
         return entry
 
-    def _known(self, c: Column) -> pl.Series:
-        cache = self.__dict__.setdefault("_known_levels", {})
-        if c.name not in cache:
-            cache[c.name] = pl.Series([str(level) for level in c.categories], dtype=pl.String)
-        return cache[c.name]
-
     def level_counts(self, name: str) -> dict:
         """Rows of each level of categorical ``name`` in the new data (past the cap:
         of the most frequent levels, each within the summary's error)."""
@@ -183,7 +181,7 @@ class Drift:
         """``level``, ``count`` of the levels the schema does not know, most rows first."""
         top = self.levels[c.name].top()
         counts = pl.DataFrame({"level": top.values, "count": top.counts}, schema=LEVEL_COUNTS)
-        return counts.filter(~pl.col("level").is_in(self._known(c)))
+        return counts.filter(~pl.col("level").is_in(self.known[c.name]))
 
     def _categorical(self, c: Column) -> dict:
         new = self._unknown(c)
