@@ -185,7 +185,7 @@ class Drift:
 
     def _categorical(self, c: Column) -> dict:
         new = self._unknown(c)
-        known = [str(level) for level in c.categories]
+        known = self.known[c.name].to_list()
         total = self.rows - self.nulls[c.name]
         old_counts = np.asarray(c.category_counts or [0] * len(known), dtype=np.float64)
         old_share = old_counts / max(old_counts.sum(), 1.0)
