@@ -156,10 +156,12 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def squares_pass(blocks: BlockSource, n_features: int) -> Floats:
-    """:func:`block_squares` summed over one pass."""
+    """:func:`block_squares` summed over one pass (BLAS on one thread, as in
+    :func:`_bounded_map`: the parser's threads are busy meanwhile)."""
     total = np.zeros(n_features + 1)
-    for X, y, sw in blocks():
-        total += block_squares(X, y, sw)
+    with threadpool_limits(1, user_api="blas"):
+        for X, y, sw in blocks():
+            total += block_squares(X, y, sw)
     return total
 
 
@@ -189,6 +191,9 @@ def minimize_lbfgs(
     most ``gtol`` (as scikit-learn's ``pgtol``), or when the objective no longer
     decreases (``ftol = 64 * eps``). The scaling changes the path, not the minimiser:
     on the generated data it cuts 97 evaluations to 11 at the same ``gtol``.
+
+    BLAS runs on one thread: the optimiser's vector steps are too small for more, and
+    idle BLAS threads spin against the passes (on Dask, against the workers).
     """
     root = np.sqrt(diagonal)
     last: dict[str, Floats] = {}
@@ -204,14 +209,15 @@ def minimize_lbfgs(
             raise StopIteration
 
     options = {"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": 64 * EPS}
-    res = minimize(
-        scaled,
-        x0 * root,
-        method="L-BFGS-B",
-        jac=True,
-        callback=stop_when_converged,
-        options=options,
-    )
+    with threadpool_limits(1, user_api="blas"):
+        res = minimize(
+            scaled,
+            x0 * root,
+            method="L-BFGS-B",
+            jac=True,
+            callback=stop_when_converged,
+            options=options,
+        )
     u = last.get("converged", res.x)
     return u / root, int(res.nit), "converged" in last or bool(res.success), str(res.message)
 
