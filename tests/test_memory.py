@@ -236,3 +236,46 @@ def test_a_dask_worker_refuses_an_ipc_file_it_cannot_map(tmp_path):
         locate(str(data), 2, int(current_rss() + 1.5 * size))
     paths, parts = locate(str(data), 2, int((current_rss() + 2 * size) / 0.8))
     assert len(parts) == 1 and list(paths) == [str(data)]
+
+
+SPIKE = 300_000_000
+
+
+def _spike() -> None:
+    """Hold SPIKE bytes for a moment, between two of the sampler's looks."""
+    import numpy as np
+
+    held = np.ones(SPIKE // 8)
+    del held
+
+
+def test_a_spike_between_samples_stops_the_run_before_any_output(tmp_path):
+    from leanfit.errors import MemoryBudgetExceeded
+    from leanfit.io.outputs import atomic_path
+    from leanfit.memory import Monitor, current_rss
+
+    out = tmp_path / "model.leanfit"
+    monitor = Monitor(current_rss() + SPIKE // 2, interval=60.0)  # one look a minute
+    with monitor, monitor.stage("train"):
+        _spike()
+        with (
+            pytest.raises(MemoryBudgetExceeded, match="over --memory-limit"),
+            atomic_path(out) as tmp,
+        ):
+            tmp.write_text("fitted")
+        with pytest.raises(MemoryBudgetExceeded, match="during train"):
+            monitor.check()  # the safe point before every chunk sees it too
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_runs_peak_is_its_own_not_the_sessions(tmp_path):
+    """In a notebook, leanfit runs after other work: its report, and its stop, count
+    from the run's start."""
+    from leanfit.memory import Monitor, current_rss, peak_rss
+
+    _spike()
+    assert peak_rss() > current_rss() + SPIKE // 2
+    with Monitor(current_rss() + SPIKE // 2) as monitor, monitor.stage("train"):
+        monitor.check()
+    report = monitor.report()
+    assert report["within_limit"] and report["peak_rss_bytes"] < report["limit_bytes"]

@@ -4,8 +4,11 @@ The budget is a contract. A run first measures its baseline (interpreter and
 libraries, as the OS counts them), then refuses a limit it cannot honour before
 reading any data, saying what limit would work. While it runs, a background
 thread samples the resident set size; when it drifts toward the limit, later
-chunks shrink. Every command ends with a report: the limit, the peak RSS as the OS
-counts it (``getrusage``), and the peak of each stage.
+chunks shrink. The run stops on the OS's own peak (``getrusage``), not on the
+samples alone: a spike shorter than the sampling interval is seen by the next
+sample, and by the check before every output is renamed into place, so a run that
+ends well never went over. Every command ends with a report: the limit, the peak
+RSS as the OS counts it, and the peak of each stage.
 
 >>> parse_limit("512MB"), parse_limit("2GiB"), parse_limit("1.5 gb")
 (512000000, 2147483648, 1500000000)
@@ -95,6 +98,13 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def reset_peak() -> None:
+    """Start this process's peak over from what it holds now (Linux 4.0+), so that a
+    run's peak is its own, not that of earlier work in the same Python session."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def plan_rows(
     *, limit: int, baseline: int, fixed: int, row_bytes: float, max_rows: int = MAX_ROWS
 ) -> int:
@@ -180,6 +190,8 @@ class Monitor:
 
     def __enter__(self) -> Monitor:
         interrupts.clear_stop()
+        reset_peak()
+        interrupts.before_publish(self._check_peak)
         self.baseline = current_rss()
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, daemon=True, name="leanfit-rss")
@@ -191,6 +203,7 @@ class Monitor:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        interrupts.before_publish(None)
         interrupts.clear_stop()
 
     def _run(self) -> None:
@@ -202,10 +215,16 @@ class Monitor:
         self.samples.append((time.perf_counter() - self._t0, rss, self._stage))
         self.stage_peaks[self._stage] = max(self.stage_peaks.get(self._stage, 0), rss)
         self.progress.measure(rss, self.limit)
-        if rss > self.limit and self._thread is not None and self._stage != "setup":
+        if self._thread is not None and self._stage != "setup":
             # the run is stopped even inside one long native call (a Polars query); in
             # setup, the planner's refusal says more
-            interrupts.stop(self.over_limit(rss), grace=STOP_GRACE)
+            self._check_peak()
+
+    def _check_peak(self) -> None:
+        """Stop the run when the OS's peak is over the limit (from any thread)."""
+        peak = peak_rss()
+        if peak > self.limit:
+            interrupts.stop(self.over_limit(peak), grace=STOP_GRACE)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -247,9 +266,9 @@ class Monitor:
         """Stop the run when SIGINT or SIGTERM arrived (see leanfit.io.interrupts) or the
         resident set has gone over the limit: the safe point before every chunk."""
         interrupts.check()
-        rss = current_rss()
-        if rss > self.limit:
-            raise self.over_limit(rss)
+        peak = peak_rss()
+        if peak > self.limit:
+            raise self.over_limit(peak)
 
     def over_limit(self, rss: int) -> MemoryBudgetExceeded:
         """The error of a run past the limit (inspect has no chunk size to make smaller)."""

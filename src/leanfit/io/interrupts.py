@@ -42,6 +42,7 @@ class _State:
     received_at: float = 0.0
     acknowledged = False  # the error was raised: the main thread is cleaning up
     wake: int | None = None  # the watcher's pipe, to tell it of a stop
+    probe: Callable[[], None] | None = None  # may call stop() before an output is renamed
 
 
 _state = _State()
@@ -61,6 +62,19 @@ def check() -> None:
     if error is not None:
         _state.acknowledged = True
         raise error
+
+
+def before_publish(probe: Callable[[], None] | None) -> None:
+    """Have ``probe`` (which may :func:`stop` the run) called before every output is
+    renamed into place (the memory monitor's last look at the peak); None: no probe."""
+    _state.probe = probe
+
+
+def check_publish() -> None:
+    """:func:`check`, after the :func:`before_publish` probe has had its say."""
+    if _state.probe is not None:
+        _state.probe()
+    check()
 
 
 def pending() -> LeanfitError | None:

@@ -267,7 +267,7 @@ def atomic_path(final: str | os.PathLike, *, durable: bool = False) -> Iterator[
             if durable:
                 fsync(tmp)
             with interrupts.publishing:
-                interrupts.check()
+                interrupts.check_publish()
                 os.replace(tmp, final)
             if durable:
                 fsync(final.parent)
