@@ -152,6 +152,21 @@ def test_logistic_accuracy_close_to_sklearn():
     assert abs(ours - reference) <= 0.02
 
 
+@pytest.mark.parametrize("labels", [(1, 2), ("no", "yes")])
+def test_class_weight_dict_is_keyed_by_label_as_in_sklearn(labels):
+    """y is staged as class codes; a weight given by label must still weight that label
+    (labels 0..k-1, as in scikit-learn's own check, would not tell the two apart)."""
+    X, y01 = make_classification(n_samples=2_000, n_features=4, random_state=1)
+    y = np.asarray(labels)[y01]
+    weights = {labels[0]: 20}
+    reference = LogisticRegression(class_weight=weights).fit(X, y).predict(X)
+    ours = StreamingClassifier(model="logistic", class_weight=weights).fit(X, y).predict(X)
+    share = np.mean(reference == labels[0])
+    assert share > 0.6 and abs(np.mean(ours == labels[0]) - share) < 0.01
+    with pytest.raises(ConfigError, match="3 is not a class of y"):
+        StreamingClassifier(model="logistic", class_weight={3: 1}).fit(X, y)
+
+
 def test_optional_methods_say_why_they_are_missing():
     X, y = _data(200)
     hinge = StreamingClassifier(model="hinge")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -89,6 +89,22 @@ FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
 
 
+def weights_by_code(weights: Mapping, classes: np.ndarray) -> dict[int, float]:
+    """``{label: weight}`` as ``{code: weight}``, the code of a label being its index in
+    ``classes``; a label not among them is refused."""
+    code_of = {label: code for code, label in enumerate(classes.tolist())}
+    codes = {}
+    for label, weight in weights.items():
+        key = label.item() if isinstance(label, np.generic) else label
+        if key not in code_of:
+            raise ConfigError(
+                f"class_weight: {label!r} is not a class of y "
+                f"(its classes: {', '.join(map(str, code_of))})."
+            )
+        codes[code_of[key]] = weight
+    return codes
+
+
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier that trains with ``leanfit train``, in bounded memory.
 
@@ -105,8 +121,9 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
     holdout : float, default=0.0
         Share of rows held out to measure the model and stop early. The metrics go to
         ``training_summary_``. The default trains on every row, as scikit-learn does.
-    class_weight : {"balanced"} or None, default=None
-        Weight classes inversely to their frequency.
+    class_weight : {"balanced"}, dict or None, default=None
+        ``"balanced"`` weights classes inversely to their frequency; a dict gives each
+        label its weight (``{label: weight}``, as in scikit-learn).
     C : float, default=1.0
         Inverse regularisation strength of ``model="logistic"``.
     batch_rows : int, default=131072
@@ -231,7 +248,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
                 data,
                 schema=schema,
                 out=folder / "model.leanfit",
-                options=self._options(),
+                options=self._options(classes),
                 boost=BoostOptions(
                     **{name: getattr(self, name) for name, *_ in BoostOptions.table()}
                 ),
@@ -334,7 +351,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
                 schema = staged_schema(data, label, lossy=self._options().lossy)
                 schema.class_counts = class_counts(schema, len(wanted))
                 schema.classes = list(range(len(wanted)))
-                options = dataclasses.replace(self._options(), holdout=0.0, epochs=1)
+                options = dataclasses.replace(self._options(wanted), holdout=0.0, epochs=1)
                 summary = train(data, schema=schema, out=Path(tmp) / "m.leanfit", options=options)
                 self.model_, self.classes_ = load(Path(tmp) / "m.leanfit"), wanted
             else:
@@ -343,11 +360,15 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         self.training_summary_ = summary
         return self
 
-    def _options(self) -> TrainOptions:
+    def _options(self, classes: np.ndarray | None = None) -> TrainOptions:
+        """The training options; with ``classes`` (``y`` staged as class codes), a
+        ``class_weight`` dict keyed by label is keyed by code."""
         seed = self.random_state
         if not isinstance(seed, Integral):
             seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
         values = option_values(self, TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
+        if classes is not None and isinstance(self.class_weight, Mapping):
+            values["class_weight"] = weights_by_code(self.class_weight, classes)
         return TrainOptions(**values)
 
     # ------------------------------------------------------------------ predict
