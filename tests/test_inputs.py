@@ -383,3 +383,27 @@ def test_memory_urls_on_the_dask_engine(memory_files, folder, reference):
     assert url["rows_train"] == local["rows_train"] == plain["rows_train"]
     assert url["input"][0].endswith("/leanfit-test/d.csv")
     assert url["metrics"] == local["metrics"]
+
+
+def test_nan_as_python_and_r_spell_it_is_a_missing_number(tmp_path):
+    """Python's csv module writes float('nan') as ``nan``; Polars infers such a column
+    as text. It is a float column with those values missing, as pandas reads it, on
+    both engines, and every later stage reads it so."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=400).round(4)
+    y = (x + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    spelled = np.where(np.arange(400) % 5 == 0, np.where(np.arange(400) % 2 == 0, "nan", "NaN"), x)
+    path = tmp_path / "spelled.csv"
+    pd.DataFrame({"y": y, "x": spelled, "z": rng.choice(list("abc"), 400)}).to_csv(
+        path, index=False
+    )
+    reference = pd.read_csv(path)
+    assert reference["x"].dtype == np.float64
+    for engine in (None, "dask"):
+        schema = leanfit.inspect(path, target="y", engine=engine)
+        x_column = schema.column("x")
+        assert (x_column.kind, x_column.nulls) == ("float", reference["x"].isna().sum())
+    model = leanfit.train(path, target="y", model="logistic", out=tmp_path / "m.leanfit")
+    assert model.summary["metrics"]["roc_auc"] > 0.8  # x, the one informative column, is learned
+    out = tmp_path / "p.csv"
+    assert leanfit.predict(tmp_path / "m.leanfit", path, out)["rows"] == len(reference)

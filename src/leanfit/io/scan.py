@@ -101,7 +101,7 @@ def read_sample(
 
     Text columns whose every value is an ISO date or timestamp become Date or
     Datetime (checked here on the sample: Polars' own date inference over many
-    rows is slow).
+    rows is slow), and CSV text columns whose every value is a number Float64.
     """
     csv = paths.form.format == "csv"
     with translated(paths):
@@ -121,10 +121,22 @@ def read_sample(
             sample = scan(paths, overrides).head(INFER_ROWS).collect()
     if not sample.width:
         raise InputError(f"{paths[0]}, line 1: no columns found. Give a file with a header row.")
-    dates = [
-        as_temporal(sample.get_column(n)) for n in sample.columns if n not in (overrides or {})
+    typed = [
+        as_float(c) if csv and as_float(c) is not None else as_temporal(c)
+        for c in sample.iter_columns()
+        if c.name not in (overrides or {})
     ]
-    return sample.with_columns([d for d in dates if d is not None])
+    return sample.with_columns([c for c in typed if c is not None])
+
+
+def as_float(column: pl.Series) -> pl.Series | None:
+    """``column`` as floats when every text value is a number: Polars infers text for
+    a column holding ``nan``, ``NAN`` or ``Inf`` (its inference knows only ``NaN`` and
+    ``inf``), which its parser and pandas read as numbers."""
+    if column.dtype != pl.String or column.null_count() == column.len():
+        return None
+    parsed = column.cast(pl.Float64, strict=False)
+    return parsed if parsed.null_count() == column.null_count() else None
 
 
 def as_temporal(column: pl.Series) -> pl.Series | None:

@@ -117,8 +117,10 @@ class Schema:
         )
 
     def read_overrides(self) -> dict[str, pl.DataType]:
-        """Parser types for the columns the inspect pass had to widen."""
-        return {c.name: pl.String for c in self.columns if c.read_as == "String"}
+        """Parser types for the columns the inspect pass had to widen (text), and for
+        every float column (Polars infers text from ``nan`` spelled so)."""
+        read = {"String": pl.String, "Float64": pl.Float64}
+        return {c.name: read[c.read_as] for c in self.columns if c.read_as in read}
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(asdict(self), indent=1, default=_json_default)
