@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
@@ -302,3 +303,25 @@ def test_standardised_features_match_numpy_at_the_edges_of_float32(dtype, mean, 
         want = np.nan_to_num(np.clip(z, -top, top), nan=0.0).astype(np.float32)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("model", ["hinge", "perceptron", "nb"])
+def test_values_near_the_float_limit_give_the_models_own_choice(tmp_path, model):
+    """A value near float32's limit (or past it: the encoder bounds it there) once
+    overflowed scikit-learn's float32 arithmetic: NaN probabilities, the first class."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 3))
+    label = np.array(["a", "b", "c"])[np.argmax(x, axis=1)]
+    frame = pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "label": label})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    fitted = leanfit.train(tmp_path / "train.csv", target="label", model=model, out=tmp_path / "m")
+    extreme = pd.DataFrame({"x0": [3.4e38, 1e300, -3e38], "x1": [1.0, 2e38, 0.5], "x2": 0.0})
+    proba = fitted.predict_proba(extreme)
+    assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0)
+    X = fitted.encoder.transform(pl.from_pandas(extreme)).astype(np.float64)
+    estimator = fitted.estimator
+    if model == "nb":  # the reference: scikit-learn's own joint likelihood in float64
+        reference = estimator.predict_proba(X).argmax(axis=1)
+    else:
+        reference = (X @ estimator.coef_.T + estimator.intercept_).argmax(axis=1)
+    assert proba.argmax(axis=1).tolist() == reference.tolist()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 
 import numpy as np
+from scipy import sparse
 
 from leanfit.errors import BundleError, ConfigError
 from leanfit.options import MODELS, SGD_FAMILY, TrainOptions
@@ -122,7 +123,11 @@ def has_proba(model) -> bool:
 
 
 def scores(model, X) -> np.ndarray:
-    """Class probabilities, or a softmax of decision values for margin models."""
+    """Class probabilities, or a softmax of decision values for margin models, computed
+    in float64: scikit-learn computes in the dtype of its input, and in float32 a value
+    near float32's limit (the encoder's bound) overflows to inf and the scores to NaN."""
+    if isinstance(X, np.ndarray) or sparse.issparse(X):
+        X = X.astype(np.float64, copy=False)
     if has_proba(model):
         return model.predict_proba(X)
     decision = model.decision_function(X)
