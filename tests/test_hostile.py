@@ -129,6 +129,17 @@ def made(name: str) -> Callable:
     return lambda d, r: (d / name).is_file()
 
 
+def loads(name: str) -> Callable:
+    """The bundle the command wrote loads, and predicts."""
+
+    def check(d: Path, r) -> bool:
+        from leanfit import load
+
+        return load(d / name).predict_proba(d / "t.csv").shape[0] > 0
+
+    return check
+
+
 def both(*checks: Callable) -> Callable:
     return lambda d, r: all(check(d, r) for check in checks)
 
@@ -228,6 +239,13 @@ CSV_CASES = [
       r"no feature to learn from: besides the target 'label' the data has no column", out="m.leanfit"),
     works("nan-label-is-a-missing-label", {"data.csv": "x,label\n" + "".join(f"{i},{('0', '1', 'NaN')[i % 3]}\n" for i in range(60))},
        TRAIN + " --json", both(json_is("rows_unlabelled", 20), lambda d, r: json.loads(r.stdout)["rows"] == 60)),
+    works("trailing-separator-on-every-line", {"t.csv": data(60).replace("\n", ",\n")},
+       "train t.csv --target label --out m.leanfit", loads("m.leanfit")),
+    works("a-column-always-empty", {"t.csv": "x,gone,f,c,label\n" + re.sub(r"(?m)^(\d+),", r"\1,,", rows(60))},
+       "train t.csv --target label --out m.leanfit", loads("m.leanfit"), slow=True),
+    fails("continuous-target", {"t.csv": "x,y\n" + "".join(f"{i},{i / 7:.4f}\n" for i in range(50))},
+      "train t.csv --target y --out m.leanfit", r"target 'y' holds numbers that are not whole \(e\.g\. ",
+      out="m.leanfit"),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

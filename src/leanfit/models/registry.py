@@ -129,7 +129,8 @@ def scores(model, X) -> np.ndarray:
     if isinstance(X, np.ndarray) or sparse.issparse(X):
         X = X.astype(np.float64, copy=False)
     if has_proba(model):
-        return model.predict_proba(X)
+        with np.errstate(divide="ignore"):  # naive Bayes: log 0 of a class never trained on
+            return model.predict_proba(X)
     decision = model.decision_function(X)
     if decision.ndim == 1:
         decision = np.column_stack([-decision, decision])

@@ -268,7 +268,8 @@ def _column_problem(col, where: str) -> str | None:
         return f"{where}.kind is {col['kind']!r}, not one of {', '.join(KINDS)}"
     if not STORAGE.fullmatch(col["storage"]):
         return f"{where}.storage {col['storage']!r} is not a storage type"
-    if col["storage"].startswith("dictionary") and not col.get("categories"):
+    levels = col.get("categories")
+    if col["storage"].startswith("dictionary") and not (levels or col["kind"] == "constant"):
         return f"{where} is stored as a dictionary but has no 'categories'"
     return None
 

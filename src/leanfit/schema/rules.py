@@ -189,6 +189,7 @@ def describe_target(schema: Schema, counter: Any) -> None:
         )
     pairs = zip(found.values, found.counts)
     counts = sorted((label, n) for label, n in pairs if not is_missing_label(label))
+    refuse_continuous(schema.target, [label for label, _ in counts])
     schema.classes = [label for label, _ in counts]
     schema.class_counts = [n for _, n in counts]
     if len(counts) < 2:
@@ -207,6 +208,18 @@ def describe_target(schema: Schema, counter: Any) -> None:
     if missing:
         schema.warnings.append(
             f"{missing:,} rows have no '{schema.target}' value; they are skipped."
+        )
+
+
+def refuse_continuous(target: str, labels: list) -> None:
+    """Refuse a target of numbers that are not whole, as scikit-learn's classifiers
+    do ("Unknown label type: continuous"): a regression target, not classes."""
+    fractional = next((x for x in labels if isinstance(x, float) and not x.is_integer()), None)
+    if fractional is not None:
+        raise InputError(
+            f"target '{target}' holds numbers that are not whole (e.g. {fractional!r}): "
+            "its values look continuous, and leanfit trains classifiers. Give a column "
+            "of classes (e.g. the values binned)."
         )
 
 
