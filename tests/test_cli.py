@@ -69,7 +69,8 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     result = leanfit("inspect", bad)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "Error: bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row."
+        "Error: bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row, "
+        "or give --bad-rows skip (or quarantine) to leave such rows out."
     )
     missing = leanfit("train", bad, "--target", "nope")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr

@@ -24,6 +24,7 @@ from leanfit.costs import chunk_row_bytes, chunk_rows_cap, model_bytes, reader_b
 from leanfit.encode.batches import label_codes
 from leanfit.encode.encoder import Encoder
 from leanfit.errors import BundleError, ConfigError, LeanfitError, SchemaMismatch
+from leanfit.io.diagnose import refusing_empty_lines
 from leanfit.io.formats import Input
 from leanfit.io.readers import largest_row_group
 from leanfit.io.scan import iter_batches
@@ -172,7 +173,10 @@ class Model:
         """Frames of about ``rows`` rows of ``data``, read with the schema's types (with
         an active ``guard``, bad rows left out and recorded)."""
         paths = resolve_paths(data)
-        return iter_batches(scan_with_schema(paths, self.schema, guard), paths, rows)
+        frames = iter_batches(scan_with_schema(paths, self.schema, guard), paths, rows)
+        if paths.form.format != "csv" or (guard is not None and guard.active):
+            return frames
+        return refusing_empty_lines(frames, paths)
 
     def frame_scores(self, frame: pl.DataFrame) -> np.ndarray:
         """Class probabilities for one parsed frame (columns matched by name)."""

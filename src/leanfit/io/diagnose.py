@@ -7,18 +7,24 @@ re-read the file once, only on that error path, and name the first bad line.
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "bad.csv"
 >>> _ = p.write_bytes(b"a,b\\n1,2\\n3,4,5\\n")
 >>> print(locate_problem([p]))
-bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row.
+bad.csv, line 3: expected 2 fields, found 3 (3,4,5). Fix or remove that row, or give --bad-rows skip (or quarantine) to leave such rows out.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
+import io
+from collections.abc import Iterator
 from pathlib import Path
+
+import polars as pl
 
 from leanfit.errors import InputError
 from leanfit.io.readers import open_stream
 
 BLOCK = 1 << 24
+FIX = "Fix or remove that row, or give --bad-rows skip (or quarantine) to leave such rows out."
 
 
 def first_invalid_utf8(path: Path) -> str | None:
@@ -40,7 +46,8 @@ def first_invalid_utf8(path: Path) -> str | None:
 
 
 def first_ragged_row(path: Path, separator: str = ",") -> str | None:
-    """The first row whose field count differs from the header's, or None."""
+    """The first row whose field count differs from the header's, else the first empty
+    line (of a file of two columns or more), or None."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -51,25 +58,50 @@ def first_ragged_row(path: Path, separator: str = ",") -> str | None:
             line = row.number if row.number is not None else "?"
             found.append(
                 f"{path.name}, line {line}: expected {row.expected_columns} fields, "
-                f"found {row.actual_columns} ({row.text.strip()[:80]}). Fix or remove that row."
+                f"found {row.actual_columns} ({row.text.strip()[:80]}). {FIX}"
             )
         return "skip"
 
     with open_stream(str(path)) as f:
         header = f.read(1 << 16).split(b"\n", 1)[0].decode("utf-8", "replace")
     names = _header_names(header, separator)
-    convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, strings_can_be_null=True
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names})
+    parse = pacsv.ParseOptions(
+        delimiter=separator, invalid_row_handler=on_invalid, ignore_empty_lines=False
     )
-    parse = pacsv.ParseOptions(delimiter=separator, invalid_row_handler=on_invalid)
     read = pacsv.ReadOptions(use_threads=False)  # row numbers are known only when unthreaded
     reader = pacsv.open_csv(
         str(path), read_options=read, parse_options=parse, convert_options=convert
     )
-    for _ in reader:
+    blank = False  # a row of empty fields: an empty line, or only separators
+    for batch in reader:
         if found:
             break
-    return found[0] if found else None
+        blank = blank or (len(names) > 1 and _has_blank_row(batch))
+    if found:
+        return found[0]
+    return first_empty_line(path, separator) if blank else None
+
+
+def _has_blank_row(batch) -> bool:
+    import pyarrow.compute as pc
+
+    empty = [pc.equal(column, "") for column in batch.columns]
+    return bool(batch.num_rows) and pc.any(functools.reduce(pc.and_, empty)).as_py()
+
+
+def first_empty_line(path: Path, separator: str = ",") -> str | None:
+    """The first empty line outside quoted fields, or None (Python's csv module: the
+    only reader here that tells an empty line from a row of empty fields)."""
+    import csv
+
+    with open_stream(str(path)) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(text, delimiter=separator)
+        for row in reader:
+            if not row:
+                return f"{path.name}, line {reader.line_num}: the line is empty. {FIX}"
+    return None
 
 
 def _header_names(header: str, separator: str = ",") -> list[str]:
@@ -93,10 +125,23 @@ def locate_problem(paths: list[Path], separator: str = ",") -> str | None:
     return None
 
 
+def refusing_empty_lines(frames: Iterator[pl.DataFrame], paths) -> Iterator[pl.DataFrame]:
+    """``frames`` of the CSV input ``paths``, stopped at the first empty line: Polars
+    reads one as a row of nulls, which would get a prediction of its own. A row of
+    nulls sends the files to :func:`refuse_short_rows` (once: a row of empty fields
+    is a row)."""
+    checked = False
+    for frame in frames:
+        if not checked and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+            refuse_short_rows(paths)
+            checked = True
+        yield frame
+
+
 def refuse_short_rows(paths) -> None:
-    """Polars fills the missing fields of a short row with nulls, which look like empty
-    last fields: when the last column has nulls, re-read the CSV files of the input
-    ``paths`` (local ones) to tell them apart and raise
+    """Polars fills the missing fields of a short row (an empty line too) with nulls,
+    which look like empty last fields: when the last column has nulls, re-read the CSV
+    files of the input ``paths`` (local ones) to tell them apart and raise
     :class:`~leanfit.errors.InputError` naming the first short row."""
     if paths.form.format != "csv":
         return
