@@ -250,6 +250,8 @@ CSV_CASES = [
     fails("continuous-target", {"t.csv": "x,y\n" + "".join(f"{i},{i / 7:.4f}\n" for i in range(50))},
       "train t.csv --target y --out m.leanfit", r"target 'y' holds numbers that are not whole \(e\.g\. ",
       out="m.leanfit"),
+    fails("quoted-line-break-under-bad-rows-skip", {"q.csv": 'x,t,label\n1,"a\nb",y\n2,c,n\n' * 3},
+      "inspect q.csv --bad-rows skip", r"q\.csv: a quoted field holds a line break, and --bad-rows"),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

@@ -90,7 +90,15 @@ class Guard:
         layout = {n: types.get(n, pl.String) for n in header_names(path, separator)}
         key = (str(path), tuple(layout.items()))
         if key not in self._screened:
-            suspects = _suspects(path, layout, separator).collect(engine="streaming")
+            try:
+                suspects = _suspects(path, layout, separator).collect(engine="streaming")
+            except pl.exceptions.ShapeError:  # more lines than rows: the screen reads lines
+                raise InputError(
+                    f"{path}: a quoted field holds a line break, and --bad-rows skip or "
+                    "quarantine reads one row per line. Run without --bad-rows (the first "
+                    "bad row then stops the run, naming its line), or remove the line "
+                    "breaks from the quoted fields."
+                ) from None
             for line, text in suspects.iter_rows():
                 why = line_reason(text.rstrip("\r"), layout, separator)
                 if why is not None:
