@@ -143,3 +143,23 @@ def test_missing_target_and_missing_file(small_csv, tmp_path):
         inspect(small_csv, target="nope")
     with pytest.raises(InputError, match="no such file"):
         inspect(tmp_path / "absent.csv")
+
+
+def test_a_text_column_of_many_levels_is_counted_and_an_id_is_not(tmp_path):
+    """8,000 levels over 60,000 rows: 57% of the first 10,000 rows are distinct. Its
+    levels are counted (each gets a coefficient); a column of distinct values is not."""
+    rng = np.random.default_rng(2)
+    city = rng.integers(0, 8_000, size=60_000)
+    frame = pd.DataFrame(
+        {
+            "city": [f"c{k}" for k in city],
+            "user": [f"u{i}" for i in rng.permutation(60_000)],
+            "label": rng.integers(0, 2, size=60_000),
+        }
+    )
+    frame.to_csv(tmp_path / "levels.csv", index=False)
+    schema = inspect(tmp_path / "levels.csv", target="label")
+    counted = schema.column("city")
+    assert sorted(counted.categories) == sorted(frame["city"].unique())
+    assert counted.distinct == frame["city"].nunique() and counted.distinct_exact
+    assert not schema.column("user").categories

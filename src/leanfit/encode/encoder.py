@@ -163,8 +163,9 @@ class Encoder:
             own, levels = own_levels(c), len(c["levels"])
             if not levels:
                 notes.append(
-                    f"{c['name']}: more than {CATEGORY_CAP:,} levels, not counted by inspect: "
-                    "every value goes to its unknown slot"
+                    f"{c['name']}: its levels were not counted (nearly every value of the "
+                    f"first rows was distinct, as in an id, or it has more than "
+                    f"{CATEGORY_CAP:,}): every value goes to its unknown slot"
                 )
             elif own == 0:
                 notes.append(

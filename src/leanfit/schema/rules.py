@@ -42,8 +42,10 @@ def has_decimals(c: pl.Expr, decimals: int) -> pl.Expr:
 
 
 def looks_low_cardinality(sample: pl.Series) -> bool:
+    """Whether a text column of the sample is worth counting: not an id (nearly every
+    value distinct). A column of 20,000 levels has 78% of 10,000 sampled rows distinct."""
     present = sample.drop_nulls()
-    return present.len() < 1_000 or present.n_unique() <= 0.5 * present.len()
+    return present.len() < 1_000 or present.n_unique() <= 0.9 * present.len()
 
 
 def guess_decimals(sample: pl.Series) -> int | None:
