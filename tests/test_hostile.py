@@ -252,6 +252,8 @@ CSV_CASES = [
       out="m.leanfit"),
     fails("quoted-line-break-under-bad-rows-skip", {"q.csv": 'x,t,label\n1,"a\nb",y\n2,c,n\n' * 3},
       "inspect q.csv --bad-rows skip", r"q\.csv: a quoted field holds a line break, and --bad-rows"),
+    fails("shrink-to-a-name-not-parquet", GOOD, "shrink data.csv out.arrow",
+      r"out\.arrow: shrink writes Parquet; give OUT a \.parquet name", out="out.arrow"),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

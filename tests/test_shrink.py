@@ -128,3 +128,54 @@ def test_the_shrunk_file_trains_like_the_csv(small_csv, tmp_path):
     predict(tmp_path / "p.leanfit", tmp_path / "s.parquet", tmp_path / "out.csv")
     assert len(pd.read_csv(tmp_path / "out.csv")) == schema.rows
     assert load(tmp_path / "c.leanfit").predict(tmp_path / "s.parquet").shape == (schema.rows,)
+
+
+def test_zoned_and_nanosecond_timestamps_and_decimals_round_trip(tmp_path):
+    """pandas reads back what it wrote: the time zone, the nanoseconds, the decimals."""
+    import decimal
+
+    import pyarrow as pa
+
+    rng = np.random.default_rng(4)
+    start = pd.Timestamp("2020-01-01 00:00:00.000000001")
+    table = pa.table(
+        {
+            "paris": pa.array(pd.date_range("2020-01-01", periods=40, freq="h", tz="Europe/Paris")),
+            "ns": pa.array(pd.Series(start + pd.to_timedelta(np.arange(40), unit="ns"))),
+            "price": pa.array(
+                [decimal.Decimal(f"{v:.2f}") for v in rng.uniform(0, 1e6, 40)], pa.decimal128(10, 2)
+            ),
+            "y": pa.array(rng.integers(0, 2, 40)),
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet")
+    shrink(tmp_path / "in.parquet", tmp_path / "out.parquet")
+    before, after = (
+        pd.read_parquet(tmp_path / "in.parquet"),
+        pd.read_parquet(tmp_path / "out.parquet"),
+    )
+    assert after["paris"].equals(before["paris"]) and str(after["paris"].dt.tz) == "Europe/Paris"
+    assert after["ns"].equals(before["ns"]) and after["ns"].nunique() == 40
+    assert (after["price"].round(2) == before["price"].astype(float)).all()
+    inspect(tmp_path / "in.parquet", target="y").to_json(tmp_path / "schema.json")
+
+
+def test_durations_times_and_wide_decimals_are_refused_by_name(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pytest
+
+    from leanfit.errors import InputError
+
+    columns = {
+        "wait": pa.array(pd.to_timedelta(np.arange(10), unit="s")),
+        "at": pa.array([pd.Timestamp("2020-01-01 10:00").time()] * 10),
+        "big": pa.array([decimal.Decimal("12345678901234567.891")] * 10, pa.decimal128(38, 3)),
+    }
+    for name, values in columns.items():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({name: values, "y": pa.array(np.arange(10) % 2)}), path)
+        with pytest.raises(InputError, match=rf"column '{name}' holds .* cannot keep exactly"):
+            shrink(path, tmp_path / f"{name}.out.parquet")
+        assert not (tmp_path / f"{name}.out.parquet").exists()

@@ -31,6 +31,7 @@ holding ``lossy_tolerance`` (the relative error allowed; storage ``float16`` whe
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import os
@@ -387,4 +388,6 @@ def _listed(names: list[str], shown: int = 8) -> str:
 def _json_default(value):
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, decimal.Decimal):  # a statistic of a decimal column (15 digits)
+        return float(value)
     raise TypeError(f"cannot store {type(value).__name__} in schema.json")

@@ -112,13 +112,26 @@ def make_plan(
     )
 
 
+FLOAT64_DIGITS = 15  # a decimal of at most this many digits is held exactly by a float64
+
+
 def refuse_nested(schema: pl.Schema, source: str) -> None:
-    """Lists, structs and binary values are not table cells leanfit can learn from."""
+    """Lists, structs and binary values are not table cells leanfit can learn from;
+    durations, times of day and decimals of more digits than a float64 holds it cannot
+    keep exactly."""
     for name, dtype in schema.items():
         if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
             raise InputError(
                 f"{source}: column '{name}' holds {dtype} values; leanfit reads flat columns "
                 "(numbers, text, dates, booleans). Flatten it or write the data without it."
+            )
+        if dtype in (pl.Duration, pl.Time) or (
+            isinstance(dtype, pl.Decimal) and (dtype.precision or 38) > FLOAT64_DIGITS
+        ):
+            raise InputError(
+                f"{source}: column '{name}' holds {dtype} values, which leanfit cannot keep "
+                "exactly (it reads numbers, text, dates and booleans). Write it as a number "
+                "(e.g. seconds, or a float64 if its digits allow) or as text."
             )
 
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from leanfit.costs import INSPECT_BYTES, bytes_per_row
 from leanfit.engines.local.parquet_layout import write_shrunk
-from leanfit.errors import SchemaMismatch
+from leanfit.errors import ConfigError, SchemaMismatch
 from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output
 from leanfit.io.source import input_bytes, resolve_paths
@@ -40,7 +40,22 @@ def typed_scan(data, schema: Schema, guard: Guard | None = None) -> pl.LazyFrame
     if missing:
         raise SchemaMismatch(f"{paths[0]}: columns {missing} of the schema are missing.")
     types = lf.collect_schema()
-    return lf.select([storage_expr(c, types[c.name]) for c in schema.columns])
+    return lf.select(
+        [
+            pl.col(c.name)
+            if _zoned_or_nanoseconds(types[c.name])
+            else storage_expr(c, types[c.name])
+            for c in schema.columns
+        ]
+    )
+
+
+def _zoned_or_nanoseconds(dtype: pl.DataType) -> bool:
+    """A timestamp the schema's storage (microseconds, no zone) would change: it is
+    written as it is (training reads it as that storage)."""
+    return isinstance(dtype, pl.Datetime) and (
+        dtype.time_zone is not None or dtype.time_unit == "ns"
+    )
 
 
 @checks_output("out", inputs=("data",), label="OUT")
@@ -55,6 +70,8 @@ def shrink(
 ) -> dict:
     """Write ``data`` to Parquet at ``out`` with the smallest exact types (float16 where
     ``lossy`` asks and the measured error allows); report sizes."""
+    if Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError(f"{out}: shrink writes Parquet; give OUT a .parquet name.")
     paths = resolve_paths(data)
     memory = memory or Monitor.unbounded()
     memory.refuse_mapped(paths)
