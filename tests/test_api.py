@@ -126,8 +126,11 @@ def test_predict_evaluate_and_bad_rows_keywords(tmp_path):
     assert schema.rows == 600
     leanfit.train(bad, "label", out=tmp_path / "m.leanfit", bad_rows="quarantine")
     assert (tmp_path / "m.leanfit.quarantine.csv").exists()
-    summary = leanfit.predict(tmp_path / "m.leanfit", bad, tmp_path / "p.csv", bad_rows="skip")
+    summary = leanfit.predict(
+        tmp_path / "m.leanfit", bad, tmp_path / "p.csv", bad_rows="skip", keep="x"
+    )
     assert summary["rows_predicted"] == 600 and summary["rows_bad"] == 1
+    assert pd.read_csv(tmp_path / "p.csv").columns.tolist() == ["x", "prediction"]
     assert summary["memory"]["peak_rss_bytes"] > 0
     metrics = leanfit.evaluate(tmp_path / "m.leanfit", bad, bad_rows="skip")["metrics"]
     assert metrics["n_rows"] == 600

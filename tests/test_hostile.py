@@ -254,6 +254,10 @@ CSV_CASES = [
       "inspect q.csv --bad-rows skip", r"q\.csv: a quoted field holds a line break, and --bad-rows"),
     fails("shrink-to-a-name-not-parquet", GOOD, "shrink data.csv out.arrow",
       r"out\.arrow: shrink writes Parquet; give OUT a \.parquet name", out="out.arrow"),
+    fails("keep-a-column-named-like-a-prediction",
+      {"k.csv": HEADER.replace("\n", ",prediction\n") + rows(20).replace("\n", ",old\n")},
+      "predict {model} k.csv --out p.csv --keep prediction",
+      r"--keep prediction: the predictions have a column of that name", out="p.csv"),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

@@ -279,3 +279,24 @@ def test_a_runs_peak_is_its_own_not_the_sessions(tmp_path):
         monitor.check()
     report = monitor.report()
     assert report["within_limit"] and report["peak_rss_bytes"] < report["limit_bytes"]
+
+
+def test_the_over_limit_advice_names_only_options_the_command_has():
+    from leanfit.memory import Monitor
+
+    monitor = Monitor(100_000_000)
+    for stage, advice in (("train", True), ("predict", False), ("inspect", False)):
+        with monitor.stage(stage):
+            message = str(monitor.over_limit(200_000_000))
+        assert ("--batch-rows" in message) is advice, message
+
+
+def test_a_resumed_runs_peak_counts_the_process_before_the_kill():
+    from leanfit.memory import Monitor, peak_rss
+
+    earlier = peak_rss() + 100_000_000  # the killed process's samples, from its checkpoint
+    monitor = Monitor(earlier + SPIKE)
+    with monitor, monitor.stage("train"):
+        monitor.continue_trace([(0.0, 50_000_000, "setup"), (1.0, earlier, "train")])
+    report = monitor.report()
+    assert report["peak_rss_bytes"] == earlier == report["peak_by_stage_bytes"]["train"]

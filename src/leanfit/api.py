@@ -333,7 +333,7 @@ def predict(
     with _shell(run, {"--out": out}, [model, data], folder) as shell:
         guard = bad_row_guard(run.bad_rows, run.quarantine, out)
         summary = (engine or local_predict)(
-            model, data, out, proba=proba, keep=tuple(keep), memory=shell.memory, guard=guard,
+            model, data, out, proba=proba, keep=(keep,) if isinstance(keep, str) else tuple(keep), memory=shell.memory, guard=guard,
             **where,
         )  # fmt: skip
         return shell.finish(with_quarantine(summary, guard))

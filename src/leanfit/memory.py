@@ -55,6 +55,7 @@ MAPPED_RUN_BYTES = 250_000_000
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
 STOP_GRACE = 1.0  # seconds a run past the limit has to reach a safe point (then it ends)
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
+BATCHED_STAGES = ("train", "encode", "holdout", "quantize", "boost", "drift")  # train, update
 
 
 def parse_limit(text: str) -> int:
@@ -272,7 +273,7 @@ class Monitor:
 
     def over_limit(self, rss: int) -> MemoryBudgetExceeded:
         """The error of a run past the limit (inspect has no chunk size to make smaller)."""
-        chunks = " or a smaller --batch-rows" if self._stage != "inspect" else ""
+        chunks = " or a smaller --batch-rows" if self._stage in BATCHED_STAGES else ""
         return MemoryBudgetExceeded(
             f"memory use reached {_mb(rss)}, over --memory-limit {_mb(self.limit)}, during "
             f"{self._stage}. Nothing was written. Use --memory-limit {_mb(rss * 1.25, up=True)}"
@@ -285,12 +286,15 @@ class Monitor:
         return self.samples[-1][1] / self.limit if self.samples else 0.0
 
     def report(self) -> dict:
+        """The limit, the baseline, the peak (the OS's, or a stage's of an earlier
+        process of the run, resumed from its checkpoint) and the peak of each stage."""
+        peak = max(peak_rss(), *self.stage_peaks.values())
         return {
             "limit_bytes": self.limit,
             "baseline_bytes": self.baseline,
-            "peak_rss_bytes": peak_rss(),
+            "peak_rss_bytes": peak,
             "peak_by_stage_bytes": dict(self.stage_peaks),
-            "within_limit": peak_rss() <= self.limit,
+            "within_limit": peak <= self.limit,
         }
 
     def continue_trace(self, samples: list[tuple[float, int, str]]) -> None:

@@ -190,6 +190,13 @@ class Model:
         missing = [c for c in keep if c not in frame.columns]
         if missing:
             raise SchemaMismatch(f"--keep names columns not in the data: {missing}.")
+        written = ["prediction", *(f"proba_{label}" for label in self.classes if proba)]
+        clash = [c for c in keep if c in written]
+        if clash:
+            raise SchemaMismatch(
+                f"--keep {', '.join(clash)}: the predictions have a column of that name; "
+                "rename it in the data first."
+            )
         p = self.frame_scores(frame)
         columns = {name: frame.get_column(name).to_arrow() for name in keep}
         columns["prediction"] = pa.array(self.classes[self.predicted(p)])
