@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -46,7 +46,6 @@ import polars as pl
 import pyarrow as pa
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
@@ -78,8 +77,8 @@ from leanfit.staging import (
     incremental_only,
     label_codes,
     labels,
-    option_values,
     staged_schema,
+    train_options,
 )
 
 TARGET = "__target__"
@@ -87,22 +86,6 @@ DataPath = str | os.PathLike
 Frame = pd.DataFrame | pl.DataFrame | pa.Table | pa.RecordBatch
 FitInput = ArrayLike | DataPath | Frame | Iterable[Frame]
 PredictInput = ArrayLike | DataPath | pd.DataFrame | pl.DataFrame
-
-
-def weights_by_code(weights: Mapping, classes: np.ndarray) -> dict[int, float]:
-    """``{label: weight}`` as ``{code: weight}``, the code of a label being its index in
-    ``classes``; a label not among them is refused."""
-    code_of = {label: code for code, label in enumerate(classes.tolist())}
-    codes = {}
-    for label, weight in weights.items():
-        key = label.item() if isinstance(label, np.generic) else label
-        if key not in code_of:
-            raise ConfigError(
-                f"class_weight: {label!r} is not a class of y "
-                f"(its classes: {', '.join(map(str, code_of))})."
-            )
-        codes[code_of[key]] = weight
-    return codes
 
 
 class StreamingClassifier(ClassifierMixin, BaseEstimator):
@@ -361,15 +344,7 @@ class StreamingClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _options(self, classes: np.ndarray | None = None) -> TrainOptions:
-        """The training options; with ``classes`` (``y`` staged as class codes), a
-        ``class_weight`` dict keyed by label is keyed by code."""
-        seed = self.random_state
-        if not isinstance(seed, Integral):
-            seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
-        values = option_values(self, TrainOptions) | {"seed": int(seed), "drop": tuple(self.drop)}
-        if classes is not None and isinstance(self.class_weight, Mapping):
-            values["class_weight"] = weights_by_code(self.class_weight, classes)
-        return TrainOptions(**values)
+        return train_options(self, classes)
 
     # ------------------------------------------------------------------ predict
 

@@ -288,7 +288,7 @@ class Monitor:
     def report(self) -> dict:
         """The limit, the baseline, the peak (the OS's, or a stage's of an earlier
         process of the run, resumed from its checkpoint) and the peak of each stage."""
-        peak = max(peak_rss(), *self.stage_peaks.values())
+        peak = max([peak_rss(), *self.stage_peaks.values()])
         return {
             "limit_bytes": self.limit,
             "baseline_bytes": self.baseline,

@@ -5,16 +5,18 @@ labels of in-memory data as class codes, the schema of data it staged to a file
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from leanfit.errors import InputError
+from leanfit.errors import ConfigError, InputError
 from leanfit.options import INCREMENTAL, BoostOptions, Options, TrainOptions
 from leanfit.schema import Schema, inspect
 
@@ -105,3 +107,35 @@ def option_values(estimator: Any, group: type[Options]) -> dict[str, Any]:
     """The estimator's parameters of an option group, numpy scalars made plain."""
     values = {name: getattr(estimator, name, None) for name, *_ in group.table()}
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
+
+
+def train_options(estimator: Any, classes: np.ndarray | None = None) -> TrainOptions:
+    """The estimator's training options (a seed drawn from its ``random_state``); with
+    ``classes`` (``y`` staged as class codes), a ``class_weight`` dict keyed by label
+    is keyed by code."""
+    seed = estimator.random_state
+    if not isinstance(seed, Integral):
+        seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
+    values = option_values(estimator, TrainOptions) | {
+        "seed": int(seed),
+        "drop": tuple(estimator.drop),
+    }
+    if classes is not None and isinstance(estimator.class_weight, Mapping):
+        values["class_weight"] = weights_by_code(estimator.class_weight, classes)
+    return TrainOptions(**values)
+
+
+def weights_by_code(weights: Mapping, classes: np.ndarray) -> dict[int, float]:
+    """``{label: weight}`` as ``{code: weight}``, the code of a label being its index in
+    ``classes``; a label not among them is refused."""
+    code_of = {label: code for code, label in enumerate(classes.tolist())}
+    codes = {}
+    for label, weight in weights.items():
+        key = label.item() if isinstance(label, np.generic) else label
+        if key not in code_of:
+            raise ConfigError(
+                f"class_weight: {label!r} is not a class of y "
+                f"(its classes: {', '.join(map(str, code_of))})."
+            )
+        codes[code_of[key]] = weight
+    return codes
