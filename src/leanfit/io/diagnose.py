@@ -67,20 +67,39 @@ def first_ragged_row(path: Path, separator: str = ",") -> str | None:
     names = _header_names(header, separator)
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names})
     parse = pacsv.ParseOptions(
-        delimiter=separator, invalid_row_handler=on_invalid, ignore_empty_lines=False
+        delimiter=separator,
+        invalid_row_handler=on_invalid,
+        ignore_empty_lines=False,
+        newlines_in_values=True,  # an unbalanced quote: its field runs on, the row is ragged
     )
     read = pacsv.ReadOptions(use_threads=False)  # row numbers are known only when unthreaded
-    reader = pacsv.open_csv(
-        str(path), read_options=read, parse_options=parse, convert_options=convert
-    )
     blank = False  # a row of empty fields: an empty line, or only separators
-    for batch in reader:
-        if found:
-            break
-        blank = blank or (len(names) > 1 and _has_blank_row(batch))
+    try:
+        reader = pacsv.open_csv(
+            str(path), read_options=read, parse_options=parse, convert_options=convert
+        )
+        for batch in reader:
+            if found:
+                break
+            blank = blank or (len(names) > 1 and _has_blank_row(batch))
+    except pa.ArrowInvalid:  # a quoted field that never closes, or no rows at all
+        return found[0] if found else first_unbalanced_quote(path)
     if found:
         return found[0]
     return first_empty_line(path, separator) if blank else None
+
+
+def first_unbalanced_quote(path: Path) -> str | None:
+    """The first line holding an odd number of quotes: where a quoted field opens and
+    does not close on its line (or None)."""
+    with open_stream(str(path)) as f:
+        for number, line in enumerate(f, start=1):
+            if line.count(b'"') % 2:
+                return (
+                    f"{path.name}, line {number}: a quote opens a field that does not close "
+                    f"on its line ({line.strip()[:80].decode('utf-8', 'replace')}). {FIX}"
+                )
+    return None
 
 
 def _has_blank_row(batch) -> bool:

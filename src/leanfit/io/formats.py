@@ -98,6 +98,11 @@ def checked_format(path: str, head: bytes, tail: bytes) -> str:
     disagree (or the bytes are compressed but the name does not say how)."""
     fmt, compression = format_of(path)
     kind = magic_kind(head)
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError(
+            f"{path} is a zip archive (a leanfit model is one), not data: unzip it, or "
+            "give the CSV or Parquet file itself."
+        )
     if fmt is None:
         if kind in ("parquet", "ipc"):
             fmt = kind
@@ -141,6 +146,11 @@ def csv_header(first_line: bytes, separator: str, path: str) -> list[str]:
     """The column names of a CSV header line; InputError when the line holds one
     field but looks separated by another character (tabs, semicolons)."""
     text = first_line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    if "\r" in text:
+        raise InputError(
+            f"{path}, line 1: the lines end with a bare carriage return (\\r, old Mac "
+            "line endings); convert them to \\n first (e.g. tr '\\r' '\\n')."
+        )
     names = next(csv.reader(io.StringIO(text), delimiter=separator), [])
     if len(names) == 1:
         other = next((c for c in LOOKALIKES if c != separator and c in text), None)

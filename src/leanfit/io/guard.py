@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from leanfit.errors import InputError
+from leanfit.io.diagnose import FIX, first_unbalanced_quote
 from leanfit.io.readers import is_url, open_stream, polars_reads
 
 TEXT = "__leanfit_text"
@@ -91,7 +93,17 @@ class Guard:
         key = (str(path), tuple(layout.items()))
         if key not in self._screened:
             try:
-                suspects = _suspects(path, layout, separator).collect(engine="streaming")
+                with warnings.catch_warnings():  # Polars warns, then raises, on a bad quote
+                    warnings.simplefilter("ignore")
+                    suspects = _suspects(path, layout, separator).collect(engine="streaming")
+            except pl.exceptions.ComputeError as exc:
+                if "malformed" not in str(exc):
+                    raise
+                problem = first_unbalanced_quote(Path(path)) or f"{path}: {exc}"
+                raise InputError(
+                    f"{problem.removesuffix(FIX)}--bad-rows skip or quarantine leaves out "
+                    "rows, not a quote that runs on: fix that row."
+                ) from None
             except pl.exceptions.ShapeError:  # more lines than rows: the screen reads lines
                 raise InputError(
                     f"{path}: a quoted field holds a line break, and --bad-rows skip or "
