@@ -269,6 +269,12 @@ CSV_CASES = [
       r"q\.csv, line 15002: a quote opens a field .* leaves out rows, not a quote that runs on"),
     fails("a-zip-named-csv", {"z.csv": b"PK\x03\x04" + bytes(100)}, "inspect z.csv",
       r"z\.csv is a zip archive \(a leanfit model is one\), not data"),
+    fails("text-early-in-a-number-column-at-predict", {"a.csv": data(100, {5: "abc,2.5,a,y"})},
+      "predict {model} a.csv --out p.csv",
+      r"a\.csv, line 7, column 'x': value 'abc' does not convert to the column's type", out="p.csv"),
+    works("integers-beyond-64-bits-are-kept-as-text",
+      {"t.csv": "big,x,label\n" + "".join(f"{10**22 + i},{i % 7},{'yn'[i % 2]}\n" for i in range(40))},
+      "train t.csv --target label --out m.leanfit", loads("m.leanfit")),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

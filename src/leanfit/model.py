@@ -198,7 +198,7 @@ class Model:
                 "rename it in the data first."
             )
         p = self.frame_scores(frame)
-        columns = {name: frame.get_column(name).to_arrow() for name in keep}
+        columns = {name: _arrow(frame.get_column(name)) for name in keep}
         columns["prediction"] = pa.array(self.classes[self.predicted(p)])
         if proba:
             for i, label in enumerate(self.classes):
@@ -286,3 +286,8 @@ def _as_json(raw: dict) -> str:
     import json
 
     return json.dumps(raw)
+
+
+def _arrow(column: pl.Series):
+    """A kept column as Arrow, which has no 128-bit integers: those as their text."""
+    return (column.cast(pl.String) if column.dtype == pl.Int128 else column).to_arrow()

@@ -34,6 +34,10 @@ from leanfit.io.formats import CSV, Input
 TYPE_ERROR = re.compile(
     r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>[^`]*)` at column '(?P<column>[^']*)'"
 )
+CAST_ERROR = re.compile(
+    r"conversion from `str` to `(?P<dtype>[^`]*)` failed in column '(?P<column>[^']*)' "
+    r"for \d+ out of \d+ values: \[\"(?P<value>.*?)\""
+)
 OS_ERROR_CODE = re.compile(r"\((?:os error|errno) (\d+)\)|\[errno (\d+)\]", re.IGNORECASE)
 SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-\d+$")
@@ -69,6 +73,42 @@ def translated(
             what = where or "the data"
             raise SchemaMismatch(f"{what} has the wrong type: {first_line(exc)}") from None
         raise as_input_error(exc, paths) from None
+
+
+@contextlib.contextmanager
+def located_values(paths: Input) -> Iterator[None]:
+    """Run the block (which encodes frames of the CSV input ``paths``); a text value
+    that does not convert to its column's type is named with its file and line."""
+    try:
+        yield
+    except SchemaMismatch as exc:
+        cast = CAST_ERROR.search(str(exc))
+        if cast is None or paths.form.format != "csv":
+            raise
+        where = first_line_holding(paths, cast["column"], cast["value"])
+        if where is None:
+            raise
+        raise InputError(
+            f"{where}, column '{cast['column']}': value {cast['value']!r} does not convert "
+            f"to the column's type ({cast['dtype']}). Fix that row, or give "
+            "--bad-rows skip (or quarantine) to leave such rows out."
+        ) from None
+
+
+def first_line_holding(paths: Input, column: str, value: str) -> str | None:
+    """``FILE, line N`` of the first row of ``paths`` whose ``column`` holds ``value``."""
+    for path in paths:
+        rows = pl.scan_csv(path, separator=paths.form.separator, infer_schema=False)
+        found = (
+            rows.with_row_index("row")
+            .filter(pl.col(column).str.strip_chars() == value)
+            .select(pl.col("row").first())
+            .collect()
+            .item()
+        )
+        if found is not None:
+            return f"{path}, line {found + 2}"
+    return None
 
 
 def verified_parquet(path: Path) -> int:

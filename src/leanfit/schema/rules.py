@@ -99,7 +99,13 @@ def _choose_numeric(col: Column, dtype, stats: dict, plan: Any, counts: Any) -> 
     exact_int = _finite(col.min, col.max) and max(abs(col.min), abs(col.max)) <= 2**53
     integral = dtype.is_integer() or (decimals == 0 and exact_int)
     if integral and col.count:
-        col.kind, col.storage = "integer", smallest_int(int(col.min), int(col.max))
+        lo, hi = int(col.min), int(col.max)
+        try:
+            col.kind, col.storage = "integer", smallest_int(lo, hi)
+        except ConfigError:  # only text holds them exactly
+            col.kind, col.storage, col.feature = "id", "string", False
+            col.note = f"integers from {lo} to {hi}, beyond 64 bits: kept as text, not a feature"
+            return
         if dtype.is_float():
             col.note = "integer-valued floats: stored as integers (nulls kept)"
         if col.distinct is not None and col.distinct >= 0.9 * col.count and col.count > 1_000:

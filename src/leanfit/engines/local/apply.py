@@ -17,6 +17,7 @@ from leanfit.io.guard import Guard
 from leanfit.io.outputs import atomic_path, checks_output, writer_for
 from leanfit.io.sizes import estimate_rows
 from leanfit.io.source import resolve_paths
+from leanfit.io.translate import located_values
 from leanfit.memory import Monitor
 from leanfit.metrics import threshold_rule
 from leanfit.model import Model, load
@@ -58,7 +59,8 @@ def predict(
         for frame in model.batches(data, rows, guard):
             memory.check()
             memory.progress.advance(frame.height)
-            table = model.prediction_table(frame, proba, keep)
+            with located_values(data):
+                table = model.prediction_table(frame, proba, keep)
             if write is None:
                 write = stack.enter_context(writer_for(tmp, table.schema, fmt))
             write(table)
@@ -97,7 +99,8 @@ def evaluate(
         for frame in model.batches(data, rows, guard):
             memory.check()
             memory.progress.advance(frame.height)
-            model.add_metrics(metrics, frame, str(data), counts)
+            with located_values(data):
+                model.add_metrics(metrics, frame, str(data), counts)
     if not metrics.n_rows:
         raise InputError(f"{data}: no labelled rows to evaluate.")
     result = metrics.result(class_names=[str(c) for c in model.classes], curves=curves)
