@@ -184,3 +184,18 @@ def test_write_data_takes_every_option_of_make_data(tmp_path):
     leanfit.write_data(tmp_path / "b.csv", rows=2_000, seed=3, drift=1.0)
     before, after = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     assert after["monthly_fee"].mean() > before["monthly_fee"].mean()
+
+
+def test_separator_is_a_keyword_of_every_command_that_reads_data(tmp_path):
+    """The error for a semicolon file says ``separator=';'``: it must work."""
+    path = tmp_path / "semi.csv"
+    path.write_text("x;label\n" + "".join(f"{i % 7};{i % 2}\n" for i in range(200)))
+    with pytest.raises(leanfit.InputError, match=r"separator=';'"):
+        leanfit.inspect(path, target="label")
+    assert leanfit.inspect(path, target="label", separator=";").rows == 200
+    leanfit.train(path, "label", out=tmp_path / "m.leanfit", separator=";")
+    out = tmp_path / "p.csv"
+    assert leanfit.predict(tmp_path / "m.leanfit", path, out, separator=";")["rows"] == 200
+    assert leanfit.evaluate(tmp_path / "m.leanfit", [path], separator=";")["rows"] == 200
+    summary = leanfit.shrink(path, tmp_path / "s.parquet", separator=";")
+    assert pd.read_parquet(tmp_path / "s.parquet").shape == (200, 2) and summary

@@ -24,9 +24,17 @@ from typing import Any
 
 from leanfit.errors import ConfigError
 from leanfit.export import export as export_bundle
+from leanfit.io.formats import Source
 from leanfit.io.tempfiles import owned_tempdir
 from leanfit.model import Model
-from leanfit.options import BoostOptions, LossyOptions, Options, RunOptions, TrainOptions
+from leanfit.options import (
+    BoostOptions,
+    LossyOptions,
+    Options,
+    RunOptions,
+    Spec,
+    TrainOptions,
+)
 from leanfit.run import bad_row_guard, on_dask, running, with_quarantine
 from leanfit.schema import Schema
 
@@ -48,9 +56,10 @@ def with_options(*groups: tuple[type[Options], tuple[str, ...] | None]) -> Calla
     def decorate(fn: Callable) -> Callable:
         signature = pyinspect.signature(fn)
         own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+        rows = table + ([SEPARATOR] if "data" in signature.parameters else [])
         extra = [
             pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
-            for name, d, a, _ in table
+            for name, d, a, _ in rows
         ]
         known = [p.name for p in own + extra]
 
@@ -61,13 +70,29 @@ def with_options(*groups: tuple[type[Options], tuple[str, ...] | None]) -> Calla
                     close = difflib.get_close_matches(name, known, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise TypeError(f"{fn.__name__}() got an unknown keyword {name!r}{hint}")
+            separator = kwargs.pop("separator", None)
+            if separator is not None:  # the data, as --separator makes it on the command line
+                bound = signature.bind(*args, **kwargs)
+                data = bound.arguments["data"]
+                many = data if isinstance(data, list | tuple) else [data]
+                bound.arguments["data"] = Source(*many, separator=separator)
+                args, kwargs = bound.args, bound.kwargs
             return fn(*args, **kwargs)
 
         call.__signature__ = signature.replace(parameters=own + extra)
-        call.__doc__ = (fn.__doc__ or "").replace("{options}", _numpydoc(table))
+        call.__doc__ = (fn.__doc__ or "").replace("{options}", _numpydoc(rows))
         return call
 
     return decorate
+
+
+# the CSV separator: on the command line a flag of its own (leanfit.flags), not an option
+SEPARATOR = (
+    "separator",
+    None,
+    "str | None",
+    Spec(help="The CSV field separator, e.g. ';' or '\\t' [default: a comma; a tab for .tsv]"),
+)
 
 
 def _numpydoc(table: list) -> str:
