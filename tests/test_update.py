@@ -23,7 +23,7 @@ from sklearn.naive_bayes import GaussianNB
 from leanfit import StreamingClassifier
 from leanfit.encode.batches import holdout_mask, label_codes
 from leanfit.engines.local.train import train
-from leanfit.engines.local.update import update
+from leanfit.engines.local.update import update, update_model
 from leanfit.errors import ConfigError
 from leanfit.model import load
 from leanfit.options import BoostOptions, TrainOptions, UpdateOptions
@@ -329,3 +329,17 @@ def test_drift_counts_new_levels_in_bounded_memory():
     assert column["new_level_examples"][0] == "hot"
     assert drift.new_levels("c")[0] == "hot"
     assert drift.level_counts("c")["a"] == pytest.approx(7_000, abs=40_000 / 251)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "xgboost"])
+def test_a_limit_too_small_is_refused_before_the_data_is_read(files, kind):
+    """As train does: the second pass is planned before the first, so the verdict is
+    the same every run and comes before any row is read."""
+    from leanfit.errors import MemoryBudgetExceeded
+    from leanfit.memory import Monitor, current_rss
+
+    model = load(trained(files, kind))
+    monitor = Monitor(current_rss() + 20_000_000)
+    with monitor, pytest.raises(MemoryBudgetExceeded, match="is below the"):
+        update_model(model, files["new"], UpdateOptions(rounds=2), memory=monitor)
+    assert "drift" not in monitor.stage_peaks

@@ -126,7 +126,7 @@ def plan_rows(
             f"--memory-limit {_mb(limit)} is below the {_mb(need / SAFETY)} this run needs "
             f"(interpreter and libraries {_mb(baseline)}, buffers and model {_mb(fixed)}, one "
             f"chunk of {fewest:,} rows {_mb(fewest * row_bytes)}). "
-            f"Use --memory-limit {_mb(need / SAFETY * 1.1, up=True)} or more."
+            f"Use --memory-limit {_mb(need / SAFETY * 1.25, up=True)} or more."
         )
     return min(max_rows, 1 << (rows.bit_length() - 1))
 

@@ -115,14 +115,15 @@ def update_model(
     model.schema.check_data(data, "evaluate")
     train_opts = _train_options(model, opts, holdout)
     started = time.perf_counter()
+    plan = _plan(model, data, train_opts, memory)  # before reading: refused now, or never
     with memory.stage("drift"):
         drift, before = _first_pass(model, data, train_opts, memory, guard)
     added = _new_levels(model, drift) if opts.extend_categories else {}
     if kind == "xgboost":
-        updated, summary = _boost_more(model, data, train_opts, opts, memory, guard)
+        updated, summary = _boost_more(model, data, train_opts, opts, memory, guard, plan)
     else:
         grown = _grown(model, added, drift)
-        updated, summary = _learn_more(grown, data, train_opts, memory, guard)
+        updated, summary = _learn_more(grown, data, train_opts, memory, guard, plan)
     summary["train_seconds"] = round(time.perf_counter() - started, 3)
     result = drift.result()
     warnings = summary.get("warnings", []) + drift_warnings(result, set(added))
@@ -234,15 +235,27 @@ def _grown(model: Model, added: dict[str, list[str]], drift: Drift) -> Model:
     return Model(_with_levels(model.schema, added, drift), encoder, estimator, model.meta)
 
 
-def _learn_more(model: Model, data, opts, memory, guard) -> tuple[Model, dict]:
-    """Continue a linear or incremental model through the training pipeline."""
+def _plan(model: Model, data, opts: TrainOptions, memory: Monitor) -> Plan:
+    """The second pass's plan, made from what the run holds before the first: the drift
+    pass leaves memory with the allocator that a later baseline would count (the same
+    limit then passed or was refused from one run to the next)."""
     schema, encoder, kind = model.schema, model.encoder, _kind(model)
-    plan = Plan(batch_rows=opts.batch_rows)
-    if opts.batch_rows is None:
-        fixed = reader_bytes(schema, largest_row_group(resolve_paths(data)))
-        fixed += model_bytes(encoder.n_features, len(schema.classes), kind)
-        rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
-        plan = Plan(batch_rows=rows)
+    if kind == "xgboost":
+        from leanfit.engines.local.boost import plan_booster
+
+        return plan_booster(schema, opts, memory, current_rss(), data)
+    if opts.batch_rows is not None:
+        return Plan(batch_rows=opts.batch_rows)
+    fixed = reader_bytes(schema, largest_row_group(resolve_paths(data)))
+    fixed += model_bytes(encoder.n_features, len(schema.classes), kind)
+    return Plan(
+        batch_rows=memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
+    )
+
+
+def _learn_more(model: Model, data, opts, memory, guard, plan: Plan) -> tuple[Model, dict]:
+    """Continue a linear or incremental model through the training pipeline."""
+    schema, encoder = model.schema, model.encoder
     trainer = Trainer(
         lenient(schema), opts, memory, plan, guard, model=model.estimator, encoder=encoder
     )
@@ -275,17 +288,15 @@ def _learn_more(model: Model, data, opts, memory, guard) -> tuple[Model, dict]:
     return Model(schema, encoder, trainer.model, model.meta), summary
 
 
-def _boost_more(model, data, opts, update_opts, memory, guard) -> tuple[Model, dict]:
+def _boost_more(model, data, opts, update_opts, memory, guard, plan) -> tuple[Model, dict]:
     """More boosting rounds on the new rows, starting from the model's trees."""
-    from leanfit.engines.local.boost import fit_booster, plan_booster
+    from leanfit.engines.local.boost import fit_booster
 
     saved = model.meta["training"].get("boost_options", {})
     names = {name for name, *_ in BoostOptions.table()}
     bopts = BoostOptions(
         **{k: v for k, v in saved.items() if k in names} | {"rounds": update_opts.rounds}
     )
-    plan = plan_booster(model.schema, opts, memory, current_rss(), data)
-
     with memory.stage("train"):
         booster, summary = fit_booster(
             data,
