@@ -343,3 +343,18 @@ def test_a_limit_too_small_is_refused_before_the_data_is_read(files, kind):
     with monitor, pytest.raises(MemoryBudgetExceeded, match="is below the"):
         update_model(model, files["new"], UpdateOptions(rounds=2), memory=monitor)
     assert "drift" not in monitor.stage_peaks
+
+
+def test_update_progress_counts_the_new_rounds(files):
+    """XGBoost numbers the rounds of a continued booster from 0: the progress hears of
+    rounds 1, 2, 3 of 3 more rounds, not the old rounds plus these."""
+    from leanfit.memory import Monitor
+    from leanfit.progress import Progress
+
+    events: list = []
+    monitor = Monitor(2**40, progress=Progress(events.append))
+    with monitor:
+        update_model(
+            load(trained(files, "xgboost")), files["new"], UpdateOptions(rounds=3), memory=monitor
+        )
+    assert [e["round"] for e in events if e.get("stage") == "boost"] == [1, 2, 3]

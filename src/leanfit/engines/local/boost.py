@@ -216,7 +216,7 @@ def _boost(
         start = saver.booster() or init
     base = init.num_boosted_rounds() if init is not None else 0
     done = start.num_boosted_rounds() - base if start is not None else 0
-    callbacks = [RoundReport(each_round, base + done)]
+    callbacks = [RoundReport(each_round, done)]  # rounds of this run: update adds to base
     if saver is not None:
         callbacks += saver.callbacks(bopts, start)
     with progress.stage("boost"):
