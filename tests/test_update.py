@@ -358,3 +358,12 @@ def test_update_progress_counts_the_new_rounds(files):
             load(trained(files, "xgboost")), files["new"], UpdateOptions(rounds=3), memory=monitor
         )
     assert [e["round"] for e in events if e.get("stage") == "boost"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_an_updated_bundle_records_its_run_for_the_report(files, kind):
+    _, out = updated(files, kind)
+    record = load(out).meta["training"]["run_record"]
+    assert record["memory_trace"] and record["stage_seconds"]
+    if kind == "xgboost":  # its new rounds, each with the holdout's loss
+        assert len(record["learning_curve"]["y"]) == 10, record["learning_curve"]

@@ -45,6 +45,7 @@ from leanfit.metrics import StreamingMetrics
 from leanfit.model import Model, load, save_bundle
 from leanfit.models.online import can_widen, resume, widen
 from leanfit.options import INCREMENTAL, BoostOptions, Plan, TrainOptions, UpdateOptions
+from leanfit.runrecord import LearningCurve, run_record
 from leanfit.schema.columns import Schema
 from leanfit.schema.drift import Drift
 from leanfit.schema.rules import scan_with_schema
@@ -72,13 +73,15 @@ def update(
     """Continue the bundle at ``model_path`` on ``data``; save it to ``out`` (never over
     an input); return the summary (see :func:`update_model`)."""
     memory = memory or Monitor.unbounded()
+    LearningCurve.of(memory.progress)
     model = load(model_path, memory)
     updated, summary = update_model(model, data, options, memory=memory, guard=guard)
     summary = {"bundle": str(model_path), **summary}
     if out is not None:
         with memory.stage("save"):
             encoder = None if _kind(model) == "xgboost" else updated.encoder
-            save_bundle(out, updated.schema, encoder, updated.estimator, summary)
+            recorded = summary | {"run_record": run_record(memory)}  # for `leanfit report`
+            save_bundle(out, updated.schema, encoder, updated.estimator, recorded)
         summary["output"] = str(out)
     return summary
 
