@@ -325,3 +325,9 @@ def test_values_near_the_float_limit_give_the_models_own_choice(tmp_path, model)
     else:
         reference = (X @ estimator.coef_.T + estimator.intercept_).argmax(axis=1)
     assert proba.argmax(axis=1).tolist() == reference.tolist()
+
+
+def test_the_plan_names_the_budget_of_every_model(small_csv, tmp_path):
+    for model in ("sgd", "logistic"):
+        fitted = leanfit.train(small_csv, target="label", model=model, memory_limit="1GB")
+        assert fitted.summary["plan"]["memory_limit"] == 10**9

@@ -55,6 +55,7 @@ MAPPED_RUN_BYTES = 250_000_000
 SAFETY = 0.9  # plan to use at most this share of the limit; the sampler guards the rest
 STOP_GRACE = 1.0  # seconds a run past the limit has to reach a safe point (then it ends)
 MIN_ROWS, MAX_ROWS = 1_024, 131_072
+UNBOUNDED = 2**62
 BATCHED_STAGES = ("train", "encode", "holdout", "quantize", "boost", "drift")  # train, update
 
 
@@ -187,7 +188,12 @@ class Monitor:
     @classmethod
     def unbounded(cls) -> Monitor:
         """A monitor with no limit and no sampling thread, for library calls without one."""
-        return cls(limit=2**62)
+        return cls(limit=UNBOUNDED)
+
+    @property
+    def budget(self) -> int | None:
+        """The limit in bytes; None for an unbounded monitor."""
+        return self.limit if self.limit < UNBOUNDED else None
 
     def __enter__(self) -> Monitor:
         interrupts.clear_stop()

@@ -371,7 +371,7 @@ def plan_booster(
     """Rows per batch from the budget (reading ``data``), and pages of two batches when
     the budget holds them (XGBoost keeps some state per page: fewer pages use less
     memory, train faster)."""
-    limit = memory.limit if memory.limit < Monitor.unbounded().limit else None
+    limit = memory.budget
     if opts.batch_rows is not None:
         return Plan(batch_rows=opts.batch_rows, memory_limit=limit)
     features, _ = boost_features(schema, opts.drop)

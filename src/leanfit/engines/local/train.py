@@ -377,12 +377,12 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
         chunk_row_bytes(schema, encoder, opts.model),
         chunk_rows_cap(schema, schema.rows),
     )
-    plan = Plan(batch_rows=opts.batch_rows)
+    plan = Plan(batch_rows=opts.batch_rows, memory_limit=memory.budget)
     if saved and saved.saved:
         plan = Plan(**saved.progress["plan"])
     elif opts.batch_rows is None:
         rows = memory.plan(fixed=fixed, row_bytes=row_bytes, baseline=libraries, max_rows=cap)
-        plan = Plan(batch_rows=rows)
+        plan = Plan(batch_rows=rows, memory_limit=memory.budget)
     trainer = Trainer(schema, opts, memory, plan, guard, saved, encoder=encoder)
     caches = (
         (saved.cache("train"), saved.cache("holdout")) if saved else (BlockCache(), BlockCache())

@@ -248,12 +248,11 @@ def _plan(model: Model, data, opts: TrainOptions, memory: Monitor) -> Plan:
 
         return plan_booster(schema, opts, memory, current_rss(), data)
     if opts.batch_rows is not None:
-        return Plan(batch_rows=opts.batch_rows)
+        return Plan(batch_rows=opts.batch_rows, memory_limit=memory.budget)
     fixed = reader_bytes(schema, largest_row_group(resolve_paths(data)))
     fixed += model_bytes(encoder.n_features, len(schema.classes), kind)
-    return Plan(
-        batch_rows=memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
-    )
+    rows = memory.plan(fixed=fixed, row_bytes=chunk_row_bytes(schema, encoder, kind))
+    return Plan(batch_rows=rows, memory_limit=memory.budget)
 
 
 def _learn_more(model: Model, data, opts, memory, guard, plan: Plan) -> tuple[Model, dict]:
