@@ -367,3 +367,12 @@ def test_an_updated_bundle_records_its_run_for_the_report(files, kind):
     assert record["memory_trace"] and record["stage_seconds"]
     if kind == "xgboost":  # its new rounds, each with the holdout's loss
         assert len(record["learning_curve"]["y"]) == 10, record["learning_curve"]
+
+
+def test_an_update_that_made_the_model_worse_says_so():
+    from leanfit.engines.local.update import worse_than_before
+
+    (said,) = worse_than_before({"log_loss": 0.5}, {"log_loss": 0.7})
+    assert "worse than the old one" in said and "0.7 against 0.5" in said
+    assert worse_than_before({"log_loss": 0.5}, {"log_loss": 0.4}) == []
+    assert worse_than_before(None, {"log_loss": 0.4}) == []

@@ -130,9 +130,22 @@ def update_model(
     summary["train_seconds"] = round(time.perf_counter() - started, 3)
     result = drift.result()
     warnings = summary.get("warnings", []) + drift_warnings(result, set(added))
+    warnings += worse_than_before(before, summary.get("metrics"))
     added = {name: len(levels) for name, levels in added.items()}
     summary |= {"metrics_before": before, "drift": result, "categories_added": added}
     return updated, summary | ({"warnings": warnings} if warnings else {})
+
+
+def worse_than_before(before: dict | None, after: dict | None) -> list[str]:
+    """A sentence when the updated model scores worse than the old one on the new
+    holdout rows (an averaged SGD follows a change of units slowly, say)."""
+    if not before or not after or after["log_loss"] <= before["log_loss"]:
+        return []
+    return [
+        f"the updated model is worse than the old one on the new holdout rows (log loss "
+        f"{after['log_loss']:.4g} against {before['log_loss']:.4g}): more --epochs, or "
+        "retraining on the new data, may serve better."
+    ]
 
 
 def drift_warnings(drift: dict, extended: set[str]) -> list[str]:
