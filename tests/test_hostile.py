@@ -275,6 +275,9 @@ CSV_CASES = [
     works("integers-beyond-64-bits-are-kept-as-text",
       {"t.csv": "big,x,label\n" + "".join(f"{10**22 + i},{i % 7},{'yn'[i % 2]}\n" for i in range(40))},
       "train t.csv --target label --out m.leanfit", loads("m.leanfit")),
+    fails("inf-in-the-second-file-of-a-folder",
+      {"d/a.csv": "x,label\n1,y\n2,n\n", "d/b.csv": "x,label\n3,y\ninf,n\n"}, "inspect d",
+      r"^Error: d/b\.csv, line 3, column 'x': the value is not a finite number"),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

@@ -143,14 +143,17 @@ def refuse_infinite(paths: list[Path], pieces: list[dict], plan) -> None:
     """``inf`` in a number column stops the run, naming the first such line (with
     ``--bad-rows skip|quarantine`` its row is left out instead)."""
     for name in infinite_columns(pieces, plan):
-        lf = scan(paths, types=plan.types).with_row_index(ROW)
         value = pl.col(name)
         if plan.types[name] == pl.String:  # a widened column
             value = value.str.strip_chars().cast(pl.Float64, strict=False)
-        first = lf.filter(value.is_infinite()).select(pl.col(ROW).first()).collect()
-        row = int(first.item())
-        where = f"row {row + 1}" if paths.form.typed else f"line {row + 2}"
-        raise InputError(
-            f"{paths[0]}, {where}, column '{name}': the value is not a finite number. "
-            "Fix that row, or give --bad-rows skip (or quarantine) to leave such rows out."
-        )
+        each = [paths] if paths.frame is not None else [paths.files([p]) for p in paths]
+        for part, shown in zip(each, paths.shown, strict=False):  # the file that holds it
+            lf = scan(part, types=plan.types).with_row_index(ROW)
+            row = lf.filter(value.is_infinite()).select(pl.col(ROW).first()).collect().item()
+            if row is None:
+                continue
+            where = f"row {row + 1}" if paths.form.typed else f"line {row + 2}"
+            raise InputError(
+                f"{shown}, {where}, column '{name}': the value is not a finite number. "
+                "Fix that row, or give --bad-rows skip (or quarantine) to leave such rows out."
+            )
