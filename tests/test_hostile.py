@@ -278,6 +278,10 @@ CSV_CASES = [
     fails("inf-in-the-second-file-of-a-folder",
       {"d/a.csv": "x,label\n1,y\n2,n\n", "d/b.csv": "x,label\n3,y\ninf,n\n"}, "inspect d",
       r"^Error: d/b\.csv, line 3, column 'x': the value is not a finite number"),
+    fails("utf-16-with-a-bom", {"u.csv": data(20).encode("utf-16")}, "inspect u.csv -t label",
+      r"u\.csv is UTF-16 text .* leanfit reads UTF-8"),
+    fails("utf-16-without-a-bom", {"u.csv": data(20).encode("utf-16-le")}, "inspect u.csv",
+      r"u\.csv is UTF-16 text .* leanfit reads UTF-8", slow=True),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

@@ -93,6 +93,16 @@ def magic_kind(head: bytes) -> str | None:
     return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
 
 
+def _utf16(head: bytes) -> bool:
+    """A UTF-16 byte order mark, or text with every other byte NUL (UTF-16 without one)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = head[:64]
+    return len(sample) >= 8 and (
+        sample[1::2].count(0) == len(sample) // 2 or sample[::2].count(0) == len(sample) // 2
+    )
+
+
 def checked_format(path: str, head: bytes, tail: bytes) -> str:
     """The format of ``path`` from its name and first bytes; InputError when they
     disagree (or the bytes are compressed but the name does not say how)."""
@@ -102,6 +112,11 @@ def checked_format(path: str, head: bytes, tail: bytes) -> str:
         raise InputError(
             f"{path} is a zip archive (a leanfit model is one), not data: unzip it, or "
             "give the CSV or Parquet file itself."
+        )
+    if kind is None and fmt in (None, "csv") and compression is None and _utf16(head):
+        raise InputError(
+            f"{path} is UTF-16 text (its first bytes say so); leanfit reads UTF-8. "
+            "Convert it first (e.g. iconv -f utf-16 -t utf-8)."
         )
     if fmt is None:
         if kind in ("parquet", "ipc"):
