@@ -331,3 +331,13 @@ def test_the_plan_names_the_budget_of_every_model(small_csv, tmp_path):
     for model in ("sgd", "logistic"):
         fitted = leanfit.train(small_csv, target="label", model=model, memory_limit="1GB")
         assert fitted.summary["plan"]["memory_limit"] == 10**9
+
+
+def test_naive_bayes_has_no_importances_and_empty_data_has_no_scores(small_csv):
+    from leanfit.errors import ConfigError
+
+    fitted = leanfit.train(small_csv, target="label", model="nb")
+    with pytest.raises(ConfigError, match="'nb' has no importances: linear models"):
+        fitted.feature_importances()
+    empty = pd.read_csv(small_csv).drop(columns="label").head(0)
+    assert fitted.predict_proba(empty).shape == (0, len(fitted.classes))

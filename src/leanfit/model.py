@@ -126,7 +126,7 @@ class Model:
             names = self.estimator.feature_names
             values = [float(gains.get(x, 0.0)) for x in xgb_names(self.estimator.features)]
         else:
-            coef, _ = self._linear_terms()
+            coef, _ = self._linear_terms(importances=True)
             per_feature = np.abs(coef).sum(axis=0)
             owners = np.asarray(feature_columns(self.encoder))
             names = self.encoder.input_columns
@@ -134,13 +134,16 @@ class Model:
         table = pl.DataFrame({"column": names, "importance": values}, strict=False)
         return table.sort("importance", descending=True, maintain_order=True)
 
-    def _linear_terms(self) -> tuple[np.ndarray, np.ndarray]:
+    def _linear_terms(self, importances: bool = False) -> tuple[np.ndarray, np.ndarray]:
         coef = getattr(self.estimator, "coef_", None)
         if coef is None:
             kind = self.meta["training"]["model"]
             raise ConfigError(
-                f"model {kind!r} has no coefficients: only linear models (sgd, hinge, "
-                "passive-aggressive, perceptron, logistic) do; use feature_importances()."
+                f"model {kind!r} has no importances: linear models (sgd, hinge, "
+                "passive-aggressive, perceptron, logistic) and xgboost have them."
+                if importances
+                else f"model {kind!r} has no coefficients: only linear models (sgd, hinge, "
+                "passive-aggressive, perceptron, logistic) do (xgboost: feature_importances())."
             )
         return np.atleast_2d(coef), np.atleast_1d(self.estimator.intercept_)
 
@@ -223,7 +226,8 @@ class Model:
 
     def predict_proba(self, data) -> np.ndarray:
         """Class probabilities (columns in ``classes`` order) for every row."""
-        return np.concatenate([self.frame_scores(f) for f in self._frames(data)])
+        scored = [self.frame_scores(f) for f in self._frames(data) if f.height]
+        return np.concatenate(scored) if scored else np.empty((0, len(self.classes)))
 
     def predict(self, data) -> np.ndarray:
         return self.classes[self.predicted(self.predict_proba(data))]
