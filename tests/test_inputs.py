@@ -407,3 +407,21 @@ def test_nan_as_python_and_r_spell_it_is_a_missing_number(tmp_path):
     assert model.summary["metrics"]["roc_auc"] > 0.8  # x, the one informative column, is learned
     out = tmp_path / "p.csv"
     assert leanfit.predict(tmp_path / "m.leanfit", path, out)["rows"] == len(reference)
+
+
+def test_a_pandas_column_of_mixed_types_is_named(tmp_path):
+    frame = pd.DataFrame({"b": np.arange(6.0), "a": [1, "x", 2, 3, "y", 4], "y": [0, 1] * 3})
+    with pytest.raises(leanfit.InputError, match=r"column 'a' holds values of more than one"):
+        leanfit.inspect(frame, target="y")
+    with pytest.raises(leanfit.InputError, match=r"column 'a' holds values of more than one"):
+        leanfit.StreamingClassifier().fit(frame.drop(columns="y"), frame["y"])
+
+
+def test_the_index_pandas_wrote_into_parquet_is_not_data(tmp_path):
+    """Filtered rows keep their index; pandas writes it as __index_level_0__ and reads it
+    back as the index: not a column, not a feature."""
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "label": rng.integers(0, 2, 300)})
+    frame[frame.x > -1].to_parquet(tmp_path / "filtered.parquet")
+    schema = leanfit.inspect(tmp_path / "filtered.parquet", target="label")
+    assert [c.name for c in schema.columns] == list(pd.read_parquet(tmp_path / "filtered.parquet"))

@@ -32,7 +32,10 @@ WHO = "StreamingClassifier.fit"
 
 def to_arrow(frame: Any, who: str = WHO) -> pa.Table:
     if _is_pandas(frame):
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"{who}: {mixed_types(frame, exc)}") from None
     if isinstance(frame, pl.DataFrame):
         return frame.to_arrow()
     if isinstance(frame, pa.RecordBatch):
@@ -42,6 +45,21 @@ def to_arrow(frame: Any, who: str = WHO) -> pa.Table:
     raise InputError(
         f"{who}: the iterable must yield pandas or polars DataFrames or "
         f"Arrow tables. Got {type(frame).__name__}."
+    )
+
+
+def mixed_types(frame: Any, exc: Exception) -> str:
+    """What pyarrow's refusal of a pandas column holding several types means."""
+    column = None
+    for name in frame.columns:
+        try:
+            pa.array(frame[name], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            column = name
+            break
+    return (
+        f"column {column!r} holds values of more than one type ({exc.args[0]}); give it "
+        f"one type (e.g. df[{column!r}].astype(str))."
     )
 
 
@@ -129,7 +147,10 @@ def as_lazy(data: Any) -> pl.LazyFrame | None:
     if isinstance(data, pl.DataFrame):
         return data.lazy()
     if _is_pandas(data):
-        return pl.from_pandas(data).lazy()
+        try:
+            return pl.from_pandas(data).lazy()
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"the pandas DataFrame: {mixed_types(data, exc)}") from None
     if isinstance(data, pa.Table | pa.RecordBatch):
         return pl.from_arrow(data).lazy()
     import pyarrow.dataset as ds

@@ -228,7 +228,21 @@ def scan_binary(paths: list[str], form: Form) -> pl.LazyFrame:
         lf = scan(paths, **hive)
     else:
         lf = pl.concat([_arrow_file(p, form) for p in paths], how="vertical")
-    return as_text_dictionaries(lf)
+    index = pandas_index(paths[0]) if form.format == "parquet" else []
+    return as_text_dictionaries(lf.drop(index) if index else lf)
+
+
+def pandas_index(path: str) -> list[str]:
+    """The columns that hold a pandas index in a Parquet file pandas wrote (the index of
+    filtered rows, say): ``pandas.read_parquet`` makes them the index, not data."""
+    import pyarrow.parquet as pq
+
+    try:
+        with open_raw(path) as f:
+            meta = pq.read_schema(f).pandas_metadata or {}
+    except (OSError, ValueError):  # its reader names the fault
+        return []
+    return [name for name in meta.get("index_columns", []) if isinstance(name, str)]
 
 
 def as_text_dictionaries(lf: pl.LazyFrame) -> pl.LazyFrame:
