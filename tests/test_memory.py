@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -300,3 +301,24 @@ def test_a_resumed_runs_peak_counts_the_process_before_the_kill():
         monitor.continue_trace([(0.0, 50_000_000, "setup"), (1.0, earlier, "train")])
     report = monitor.report()
     assert report["peak_rss_bytes"] == earlier == report["peak_by_stage_bytes"]["train"]
+
+
+def test_thousands_of_dense_columns_are_refused_before_training_not_during(tmp_path):
+    """Each dense number column costs the training stage ~93 KB whatever the rows (its
+    encoding expressions): 3,000 of them are planned, and a limit that cannot hold them
+    is refused with one that can, before a row is learned."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(10)
+    frame = pd.DataFrame(
+        rng.integers(0, 5, size=(50, 3_000)), columns=[f"c{i}" for i in range(3_000)]
+    )
+    frame["label"] = rng.integers(0, 2, 50)
+    frame.to_csv(tmp_path / "dense.csv", index=False)
+    args = ["train", tmp_path / "dense.csv", "--target", "label", "--out", tmp_path / "m.leanfit"]
+    code, _, err = peak_of(*args, "--memory-limit", "450MB")
+    assert code == 2 and "is below the" in err.strip().splitlines()[-1], err
+    advised = re.search(r"Use --memory-limit ([\d,]+MB)", err)[1].replace(",", "")
+    code, peak, err = peak_of(*args, "--memory-limit", advised)
+    assert code == 0 and peak <= parse_limit(advised), err

@@ -22,6 +22,7 @@ from leanfit.costs import (
     PARSER_BYTES,
     chunk_row_bytes,
     chunk_rows_cap,
+    encoding_bytes,
     max_slots,
     model_bytes,
     reader_bytes,
@@ -371,7 +372,7 @@ def _train(data, target, schema, out, opts, memory, boost, guard, saved, librari
     encoder = (saved and saved.encoder()) or Encoder.from_options(
         schema, opts, max_slots(memory.limit, len(schema.classes), opts.model)
     )
-    fixed = reader_bytes(schema, largest_row_group(data))
+    fixed = reader_bytes(schema, largest_row_group(data)) + encoding_bytes(encoder)
     fixed += model_bytes(encoder.n_features, len(schema.classes), opts.model)
     row_bytes, cap = (
         chunk_row_bytes(schema, encoder, opts.model),
