@@ -282,6 +282,10 @@ CSV_CASES = [
       r"u\.csv is UTF-16 text .* leanfit reads UTF-8"),
     fails("utf-16-without-a-bom", {"u.csv": data(20).encode("utf-16-le")}, "inspect u.csv",
       r"u\.csv is UTF-16 text .* leanfit reads UTF-8", slow=True),
+    works("numbers-with-na-as-r-writes-them-are-not-silently-text",
+      {"n.csv": "x,label\n" + "".join(f"{'NA' if i % 5 == 0 else i / 4},{'yn'[i % 2]}\n" for i in range(80))},
+      "inspect n.csv -t label --json",
+       lambda d, r: any("x: read as text" in w and "'NA'" in w for w in json.loads(r.stdout)["warnings"])),
     works("ragged-row-skipped", {"r.csv": data(100) + "1,2\n"},
        "predict {model} r.csv --out p.csv --bad-rows skip", lambda d, r: file_rows(d / "p.csv") == 100),
 ]

@@ -59,6 +59,8 @@ class InspectPlan:
     float16_tolerance: float | None = None  # measure float16 errors (--lossy-floats)
     cap: int = CATEGORY_CAP
     wide: list[str] = field(default_factory=list)  # summed in numpy (schema.wide)
+    # text columns of numbers but for a spelling of a missing value: name -> spellings
+    spelled_missing: dict[str, list[str]] = field(default_factory=dict)
 
     @functools.cached_property
     def sketched(self) -> list[str]:
@@ -107,9 +109,36 @@ def make_plan(
     ]
     wide = wide_columns(sample, numbers)
     types = dict(sample.schema)
+    spelled = {
+        name: found
+        for name, dtype in types.items()
+        if dtype == pl.String and name not in widened and name != target
+        if (found := missing_spellings(sample.get_column(name)))
+    }
     return InspectPlan(
-        types, decimals, counted, list(widened), target, float16_tolerance, wide=wide
+        types,
+        decimals,
+        counted,
+        list(widened),
+        target,
+        float16_tolerance,
+        wide=wide,
+        spelled_missing=spelled,
     )
+
+
+MISSING_SPELLINGS = {"na", "n/a", "#n/a", "null", "none", "nil", "missing", "-", "?", "."}
+
+
+def missing_spellings(column: pl.Series) -> list[str]:
+    """The spellings of a missing value (``NA``, ``null``, ...) in a text column whose
+    every other value is a number (pandas reads them as missing; Polars as text)."""
+    present = column.drop_nulls()
+    words = present.filter(present.str.strip_chars().cast(pl.Float64, strict=False).is_null())
+    spellings = words.unique().sort().to_list()
+    if len(words) == len(present) or not spellings:
+        return []
+    return spellings if all(w.strip().lower() in MISSING_SPELLINGS for w in spellings) else []
 
 
 FLOAT64_DIGITS = 15  # a decimal of at most this many digits is held exactly by a float64
@@ -354,6 +383,13 @@ def build_schema(sources: list[str], pieces: list[dict], plan: InspectPlan) -> S
         describe_target(schema, counter)
     if plan.float16_tolerance is not None:
         record_errors(schema, stats, plan.float16_tolerance)
+    for name, spellings in plan.spelled_missing.items():
+        schema.warnings.append(
+            f"{name}: read as text, though its first values are numbers but for "
+            f"{', '.join(map(repr, spellings))}, a spelling of a missing value that the parser "
+            "reads as text. Write missing values as empty fields (or NaN) to have it read "
+            "as numbers."
+        )
     return schema
 
 
