@@ -199,3 +199,19 @@ def test_separator_is_a_keyword_of_every_command_that_reads_data(tmp_path):
     assert leanfit.evaluate(tmp_path / "m.leanfit", [path], separator=";")["rows"] == 200
     summary = leanfit.shrink(path, tmp_path / "s.parquet", separator=";")
     assert pd.read_parquet(tmp_path / "s.parquet").shape == (200, 2) and summary
+
+
+def test_train_takes_report_checkpoint_and_resume_as_the_cli_does(data, tmp_path):
+    model = leanfit.train(
+        data, "label", out=tmp_path / "m.leanfit", report=tmp_path / "r.html",
+        checkpoint=tmp_path / "ck", checkpoint_every=0.01,
+    )  # fmt: skip
+    assert (
+        model.summary["report"] == str(tmp_path / "r.html")
+        and "<svg" in (tmp_path / "r.html").read_text()
+    )
+    assert model.summary["checkpoint"]["folder"] == str(tmp_path / "ck")
+    with pytest.raises(leanfit.ConfigError, match="--resume: there is no checkpoint"):
+        leanfit.train(
+            data, "label", out=tmp_path / "n.leanfit", resume=True, checkpoint=tmp_path / "ck"
+        )

@@ -29,6 +29,7 @@ from leanfit.io.tempfiles import owned_tempdir
 from leanfit.model import Model
 from leanfit.options import (
     BoostOptions,
+    CheckpointOptions,
     LossyOptions,
     Options,
     RunOptions,
@@ -207,13 +208,14 @@ def shrink(data, out: Path_, schema: Schema | Path_ | None = None, **given) -> d
         return shell.finish(with_quarantine(summary, guard))
 
 
-@with_options((TrainOptions, ALL), (BoostOptions, ALL), (RunOptions, ALL))
+@with_options((TrainOptions, ALL), (BoostOptions, ALL), (CheckpointOptions, ALL), (RunOptions, ALL))
 def train(
     data,
     target: str | None = None,
     *,
     schema: Schema | Path_ | None = None,
     out: Path_ | None = None,
+    report: Path_ | None = None,
     options: TrainOptions | None = None,
     boost: BoostOptions | None = None,
     progress: Callable[[dict], None] | None = None,
@@ -231,6 +233,8 @@ def train(
         From :func:`inspect`; default: inspect ``data`` first.
     out : path, optional
         Save the model bundle here. None: the model is only returned.
+    report : path, optional
+        Also write the model's HTML report here (``--report``).
     options, boost : TrainOptions, BoostOptions, optional
         The training options as objects, instead of their keywords.
     progress : callable, optional
@@ -255,9 +259,14 @@ def train(
     opts = _group(TrainOptions, given, options, "options")
     bopts = _group(BoostOptions, given, boost, "boost")
     run = _group(RunOptions, given)
+    saving = _group(CheckpointOptions, given)
     import_library(opts.model)  # first, without the dataframe libraries (models.registry)
     engine, where = _engine(run, "train")
-    with _shell(run, {"--out": out}, [data, schema]) as shell, contextlib.ExitStack() as stack:
+    if engine and (saving.checkpoint or saving.resume):
+        raise ConfigError("--checkpoint and --resume work with --engine local only.")
+    where |= {} if engine else {"checkpoint": saving}
+    outputs = {"--out": out, "--report": report}
+    with _shell(run, outputs, [data, schema]) as shell, contextlib.ExitStack() as stack:
         bundle = out or Path(stack.enter_context(owned_tempdir("leanfit-model-"))) / "m.leanfit"
         guard = bad_row_guard(run.bad_rows, run.quarantine, out or data)
         data = resolve_paths(data)  # once: a stream of frames is read once
@@ -270,6 +279,10 @@ def train(
             memory=shell.memory, guard=guard, **where,
         )  # fmt: skip
         model = Model.load(bundle, shell.memory)
+        if report:
+            from leanfit.htmlreport import write_report
+
+            summary["report"] = write_report(bundle, None, report, memory=shell.memory)["output"]
         if out is None:
             summary["output"] = None
     model.summary = shell.finish(with_quarantine(summary, guard))
