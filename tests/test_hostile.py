@@ -229,6 +229,8 @@ CSV_CASES = [
       r"e\.csv, line 7: the line is empty"),
     fails("empty-line-at-predict", {"e.csv": HEADER + rows(5) + "\n" + rows(5, 5)},
       "predict {model} e.csv --out p.csv", r"e\.csv, line 7: the line is empty", out="p.csv"),
+    fails("empty-line-at-predict-on-dask", {"e.csv": HEADER + rows(5) + "\n" + rows(5, 5)},
+      "predict {model} e.csv --out p --engine dask", r"e\.csv, line 7: the line is empty", out="p"),
     works("a-row-of-empty-fields-is-a-row", {"e.csv": HEADER + rows(5) + ",,,\n" + rows(5, 5)},
        "predict {model} e.csv --out p.csv", lambda d, r: file_rows(d / "p.csv") == 11),
     fails("truncated-csv-gz", {"t.csv.gz": gz(data(40_000), 0.5)}, "inspect t.csv.gz",

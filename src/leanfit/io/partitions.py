@@ -31,6 +31,7 @@ from pathlib import Path
 
 import polars as pl
 
+from leanfit.io.diagnose import refuse_short_rows
 from leanfit.io.formats import CSV, Form, Input, format_of
 from leanfit.io.guard import TEXT, good_rows
 from leanfit.io.readers import (
@@ -227,9 +228,14 @@ def count_lines(part: Part) -> int:
 
 
 def read_part(part: Part, types: dict | None) -> pl.DataFrame:
-    """The partition's rows, parse errors turned into InputError naming file and line."""
+    """The partition's rows, parse errors turned into InputError naming file and line
+    (an empty line too, which Polars reads as a row of nulls: see io.diagnose)."""
     with translated(part.input):
-        return scan_part(part, types).collect(engine="streaming")
+        frame = scan_part(part, types).collect(engine="streaming")
+    csv = part.form.format == "csv" and part.first_line is None
+    if csv and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+        refuse_short_rows(part.input)
+    return frame
 
 
 def count_rows(part: Part, types: dict | None) -> int:
