@@ -341,3 +341,18 @@ def test_naive_bayes_has_no_importances_and_empty_data_has_no_scores(small_csv):
         fitted.feature_importances()
     empty = pd.read_csv(small_csv).drop(columns="label").head(0)
     assert fitted.predict_proba(empty).shape == (0, len(fitted.classes))
+
+
+def test_lbfgs_progress_counts_every_pass_without_a_percent(small_csv, tmp_path):
+    """The number of L-BFGS passes is not known ahead: the stage has no total (no
+    percent, no ETA) and its rows add up over the passes, never restarting at 0."""
+    from leanfit.memory import Monitor
+
+    monitor = Monitor(2**40)
+    with monitor:
+        summary = train(
+            small_csv, "label", out=tmp_path / "m.leanfit",
+            options=TrainOptions(model="logistic"), memory=monitor,
+        )  # fmt: skip
+    (stage,) = [s for s in monitor.progress.stages if s.name == "L-BFGS"]
+    assert stage.total is None and stage.done >= 3 * summary["rows_train"]

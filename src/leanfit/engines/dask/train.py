@@ -299,7 +299,6 @@ def _fit_logistic(
     on the blocks it holds (``per_part``: futures of each partition's column squares;
     ``rows``: the train rows of each partition)."""
     c, model = cl.client, model_for(opts)
-    n_train = int(sum(rows))
     held = len(cl.addresses) or 1  # partition i is on worker i % held (Cluster.place)
     groups = [encoded[j::held] for j in range(min(held, len(encoded)))]
 
@@ -316,7 +315,7 @@ def _fit_logistic(
             sum(p[2] for p in parts),
         )
 
-    progress.plan(n_train, passes=2)  # column squares, first evaluation
+    progress.plan(None)  # passes not known ahead (see the local engine's _fit_exact)
     follow(per_part, progress, rows.tolist())
     squares = sum(c.gather(per_part))
     n_features = len(squares) - 1
@@ -326,7 +325,6 @@ def _fit_logistic(
     def passed(iteration: int, loss: float) -> None:
         event = {"stage": "lbfgs", "iteration": iteration, "loss": loss}
         progress.note(event | {"max_iter": model.max_iter})
-        progress.plan(n_train)
 
     return model.fit_terms(terms, squares, np.arange(k), n_features, progress=passed)
 

@@ -231,17 +231,18 @@ class Trainer:
 
     def _fit_exact(self, train_cache: BlockCache) -> None:
         """L-BFGS over the cached blocks, every pass recorded (:class:`Evaluations`);
-        progress shows each pass (their number is not known ahead: at most ``max_iter``)."""
+        progress counts the rows of every pass, with no percent: their number is not
+        known ahead (at most ``max_iter``), and a bar that restarted each pass said 100%
+        long before the end."""
         from leanfit.models.logistic import blocks_terms, squares_pass  # loads scikit-learn
 
         n_features = self.encoder.n_features
         blocks = lambda: self._checked(train_cache.blocks())  # noqa: E731
-        self.progress.plan(self.train_rows, passes=2)  # column squares, first evaluation
+        self.progress.plan(None)
 
         def passed(iteration: int, loss: float) -> None:
             event = {"stage": "lbfgs", "iteration": iteration, "loss": loss}
             self.progress.note(event | {"max_iter": self.model.max_iter})
-            self.progress.plan(self.train_rows)
 
         if self.passes is None:
             self.passes = Evaluations(squares_pass(blocks, n_features))
