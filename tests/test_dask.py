@@ -339,3 +339,21 @@ def test_blocks_stay_on_the_worker_that_encoded_them(small_csv, schemas, client)
     assert "encoded_partition" not in {key_split(k) for k in sent}
     encoded = [t["worker"] for t in stream.data if key_split(t["key"]) == "encoded_partition"]
     assert sorted(encoded.count(w) for w in set(encoded)) == [4, 4]
+
+
+def test_two_local_clusters_at_once_do_not_clash(tmp_path):
+    """A LocalCluster's scheduler serves HTTP even without its dashboard: on 8787 it
+    clashed with any other cluster on the machine (a UserWarning, an error here)."""
+    import contextlib
+    import socket
+
+    from leanfit.engines.dask.cluster import local_cluster
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):  # already taken by another process: the same
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        with local_cluster(1, "1GB") as client:
+            port = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port)
+    assert port != 8787

@@ -264,7 +264,7 @@ def train(
     engine, where = _engine(run, "train")
     if engine and (saving.checkpoint or saving.resume):
         raise ConfigError("--checkpoint and --resume work with --engine local only.")
-    where |= {} if engine else {"checkpoint": saving}
+    where |= {"checkpoint": saving} if saving.checkpoint or saving.resume else {}
     outputs = {"--out": out, "--report": report}
     with _shell(run, outputs, [data, schema]) as shell, contextlib.ExitStack() as stack:
         bundle = out or Path(stack.enter_context(owned_tempdir("leanfit-model-"))) / "m.leanfit"

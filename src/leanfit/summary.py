@@ -70,7 +70,10 @@ VOCABULARY: dict[str, tuple[tuple[type, ...], str]] = {
         "hashed slots, a frequency rank)",
     ),
     "epochs_run": ((int, type(None)), "epochs run (incremental models; null otherwise)"),
-    "history": ((list,), "holdout log loss after each epoch but the last (its loss is in metrics)"),
+    "history": (
+        (list,),
+        "holdout log loss after each epoch but the last, as early stopping saw it before the next one (the last epoch's is `metrics.log_loss`): `epochs_run` is its length + 1",
+    ),
     "matrix": ((str,), "the XGBoost matrix kind (QuantileDMatrix, ExtMemQuantileDMatrix, ...)"),
     "matrix_estimate_bytes": ((int,), "the planned bytes of the XGBoost matrix"),
     "rounds_trained": ((int,), "boosting rounds run"),

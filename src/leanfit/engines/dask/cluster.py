@@ -189,6 +189,9 @@ def local_cluster(
             processes=True,
             memory_limit=per_worker,
             dashboard_address=None,
+            # its HTTP server on a free port: it took 8787 even without the dashboard,
+            # and a second cluster (another run, a user's own) warned of the clash
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
             silence_logs=logging.CRITICAL,  # task errors reach the client as exceptions
             env={name: str(threads) for name in THREAD_SETTINGS},
             preload=[PRELOAD],
