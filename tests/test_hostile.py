@@ -203,6 +203,8 @@ CSV_CASES = [
       out="p.csv"),
     fails("inf", {"data.csv": data(300, {150: "150,inf,a,y"})}, "inspect data.csv",
       r"data\.csv, line 152, column 'f'.*finite", out="m.leanfit"),
+    fails("inf-on-dask", {"data.csv": data(300, {150: "150,inf,a,y"})}, "train data.csv -t label --out m.leanfit --engine dask",
+      r"data\.csv, line 152, column 'f'.*finite", out="m.leanfit"),
     fails("minus-inf-at-train", {"data.csv": data(300, {150: "150,-inf,a,y"})}, TRAIN,
       r"data\.csv, line 152, column 'f'.*finite", out="m.leanfit", slow=True),
     works("nan-is-a-missing-value", {"data.csv": data(300, {150: "150,NaN,a,y"})}, TRAIN,

@@ -30,11 +30,13 @@ from leanfit.memory import Monitor
 from leanfit.options import LossyOptions
 from leanfit.progress import Progress
 from leanfit.schema.columns import Schema
+from leanfit.schema.inspection import refuse_infinite
 from leanfit.schema.lossy import tolerance
 from leanfit.schema.rules import read_types
 from leanfit.schema.statistics import (
     InspectPlan,
     build_schema,
+    infinite_columns,
     last_column_has_nulls,
     make_plan,
     piece_stats,
@@ -86,6 +88,8 @@ def inspect_on(
         widened += widen
     if lenient is None and last_column_has_nulls(pieces, plan):
         c.submit(refuse_short_rows, paths, pure=False).result()
+    if lenient is None and infinite_columns(pieces, plan):  # named as the local pass does
+        c.submit(refuse_infinite, paths, pieces, plan, pure=False).result()
     schema = build_schema(list(paths), pieces, plan)
     if lenient is not None:
         guard.vouch(paths, read_types(schema))
