@@ -88,11 +88,15 @@ def located_values(paths: Input) -> Iterator[None]:
         where = first_line_holding(paths, cast["column"], cast["value"])
         if where is None:
             raise
-        raise InputError(
-            f"{where}, column '{cast['column']}': value {cast['value']!r} does not convert "
-            f"to the column's type ({cast['dtype']}). Fix that row, or give "
-            "--bad-rows skip (or quarantine) to leave such rows out."
-        ) from None
+        raise InputError(_does_not_convert(where, cast)) from None
+
+
+def _does_not_convert(where: str, cast: re.Match) -> str:
+    return (
+        f"{where}, column '{cast['column']}': value {cast['value']!r} does not convert "
+        f"to the column's type ({cast['dtype']}). Fix that row, or give "
+        "--bad-rows skip (or quarantine) to leave such rows out."
+    )
 
 
 def first_line_holding(paths: Input, column: str, value: str) -> str | None:
@@ -137,6 +141,11 @@ def as_input_error(exc: Exception, paths: list[Path]) -> InputError:
     if type_error:
         return ColumnTypeError(type_error["column"], type_error["value"], type_error["dtype"])
     form = paths.form if isinstance(paths, Input) else CSV
+    cast = CAST_ERROR.search(str(exc))
+    if cast and isinstance(paths, Input) and form.format == "csv":
+        where = first_line_holding(paths, cast["column"], cast["value"])
+        if where is not None:
+            return InputError(_does_not_convert(where, cast))
     local = [Path(p) for p in map(str, paths) if "://" not in p]
     if form.format == "csv":
         found = broken_gzip(local) or locate_problem(local, form.separator)

@@ -25,6 +25,7 @@ from leanfit.errors import ConfigError, InputError
 from leanfit.io.outputs import PARQUET_ROW_GROUP, checks_output
 from leanfit.io.partitions import Part, read_part
 from leanfit.io.sizes import estimate_rows
+from leanfit.io.translate import located_values
 from leanfit.memory import Monitor
 from leanfit.model import load
 from leanfit.options import DEFAULT_BATCH_ROWS
@@ -77,7 +78,8 @@ def evaluate_part(part: Part, types: dict | None, model):
     frame = read_part(part, types)
     metrics = model.new_metrics()
     for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
-        model.add_metrics(metrics, frame.slice(start, DEFAULT_BATCH_ROWS), part.name)
+        with located_values(part.input):
+            model.add_metrics(metrics, frame.slice(start, DEFAULT_BATCH_ROWS), part.name)
     return (metrics if metrics.n_rows else None), frame.height
 
 
@@ -159,7 +161,8 @@ def predict_part(part: Part, types, model, folder: str, proba: bool, keep) -> in
     writer = None
     try:
         for start in range(0, frame.height, DEFAULT_BATCH_ROWS):
-            table = model.prediction_table(frame.slice(start, DEFAULT_BATCH_ROWS), proba, keep)
+            with located_values(part.input):
+                table = model.prediction_table(frame.slice(start, DEFAULT_BATCH_ROWS), proba, keep)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
             writer.write(table, row_group_size=PARQUET_ROW_GROUP)

@@ -45,6 +45,7 @@ from leanfit.engines.dask.cluster import (
 from leanfit.engines.shared import EarlyStopping, block_metrics, holdout_result, log_loss_sum
 from leanfit.errors import ConfigError, InputError
 from leanfit.io.partitions import Part, read_part
+from leanfit.io.translate import located_values, translated
 from leanfit.models.merge import average_models, merge_naive_bayes
 from leanfit.models.predictor import predictor_for
 from leanfit.models.registry import model_for
@@ -78,14 +79,16 @@ def encoded_partition(part: Part, offset: int, job: Job) -> dict[str, list]:
     them: a third of CSR's bytes to hold and to read in every L-BFGS evaluation) and
     expanded only where a model needs plain rows."""
     frame = read_part(part, job.types)
-    frame = frame.select(encoded_columns(frame.schema, job.schema, job.encoder, job.opts))
+    with located_values(part.input), translated(where="a feature column"):
+        frame = frame.select(encoded_columns(frame.schema, job.schema, job.encoder, job.opts))
     weights = job.weights
     out: dict[str, list] = {side: [] for side in SIDES}
     rows = Plan().rows(job.opts)
     for start in range(0, frame.height, rows):
-        X, y, train = encode_part(
-            frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts, True
-        )
+        with located_values(part.input), translated(where="a feature column"):
+            X, y, train = encode_part(
+                frame.slice(start, rows), offset + start, job.schema, job.encoder, job.opts, True
+            )
         for side, mask in zip(SIDES, (train, ~train)):
             if mask.any():
                 keep = np.flatnonzero(mask)
