@@ -125,6 +125,7 @@ def predict(
         shared = c.scatter(model, broadcast=True)
         args = {"types": types, "model": shared, "folder": str(tmp), "proba": proba, "keep": keep}
         memory.progress.plan(estimate_rows(paths))
+        futures: list = []
         try:
             futures = c.map(predict_part, parts, **args, pure=False)
             rows = gather_following(c, futures, memory.progress, int)
@@ -132,6 +133,10 @@ def predict(
                 raise InputError(f"{data}: no rows to predict.")
             c.submit(_publish, str(tmp), str(out), pure=False).result()
         except BaseException:
+            from distributed import wait
+
+            # the other partitions' tasks run on: discarded before they end, they wrote after
+            wait(futures)
             c.submit(_discard, str(tmp), pure=False).result()
             raise
         report = cl.report()
