@@ -12,6 +12,7 @@ what every step shares), :mod:`.inspect`, :mod:`.train`, :mod:`.boost`,
 
 from __future__ import annotations
 
+from leanfit.encode.batches import RowCounts
 from leanfit.engines.dask.apply import evaluate, predict
 from leanfit.engines.dask.cluster import cluster, process_peak_rss
 from leanfit.engines.dask.inspect import inspect, inspect_on
@@ -69,7 +70,7 @@ def train(
                 model, encoder, summary = fit(cl, where, schema, opts, memory.progress)
         summary = {"input": list(where.paths), **summary, "cluster": cl.report()}
         summary |= lossy_key(schema)
-    bad = guard.count if guard is not None else 0
     used = summary["rows_train"] + summary["rows_holdout"]
-    summary |= {"rows": where.rows + bad, "rows_unlabelled": where.rows - used, "rows_bad": bad}
+    counts = RowCounts(read=where.rows, unlabelled=where.rows - used)  # and their warnings
+    summary |= counts.summary(guard, f"'{schema.target}'")
     return save_trained(out, schema, encoder, model, summary, memory)

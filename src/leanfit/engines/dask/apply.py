@@ -12,6 +12,7 @@ import os
 import uuid
 from pathlib import Path
 
+from leanfit.encode.batches import RowCounts
 from leanfit.engines.dask.cluster import (
     absolute,
     cluster,
@@ -60,11 +61,10 @@ def evaluate(
     if metrics is None:
         raise InputError(f"{data}: no labelled rows to evaluate.")
     result = metrics.result(class_names=[str(k) for k in model.classes], curves=curves)
+    counts = RowCounts(read=read, unlabelled=read - result["n_rows"])  # and their warnings
     return {
         **model.describe(model_path, paths),
-        "rows": read + (guard.count if guard is not None else 0),
-        "rows_unlabelled": read - result["n_rows"],
-        "rows_bad": guard.count if guard is not None else 0,
+        **counts.summary(guard, f"'{model.schema.target}'"),
         "metrics": result,
         "engine": "dask",
         "partitions": len(parts),
@@ -146,6 +146,7 @@ def predict(
         "rows": int(sum(rows)) + (guard.count if guard is not None else 0),
         "rows_predicted": int(sum(rows)),
         "rows_bad": guard.count if guard is not None else 0,
+        **({"warnings": [guard.warning()]} if guard is not None and guard.count else {}),
         "format": "parquet",
         "files": sum(1 for r in rows if r),
         "engine": "dask",
