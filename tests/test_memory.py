@@ -322,3 +322,26 @@ def test_thousands_of_dense_columns_are_refused_before_training_not_during(tmp_p
     advised = re.search(r"Use --memory-limit ([\d,]+MB)", err)[1].replace(",", "")
     code, peak, err = peak_of(*args, "--memory-limit", advised)
     assert code == 0 and peak <= parse_limit(advised), err
+
+
+def test_a_run_spawned_by_a_big_process_counts_its_own_peak(tmp_path):
+    """getrusage's ru_maxrss of a process starts at its parent's peak (the memory it
+    had at exec): a run started by a 600 MB process under --memory-limit 500MB was
+    stopped at once. The run's own peak (VmHWM) is what counts."""
+    data = tmp_path / "d.csv"
+    write_data(data, rows=2_000, seed=4)
+    spawn = (
+        "import subprocess, sys\nimport numpy as np\n"
+        "held = np.ones(600_000_000 // 8)\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stderr.write(done.stderr)\nprint(done.returncode)\nprint(done.stdout)\n"
+    )
+    command = [sys.executable, "-m", "leanfit.cli", "inspect", str(data), "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_CSV_CHUNK_SIZE"}
+    done = subprocess.run(
+        [sys.executable, "-c", spawn, *command, "--memory-limit", "500MB"],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    code, report = done.stdout.split("\n", 1)
+    assert code == "0", done.stderr
+    assert json.loads(report)["peak_rss_bytes"] < 500_000_000

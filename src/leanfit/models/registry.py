@@ -123,20 +123,28 @@ def has_proba(model) -> bool:
 
 
 def scores(model, X) -> np.ndarray:
-    """Class probabilities, or a softmax of decision values for margin models, computed
-    in float64: scikit-learn computes in the dtype of its input, and in float32 a value
-    near float32's limit (the encoder's bound) overflows to inf and the scores to NaN."""
-    if isinstance(X, np.ndarray) or sparse.issparse(X):
-        X = X.astype(np.float64, copy=False)
-    if has_proba(model):
-        with np.errstate(divide="ignore"):  # naive Bayes: log 0 of a class never trained on
+    """Class probabilities, or a softmax of decision values for margin models.
+
+    scikit-learn computes in the dtype of its input: in float32 a value near float32's
+    limit (the encoder's bound) overflows to inf and the scores to NaN. Such a block
+    is scored again in float64 (not every block: its copy costs memory the plan holds
+    for the rows)."""
+    result = _scores(model, X)
+    if not np.isfinite(result).all() and (isinstance(X, np.ndarray) or sparse.issparse(X)):
+        result = _scores(model, X.astype(np.float64))
+    return result
+
+
+def _scores(model, X) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rescored above
+        if has_proba(model):
             return model.predict_proba(X)
-    decision = model.decision_function(X)
-    if decision.ndim == 1:
-        decision = np.column_stack([-decision, decision])
-    decision = decision - decision.max(axis=1, keepdims=True)
-    expd = np.exp(decision)
-    return expd / expd.sum(axis=1, keepdims=True)
+        decision = model.decision_function(X)
+        if decision.ndim == 1:
+            decision = np.column_stack([-decision, decision])
+        decision = decision - decision.max(axis=1, keepdims=True)
+        expd = np.exp(decision)
+        return expd / expd.sum(axis=1, keepdims=True)
 
 
 def model_state(model) -> tuple[dict, dict[str, np.ndarray]]:
