@@ -4,7 +4,7 @@ The budget is a contract. A run first measures its baseline (interpreter and
 libraries, as the OS counts them), then refuses a limit it cannot honour before
 reading any data, saying what limit would work. While it runs, a background
 thread samples the resident set size; when it drifts toward the limit, later
-chunks shrink. The run stops on the OS's own peak (``getrusage``), not on the
+chunks shrink. The run stops on the OS's own peak (``VmHWM``), not on the
 samples alone: a spike shorter than the sampling interval is seen by the next
 sample, and by the check before every output is renamed into place, so a run that
 ends well never went over. Every command ends with a report: the limit, the peak
