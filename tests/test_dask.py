@@ -357,3 +357,18 @@ def test_two_local_clusters_at_once_do_not_clash(tmp_path):
         with local_cluster(1, "1GB") as client:
             port = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port)
     assert port != 8787
+
+
+def test_the_python_api_trains_on_dask_and_refuses_frames_clearly(small_csv, tmp_path):
+    """leanfit.train(path, engine="dask") handed the engine a resolved input it could not
+    read (a TypeError); a frame cannot reach the workers and is refused in one line."""
+    import polars as pl
+
+    import leanfit
+
+    model = leanfit.train(small_csv, "label", engine="dask", out=tmp_path / "m.leanfit")
+    assert model.summary["engine"] == "dask" and model.summary["rows"] == len(
+        pl.read_csv(small_csv)
+    )
+    with pytest.raises(leanfit.ConfigError, match="--engine dask reads files every worker"):
+        leanfit.train(pl.read_csv(small_csv), "label", engine="dask")

@@ -269,7 +269,7 @@ def train(
     with _shell(run, outputs, [data, schema]) as shell, contextlib.ExitStack() as stack:
         bundle = out or Path(stack.enter_context(owned_tempdir("leanfit-model-"))) / "m.leanfit"
         guard = bad_row_guard(run.bad_rows, run.quarantine, out or data)
-        data = resolve_paths(data)  # once: a stream of frames is read once
+        data = data if engine else resolve_paths(data)  # once: a stream is read once
         schema = _schema(schema)
         check_training_columns(data, target, opts, schema)
         if progress is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from leanfit.errors import ConfigError, MemoryBudgetExceeded
-from leanfit.io.formats import Source
+from leanfit.io.formats import Source, names_files
 from leanfit.io.guard import Guard
 from leanfit.io.partitions import (
     Part,
@@ -248,6 +248,11 @@ def absolute(path) -> str:
 
 def locate_on(cl: Cluster, data, block: int | None) -> tuple[list[str], list[Part]]:
     """The input files and partitions of ``data``, found by a worker."""
+    if not names_files(data):
+        raise ConfigError(
+            f"--engine dask reads files every worker can open (paths, folders, globs, URLs), "
+            f"not a {type(data).__name__}: write it to Parquet first, or use the local engine."
+        )
     if isinstance(data, Source):
         data = Source(*map(absolute, data.data), separator=data.separator)
     else:
