@@ -372,3 +372,26 @@ def test_the_python_api_trains_on_dask_and_refuses_frames_clearly(small_csv, tmp
     )
     with pytest.raises(leanfit.ConfigError, match="--engine dask reads files every worker"):
         leanfit.train(pl.read_csv(small_csv), "label", engine="dask")
+
+
+def test_the_first_bad_row_is_named_whichever_partition_fails_first(small_csv, client, tmp_path):
+    """Two bad values in two partitions: the error names the earlier line every time
+    (it named whichever partition's task failed first)."""
+    lines = Path(small_csv).read_text().splitlines(keepends=True)
+    header = [name.strip('"') for name in lines[0].rstrip("\n").split(",")]
+    column = header.index("monthly_fee")
+
+    def spoiled(line: str, value: str) -> str:
+        fields = line.rstrip("\n").split(",")
+        fields[column] = value
+        return ",".join(fields) + "\n"
+
+    first, later = 5, len(lines) - 5
+    lines[first], lines[later] = spoiled(lines[first], "yyy"), spoiled(lines[later], "zzz")
+    data = tmp_path / "two.csv"
+    data.write_text("".join(lines))
+    bundle = tmp_path / "m.leanfit"
+    train(small_csv, "label", out=bundle, options=TrainOptions(model="nb"))
+    for _ in range(3):
+        with pytest.raises(Exception, match="value 'yyy'"):  # the first bad row's, not 'zzz'
+            dask_engine.evaluate(bundle, data, client=client, block=BLOCK)

@@ -336,25 +336,38 @@ def screen_file(path: str, types: dict, separator: str = ",") -> dict:
 
 
 def follow(futures: list, progress: Progress, rows: list[int]) -> None:
-    """Wait for ``futures``, advancing ``progress`` by ``rows[i]`` as the i-th completes
-    (a failed one raises when its result is asked for)."""
+    """Wait for ``futures``, advancing ``progress`` by ``rows[i]`` as the i-th completes;
+    then raise the error of the first that failed, in their order (as
+    :func:`gather_following` does)."""
     from distributed import as_completed
 
     by_key = {f.key: n for f, n in zip(futures, rows, strict=True)}
     for future in as_completed(futures):
         progress.advance(by_key[future.key])
+    failed = next((f for f in futures if f.status == "error"), None)
+    if failed is not None:
+        failed.result()  # raises its error
 
 
 def gather_following(c, futures: list, progress: Progress, rows_of) -> list:
     """The results of ``futures`` in their order, advancing ``progress`` by
-    ``rows_of(result)`` as each arrives."""
+    ``rows_of(result)`` as each arrives. When some fail, every one is waited for and
+    the error raised is the first in their order (partitions in file order: the first
+    bad row, not whichever task failed first)."""
     from distributed import as_completed
 
     order = {f.key: i for i, f in enumerate(futures)}
     results: list = [None] * len(futures)
-    for future, result in as_completed(futures, with_results=True):
-        results[order[future.key]] = result
-        progress.advance(rows_of(result))
+    failed = len(futures)
+    for future in as_completed(futures):
+        i = order[future.key]
+        if future.status == "finished":
+            results[i] = future.result()
+            progress.advance(rows_of(results[i]))
+        else:
+            failed = min(failed, i)
+    if failed < len(futures):
+        futures[failed].result()  # raises its error
     return results
 
 
