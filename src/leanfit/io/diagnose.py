@@ -151,10 +151,15 @@ def refusing_empty_lines(frames: Iterator[pl.DataFrame], paths) -> Iterator[pl.D
     is a row)."""
     checked = False
     for frame in frames:
-        if not checked and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+        if not checked and has_row_of_nulls(frame):
             refuse_short_rows(paths)
             checked = True
         yield frame
+
+
+def has_row_of_nulls(frame: pl.DataFrame) -> bool:
+    """Whether a row of ``frame`` is all nulls: an empty line, or a row of empty fields."""
+    return frame.select(pl.all_horizontal(pl.all().is_null()).any()).item()
 
 
 def refuse_short_rows(paths) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import polars as pl
 
-from leanfit.io.diagnose import refuse_short_rows
+from leanfit.io.diagnose import has_row_of_nulls, refuse_short_rows
 from leanfit.io.formats import CSV, Form, Input, format_of
 from leanfit.io.guard import TEXT, good_rows
 from leanfit.io.readers import (
@@ -233,7 +233,7 @@ def read_part(part: Part, types: dict | None) -> pl.DataFrame:
     with translated(part.input):
         frame = scan_part(part, types).collect(engine="streaming")
     csv = part.form.format == "csv" and part.first_line is None
-    if csv and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+    if csv and has_row_of_nulls(frame):
         refuse_short_rows(part.input)
     return frame
 
